@@ -1,0 +1,249 @@
+//! One invocation of one step: a fresh `Store` with the step's grants and
+//! limits, a fresh instance from the component's `InstancePre`, one call of
+//! `process`, output validation, and the store dropped — nothing survives.
+
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+
+use crate::component::StepComponent;
+use crate::engine::WeirEngine;
+use crate::logs::LogLine;
+use crate::tensor::{validate_all, StepError, Tensor, TensorError};
+
+/// Bytes of stdout (and, separately, stderr) kept per invocation. A step that
+/// writes more finds the stream closed (Rust's `println!` then panics, which
+/// fails that invocation) rather than growing host memory.
+pub const LOG_CAPACITY: usize = 256 * 1024;
+
+/// Resource limits of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Largest linear memory the step may grow to.
+    pub memory_bytes: u64,
+    /// Wall-clock budget for instantiate + `process`.
+    pub timeout: Duration,
+    /// Guest instruction budget (needs an engine with fuel on).
+    pub fuel: Option<u64>,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        StepLimits { memory_bytes: 64 << 20, timeout: Duration::from_secs(10), fuel: None }
+    }
+}
+
+/// What a step may see. Everything not granted is denied: no files, no
+/// sockets, no environment, no inherited stdio.
+#[derive(Debug, Clone, Default)]
+pub struct StepGrants {
+    /// Values served through `wasi:config/store`.
+    pub config: Vec<(String, String)>,
+}
+
+/// Measured facts about one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct StepStats {
+    pub wall: Duration,
+    pub instantiate: Duration,
+    /// Peak linear memory the step grew to, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Guest instructions consumed, when fuel is on.
+    pub fuel_consumed: Option<u64>,
+}
+
+/// A successful invocation.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    pub outputs: Vec<Tensor>,
+    pub logs: Vec<LogLine>,
+    pub stats: StepStats,
+}
+
+/// Why an invocation failed. Every variant carries the step's name.
+#[derive(Debug, Error)]
+pub enum InvokeError {
+    #[error("step `{step}`: invalid input: {message}")]
+    InvalidInput { step: String, message: String },
+    #[error("step `{step}` failed: {message}")]
+    StepFailed { step: String, message: String },
+    #[error("step `{step}` timed out after {limit:?}")]
+    Timeout { step: String, limit: Duration },
+    #[error("step `{step}` exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)")]
+    MemoryLimit { step: String, limit: u64, requested: u64 },
+    #[error("step `{step}` ran out of fuel (limit {limit} instructions)")]
+    FuelExhausted { step: String, limit: u64 },
+    #[error("step `{step}` trapped: {message}")]
+    Trap { step: String, message: String },
+    #[error("step `{step}` returned a malformed tensor: {source}")]
+    MalformedOutput { step: String, source: TensorError },
+    #[error("step `{step}` got a malformed input tensor: {source}")]
+    MalformedInput { step: String, source: TensorError },
+    #[error("step `{step}`: fuel limit {limit} was set but this engine counts no fuel (start it with fuel enabled)")]
+    FuelNotEnabled { step: String, limit: u64 },
+}
+
+impl InvokeError {
+    /// Whether the caller's request was at fault (HTTP 400 / exit code 2).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(self, InvokeError::InvalidInput { .. } | InvokeError::MalformedInput { .. })
+    }
+}
+
+/// Store data of one invocation.
+pub struct StepState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) config: WasiConfigVariables,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Enforces the step's memory limit and remembers what was refused, so an
+/// allocation failure that ends in a trap is reported as what it is.
+struct MemoryLimiter {
+    limit: u64,
+    peak: u64,
+    refused: Option<u64>,
+}
+
+/// Table elements a step may have (function references); generous, bounded.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.limit {
+            self.refused = Some(self.refused.map_or(desired, |r| r.max(desired)));
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+fn deny_all_wasi(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> WasiCtx {
+    // The builder starts with no preopens, no env, no args and no stdin;
+    // network access is switched off explicitly rather than relied upon.
+    WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
+/// Run `process` once on a fresh instance of `component`.
+pub async fn invoke(
+    engine: &WeirEngine,
+    component: &StepComponent,
+    step: &str,
+    grants: &StepGrants,
+    limits: &StepLimits,
+    inputs: Vec<Tensor>,
+) -> Result<StepOutput, InvokeError> {
+    let started = Instant::now();
+    validate_all(&inputs).map_err(|source| InvokeError::MalformedInput { step: step.into(), source })?;
+
+    let stdout = MemoryOutputPipe::new(LOG_CAPACITY);
+    let stderr = MemoryOutputPipe::new(LOG_CAPACITY);
+    let state = StepState {
+        wasi: deny_all_wasi(&stdout, &stderr),
+        table: ResourceTable::new(),
+        config: grants.config.iter().cloned().collect(),
+        limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, refused: None },
+    };
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(WeirEngine::ticks_for(limits.timeout));
+    store.epoch_deadline_trap();
+    if engine.options().fuel {
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on this engine");
+    } else if let Some(limit) = limits.fuel {
+        return Err(InvokeError::FuelNotEnabled { step: step.into(), limit });
+    }
+
+    let result = async {
+        let instance = component.pre.instantiate_async(&mut store).await?;
+        let instantiated = started.elapsed();
+        let output = instance.weir_pipeline_step().call_process(&mut store, &inputs).await?;
+        Ok::<_, wasmtime::Error>((instantiated, output))
+    }
+    .await;
+
+    let logs = crate::logs::collect(&stdout, &stderr);
+    let fuel_consumed = limits_fuel_consumed(&store, engine, limits);
+    let limiter = &store.data().limiter;
+    let (instantiate, output) = match result {
+        Ok(ok) => ok,
+        Err(error) => {
+            let err = classify_failure(step, limits, limiter.refused, &error, &logs);
+            return Err(err);
+        }
+    };
+    let outputs = match output {
+        Ok(outputs) => outputs,
+        Err(StepError::InvalidInput(message)) => return Err(InvokeError::InvalidInput { step: step.into(), message }),
+        Err(StepError::Failed(message)) => return Err(InvokeError::StepFailed { step: step.into(), message }),
+    };
+    validate_all(&outputs).map_err(|source| InvokeError::MalformedOutput { step: step.into(), source })?;
+    let stats = StepStats { wall: started.elapsed(), instantiate, peak_memory_bytes: limiter.peak, fuel_consumed };
+    Ok(StepOutput { outputs, logs, stats })
+}
+
+fn limits_fuel_consumed(store: &Store<StepState>, engine: &WeirEngine, limits: &StepLimits) -> Option<u64> {
+    if !engine.options().fuel {
+        return None;
+    }
+    let start = limits.fuel.unwrap_or(u64::MAX);
+    store.get_fuel().ok().map(|left| start - left)
+}
+
+/// Turn a wasmtime failure into the error a person can act on.
+fn classify_failure(
+    step: &str,
+    limits: &StepLimits,
+    refused_memory: Option<u64>,
+    error: &wasmtime::Error,
+    logs: &[LogLine],
+) -> InvokeError {
+    let step = step.to_string();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return InvokeError::Timeout { step, limit: limits.timeout },
+        Some(Trap::OutOfFuel) => {
+            return InvokeError::FuelExhausted { step, limit: limits.fuel.unwrap_or(u64::MAX) }
+        }
+        _ => {}
+    }
+    // A refused memory.grow usually surfaces as the guest aborting
+    // ("memory allocation failed" then `unreachable`): report the cause.
+    if let Some(requested) = refused_memory {
+        return InvokeError::MemoryLimit { step, limit: limits.memory_bytes, requested };
+    }
+    let mut message = match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(Trap::UnreachableCodeReached) => "unreachable code reached (a panic or abort in the guest)".to_string(),
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    if let Some(last) = crate::logs::last_stderr(logs) {
+        message.push_str(&format!("; last stderr line: {last}"));
+    }
+    InvokeError::Trap { step, message }
+}

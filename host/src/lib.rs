@@ -1,0 +1,32 @@
+//! weir: a serverless WebAssembly component host for ML inference pipelines.
+//!
+//! The library behind the `weir` binary. [`Runtime`] owns the process-wide
+//! engine; [`Runtime::load_file`] turns a component into a [`StepComponent`]
+//! (compiled once, cached on disk by digest); [`Runtime::invoke`] runs one
+//! sandboxed invocation with a step's grants and limits.
+
+pub mod cache;
+pub mod component;
+pub mod engine;
+pub mod invoke;
+pub mod logs;
+pub mod oip;
+pub mod runtime;
+pub mod scaffold;
+pub mod tensor;
+pub mod units;
+
+/// Host bindings for the `weir:pipeline` WIT.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:pipeline/plain-step",
+        exports: { default: async },
+    });
+}
+
+pub use component::{LoadError, StepComponent};
+pub use engine::EngineOptions;
+pub use invoke::{InvokeError, StepGrants, StepLimits, StepOutput};
+pub use runtime::{Runtime, RuntimeOptions};
+pub use tensor::{Datatype, Tensor};

@@ -1,0 +1,43 @@
+//! A step's stdout and stderr, captured per invocation and turned into log
+//! lines tagged with the step.
+
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub line: String,
+}
+
+pub(crate) fn collect(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> Vec<LogLine> {
+    let mut lines = Vec::new();
+    for (stream, pipe) in [(LogStream::Stdout, stdout), (LogStream::Stderr, stderr)] {
+        let bytes = pipe.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        lines.extend(
+            text.lines().filter(|l| !l.trim().is_empty()).map(|line| LogLine { stream, line: line.to_string() }),
+        );
+    }
+    lines
+}
+
+pub(crate) fn last_stderr(lines: &[LogLine]) -> Option<&str> {
+    lines.iter().rev().find(|l| l.stream == LogStream::Stderr).map(|l| l.line.as_str())
+}
+
+/// Emit a step's captured output as tracing events tagged with the step.
+pub fn emit(step: &str, lines: &[LogLine]) {
+    for line in lines {
+        match line.stream {
+            LogStream::Stdout => tracing::info!(target: "weir::step", step, stream = "stdout", "{}", line.line),
+            LogStream::Stderr => tracing::warn!(target: "weir::step", step, stream = "stderr", "{}", line.line),
+        }
+    }
+}

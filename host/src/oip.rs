@@ -1,0 +1,266 @@
+//! Open Inference Protocol v2 JSON: requests into tensors, tensors into
+//! responses. Both nested and flat `data` arrays are accepted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::tensor::{datatype_name, element_count, parse_datatype, split_bytes_elements, Datatype, Tensor, ALL_DATATYPES};
+
+/// A request that is not valid OIP JSON, with where and why.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct OipError(pub String);
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct InferenceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RequestInput {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub datatype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RequestOutput {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InferenceResponse {
+    pub model_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    pub outputs: Vec<ResponseOutput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseOutput {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub datatype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    pub data: Vec<Value>,
+}
+
+/// Parse request JSON; the error says where the JSON went wrong.
+pub fn parse_request(bytes: &[u8]) -> Result<InferenceRequest, OipError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        OipError(format!(
+            "the request is not an Open Inference Protocol v2 inference request: {e}. Expected \
+             {{\"inputs\": [{{\"name\": ..., \"shape\": [...], \"datatype\": \"FP32\", \"data\": [...]}}]}}"
+        ))
+    })
+}
+
+/// The request's inputs as tensors, each checked against its shape.
+pub fn request_tensors(request: &InferenceRequest) -> Result<Vec<Tensor>, OipError> {
+    request.inputs.iter().enumerate().map(|(i, input)| input_tensor(i, input)).collect()
+}
+
+fn input_tensor(index: usize, input: &RequestInput) -> Result<Tensor, OipError> {
+    let at = format!("inputs[{index}] (`{}`)", input.name);
+    let datatype = parse_datatype(&input.datatype).ok_or_else(|| {
+        let known: Vec<&str> = ALL_DATATYPES.iter().map(|d| datatype_name(*d)).collect();
+        OipError(format!("{at}: unknown datatype `{}`; expected one of {}", input.datatype, known.join(", ")))
+    })?;
+    let count = element_count(&input.shape)
+        .ok_or_else(|| OipError(format!("{at}: shape {:?} has too many elements", input.shape)))?;
+    let mut leaves = Vec::with_capacity(count);
+    flatten(&input.data, &mut leaves);
+    if leaves.len() != count {
+        return Err(OipError(format!(
+            "{at}: shape {:?} holds {count} elements but `data` has {}",
+            input.shape,
+            leaves.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(count * crate::tensor::element_size(datatype).unwrap_or(8));
+    for (i, leaf) in leaves.iter().enumerate() {
+        encode_element(datatype, leaf, &mut data).map_err(|expected| {
+            OipError(format!("{at}: data[{i}] is {leaf}, expected {expected} for {}", input.datatype))
+        })?;
+    }
+    Ok(Tensor { name: input.name.clone(), datatype, shape: input.shape.clone(), data })
+}
+
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
+        leaf => out.push(leaf),
+    }
+}
+
+/// Append one element in little-endian; on mismatch say what was expected.
+fn encode_element(datatype: Datatype, value: &Value, out: &mut Vec<u8>) -> Result<(), &'static str> {
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Option<T> {
+        match value {
+            Value::Number(n) => n.as_i64().and_then(|v| T::try_from(v).ok()).or_else(|| n.as_u64().and_then(|v| T::try_from(v).ok())),
+            _ => None,
+        }
+    }
+    const INT: &str = "an integer in range";
+    match datatype {
+        Datatype::Bool => out.push(value.as_bool().ok_or("true or false")? as u8),
+        Datatype::Uint8 => out.extend(int::<u8>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Uint16 => out.extend(int::<u16>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Uint32 => out.extend(int::<u32>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Uint64 => out.extend(int::<u64>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Int8 => out.extend(int::<i8>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Int16 => out.extend(int::<i16>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Int32 => out.extend(int::<i32>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Int64 => out.extend(int::<i64>(value).ok_or(INT)?.to_le_bytes()),
+        Datatype::Fp16 => out.extend(half::f16::from_f64(value.as_f64().ok_or("a number")?).to_le_bytes()),
+        Datatype::Fp32 => out.extend((value.as_f64().ok_or("a number")? as f32).to_le_bytes()),
+        Datatype::Fp64 => out.extend(value.as_f64().ok_or("a number")?.to_le_bytes()),
+        Datatype::Bytes => {
+            let text = value.as_str().ok_or("a string")?;
+            out.extend((text.len() as u32).to_le_bytes());
+            out.extend(text.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// A (validated) tensor as an OIP response output with flat `data`.
+/// BYTES elements that are UTF-8 become strings, others arrays of byte values.
+pub fn tensor_to_output(tensor: &Tensor) -> ResponseOutput {
+    ResponseOutput {
+        name: tensor.name.clone(),
+        shape: tensor.shape.clone(),
+        datatype: datatype_name(tensor.datatype).to_string(),
+        parameters: None,
+        data: decode_elements(tensor),
+    }
+}
+
+fn decode_elements(tensor: &Tensor) -> Vec<Value> {
+    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        data.chunks_exact(N).map(|c| c.try_into().expect("chunks_exact yields N bytes"))
+    }
+    let d = &tensor.data;
+    match tensor.datatype {
+        Datatype::Bool => d.iter().map(|&b| Value::Bool(b != 0)).collect(),
+        Datatype::Uint8 => d.iter().map(|&b| Value::from(b)).collect(),
+        Datatype::Int8 => d.iter().map(|&b| Value::from(b as i8)).collect(),
+        Datatype::Uint16 => chunks::<2>(d).map(|c| Value::from(u16::from_le_bytes(c))).collect(),
+        Datatype::Int16 => chunks::<2>(d).map(|c| Value::from(i16::from_le_bytes(c))).collect(),
+        Datatype::Uint32 => chunks::<4>(d).map(|c| Value::from(u32::from_le_bytes(c))).collect(),
+        Datatype::Int32 => chunks::<4>(d).map(|c| Value::from(i32::from_le_bytes(c))).collect(),
+        Datatype::Uint64 => chunks::<8>(d).map(|c| Value::from(u64::from_le_bytes(c))).collect(),
+        Datatype::Int64 => chunks::<8>(d).map(|c| Value::from(i64::from_le_bytes(c))).collect(),
+        Datatype::Fp16 => chunks::<2>(d).map(|c| Value::from(half::f16::from_le_bytes(c).to_f64())).collect(),
+        Datatype::Fp32 => chunks::<4>(d).map(|c| Value::from(f32::from_le_bytes(c) as f64)).collect(),
+        Datatype::Fp64 => chunks::<8>(d).map(|c| Value::from(f64::from_le_bytes(c))).collect(),
+        Datatype::Bytes => split_bytes_elements(&tensor.name, d)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|bytes| match std::str::from_utf8(bytes) {
+                Ok(text) => Value::from(text),
+                Err(_) => Value::from(bytes.to_vec()),
+            })
+            .collect(),
+    }
+}
+
+/// Keep only the outputs a request asked for (all when it named none).
+pub fn select_outputs(requested: Option<&[RequestOutput]>, outputs: Vec<Tensor>) -> Result<Vec<Tensor>, OipError> {
+    let Some(requested) = requested.filter(|r| !r.is_empty()) else { return Ok(outputs) };
+    requested
+        .iter()
+        .map(|want| {
+            outputs.iter().find(|t| t.name == want.name).cloned().ok_or_else(|| {
+                let names: Vec<&str> = outputs.iter().map(|t| t.name.as_str()).collect();
+                OipError(format!("requested output `{}` does not exist; outputs are {names:?}", want.name))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> Result<Vec<Tensor>, OipError> {
+        request_tensors(&parse_request(json.as_bytes())?)
+    }
+
+    #[test]
+    fn nested_and_flat_data_agree() {
+        let flat = request(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#).unwrap();
+        let nested = request(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#).unwrap();
+        assert_eq!(flat, nested);
+        assert_eq!(flat[0].data.len(), 16);
+    }
+
+    #[test]
+    fn every_datatype_round_trips() {
+        let cases = [
+            ("BOOL", "[true,false]"),
+            ("UINT8", "[0,255]"),
+            ("UINT16", "[0,65535]"),
+            ("UINT32", "[0,4294967295]"),
+            ("UINT64", "[0,18446744073709551615]"),
+            ("INT8", "[-128,127]"),
+            ("INT16", "[-32768,32767]"),
+            ("INT32", "[-2147483648,2147483647]"),
+            ("INT64", "[-9223372036854775808,9223372036854775807]"),
+            ("FP16", "[0.5,-2.0]"),
+            ("FP32", "[0.25,-1.5]"),
+            ("FP64", "[0.1,-1e300]"),
+            ("BYTES", r#"["héllo",""]"#),
+        ];
+        for (dt, data) in cases {
+            let json = format!(r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{dt}","data":{data}}}]}}"#);
+            let tensors = request(&json).unwrap_or_else(|e| panic!("{dt}: {e}"));
+            crate::tensor::validate(&tensors[0]).unwrap();
+            let back = serde_json::to_string(&tensor_to_output(&tensors[0]).data).unwrap();
+            let expected: Value = serde_json::from_str(data).unwrap();
+            let got: Value = serde_json::from_str(&back).unwrap();
+            assert_eq!(got, expected, "{dt}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_say_what_and_where() {
+        let err = request(r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FLOAT32","data":[1,2]}]}"#).unwrap_err();
+        assert!(err.0.contains("inputs[0] (`x`): unknown datatype `FLOAT32`") && err.0.contains("FP32"), "{err}");
+        let err = request(r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#).unwrap_err();
+        assert!(err.0.contains("holds 3 elements but `data` has 2"), "{err}");
+        let err = request(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#).unwrap_err();
+        assert!(err.0.contains("data[0] is 300, expected an integer in range for UINT8"), "{err}");
+        let err = request(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}]}"#).unwrap_err();
+        assert!(err.0.contains("expected a number"), "{err}");
+        let err = request(r#"[1, 2, 3]"#).unwrap_err();
+        assert!(err.0.contains("not an Open Inference Protocol v2 inference request"), "{err}");
+    }
+
+    #[test]
+    fn requested_outputs_are_selected() {
+        let t = |n: &str| Tensor { name: n.into(), datatype: Datatype::Uint8, shape: vec![1], data: vec![1] };
+        let want = vec![RequestOutput { name: "b".into(), parameters: None }];
+        let got = select_outputs(Some(&want), vec![t("a"), t("b")]).unwrap();
+        assert_eq!(got, vec![t("b")]);
+        let missing = vec![RequestOutput { name: "c".into(), parameters: None }];
+        assert!(select_outputs(Some(&missing), vec![t("a")]).unwrap_err().0.contains("`c` does not exist"));
+    }
+}

@@ -1,0 +1,89 @@
+//! The `Runtime`: one engine, one linker and one compiled cache per process;
+//! it loads components and runs invocations. Engine → component →
+//! invocation lifetimes stay apart: components borrow nothing from a call.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use wasmtime::component::Linker;
+
+use crate::cache::CompiledCache;
+use crate::component::{self, LoadError, StepComponent};
+use crate::engine::{EngineError, EngineOptions, WeirEngine};
+use crate::invoke::{self, InvokeError, StepGrants, StepLimits, StepOutput, StepState};
+use crate::tensor::Tensor;
+
+/// How to build a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub engine: EngineOptions,
+    /// Root of the compiled-component cache; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions { engine: EngineOptions::default(), cache_dir: Some(CompiledCache::default_root()) }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("setting up the host interfaces failed: {0}")]
+    Linker(String),
+}
+
+pub struct Runtime {
+    engine: WeirEngine,
+    linker: Linker<StepState>,
+    cache: Option<CompiledCache>,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let engine = WeirEngine::new(options.engine)?;
+        let mut linker = Linker::new(engine.engine());
+        let linker_error = |e: wasmtime::Error| RuntimeError::Linker(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(linker_error)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut StepState| {
+            wasmtime_wasi_config::WasiConfig::from(&state.config)
+        })
+        .map_err(linker_error)?;
+        let cache = options.cache_dir.map(|root| CompiledCache::new(root, engine.engine()));
+        Ok(Runtime { engine, linker, cache })
+    }
+
+    pub fn engine(&self) -> &WeirEngine {
+        &self.engine
+    }
+
+    /// The compiled cache in use (per engine configuration), if any.
+    pub fn cache(&self) -> Option<&CompiledCache> {
+        self.cache.as_ref()
+    }
+
+    /// Load a component from a file.
+    pub fn load_file(&self, path: &Path) -> Result<StepComponent, LoadError> {
+        let bytes = component::read_file(path)?;
+        self.load_bytes(path.display().to_string(), &bytes)
+    }
+
+    /// Load a component from bytes; `name` is used in messages.
+    pub fn load_bytes(&self, name: impl Into<String>, bytes: &[u8]) -> Result<StepComponent, LoadError> {
+        component::load(self.engine.engine(), &self.linker, self.cache.as_ref(), name.into(), bytes)
+    }
+
+    /// Run one invocation of `component` as step `step`.
+    pub async fn invoke(
+        &self,
+        component: &StepComponent,
+        step: &str,
+        grants: &StepGrants,
+        limits: &StepLimits,
+        inputs: Vec<Tensor>,
+    ) -> Result<StepOutput, InvokeError> {
+        invoke::invoke(&self.engine, component, step, grants, limits, inputs).await
+    }
+}
