@@ -5,15 +5,10 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::Component;
 use wasmtime::Engine;
-
-/// `sha256:<hex>` of some bytes — the same form OCI uses.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+use weir_registry::Digest;
 
 #[derive(Debug, Error)]
 pub enum CacheError {
@@ -72,8 +67,8 @@ impl CompiledCache {
         &self.dir
     }
 
-    fn entry(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", digest.trim_start_matches("sha256:")))
+    fn entry(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", digest.hex()))
     }
 
     /// Load the compiled form of `bytes` (whose digest is `digest`), compiling
@@ -81,7 +76,7 @@ impl CompiledCache {
     pub fn get_or_compile(
         &self,
         engine: &Engine,
-        digest: &str,
+        digest: &Digest,
         bytes: &[u8],
     ) -> Result<Compiled, CompileOrCacheError> {
         let started = Instant::now();

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
+use weir_registry::Digest;
 
 use crate::bindings::PlainStepPre;
-use crate::cache::{sha256_digest, CompileSource, CompiledCache};
+use crate::cache::{CompileSource, CompiledCache};
 use crate::invoke::StepState;
 
 /// The interface every step exports.
@@ -58,8 +59,8 @@ pub struct LoadReport {
 pub struct StepComponent {
     /// A human name for messages and logs (file name or reference).
     pub name: String,
-    /// `sha256:` digest of the component bytes.
-    pub digest: String,
+    /// Digest of the component bytes.
+    pub digest: Digest,
     pub load: LoadReport,
     pub(crate) pre: PlainStepPre<StepState>,
 }
@@ -94,7 +95,7 @@ pub(crate) fn load(
     bytes: &[u8],
 ) -> Result<StepComponent, LoadError> {
     check_header(&name, bytes)?;
-    let digest = sha256_digest(bytes);
+    let digest = Digest::of(bytes);
     let compile_error = |message: String| LoadError::Compile { what: name.clone(), message };
     let (component, compile_source, compile_time) = match cache {
         Some(cache) => {

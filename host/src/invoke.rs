@@ -242,8 +242,8 @@ fn classify_failure(
         Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
-    if let Some(last) = crate::logs::last_stderr(logs) {
-        message.push_str(&format!("; last stderr line: {last}"));
+    if let Some(tail) = crate::logs::stderr_tail(logs, 2) {
+        message.push_str(&format!("; the step's stderr ended with: {tail}"));
     }
     InvokeError::Trap { step, message }
 }

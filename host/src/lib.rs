@@ -22,6 +22,7 @@ pub mod bindings {
         path: "../wit",
         world: "weir:pipeline/plain-step",
         exports: { default: async },
+        additional_derives: [PartialEq],
     });
 }
 

@@ -28,8 +28,18 @@ pub(crate) fn collect(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> V
     lines
 }
 
-pub(crate) fn last_stderr(lines: &[LogLine]) -> Option<&str> {
-    lines.iter().rev().find(|l| l.stream == LogStream::Stderr).map(|l| l.line.as_str())
+/// The last few stderr lines, where a guest's panic message ends up; Rust's
+/// "run with RUST_BACKTRACE" hint is dropped since it cannot apply here.
+pub(crate) fn stderr_tail(lines: &[LogLine], count: usize) -> Option<String> {
+    let mut tail: Vec<&str> = lines
+        .iter()
+        .rev()
+        .filter(|l| l.stream == LogStream::Stderr && !l.line.starts_with("note: run with `RUST_BACKTRACE"))
+        .take(count)
+        .map(|l| l.line.as_str())
+        .collect();
+    tail.reverse();
+    (!tail.is_empty()).then(|| tail.join(" | "))
 }
 
 /// Emit a step's captured output as tracing events tagged with the step.

@@ -259,3 +259,48 @@ impl Tensor {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_round_trip() {
+        let t = Tensor::new("x", vec![2, 2], &[1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(t.datatype, Datatype::Fp32);
+        assert_eq!(t.data.len(), 16);
+        assert_eq!(&*t.view::<f32>().unwrap(), &[1.0, 2.0, 3.0, 4.0]);
+        let i = Tensor::new("i", vec![3], &[-1i64, 0, 7]).unwrap();
+        assert_eq!(i.to_vec::<i64>().unwrap(), vec![-1, 0, 7]);
+    }
+
+    #[test]
+    fn mismatches_are_clear_errors() {
+        let err = Tensor::new("x", vec![3], &[1.0f32]).unwrap_err();
+        assert!(err.0.contains("holds 3 elements but 1 values"), "{err}");
+        let t = Tensor::new("x", vec![2], &[1i32, 2]).unwrap();
+        assert!(t.view::<f32>().unwrap_err().0.contains("expected datatype FP32, got INT32"));
+        let short = Tensor { name: "s".into(), datatype: Datatype::Fp32, shape: vec![4], data: vec![0; 12] };
+        assert!(short.view::<f32>().unwrap_err().0.contains("needs 16 bytes, data has 12"));
+        assert!(t.expect_shape(&[Dim::Any, Dim::Fixed(2)]).unwrap_err().0.contains("expected shape [-1, 2], got [2]"));
+        assert!(t.expect_shape(&[Dim::Fixed(2)]).is_ok());
+    }
+
+    #[test]
+    fn unaligned_buffers_are_copied_not_misread() {
+        let mut data = vec![0u8; 9];
+        data[1..9].copy_from_slice(&[1.5f32.to_le_bytes(), 2.5f32.to_le_bytes()].concat());
+        let t = Tensor { name: "u".into(), datatype: Datatype::Fp32, shape: vec![2], data: data[1..].to_vec() };
+        assert_eq!(&*t.view::<f32>().unwrap(), &[1.5, 2.5]);
+    }
+
+    #[test]
+    fn strings_and_bools() {
+        let s = Tensor::from_strings("s", vec![2], &["héllo", ""]).unwrap();
+        assert_eq!(s.strings().unwrap(), vec![&"héllo".as_bytes()[..], b""]);
+        let b = Tensor::from_bools("b", vec![3], &[true, false, true]).unwrap();
+        assert_eq!(b.to_bools().unwrap(), vec![true, false, true]);
+        let bad = Tensor { name: "b".into(), datatype: Datatype::Bool, shape: vec![1], data: vec![7] };
+        assert!(bad.to_bools().unwrap_err().0.contains("not 0 or 1"));
+    }
+}

@@ -1,0 +1,96 @@
+//! A step that misbehaves on purpose, chosen by config `mode`. The host must
+//! contain every one of these without crashing, hanging or leaking access.
+//!
+//! Modes that probe the sandbox (`read-file`, `read-env`, `socket`) return a
+//! BYTES tensor `outcome` that starts with `denied:` when the host refused,
+//! or `LEAKED:` when the guest got through.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weir_sdk::{config, export_step, Datatype, Inputs, Step, StepError, Tensor};
+
+struct Hostile;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+impl Step for Hostile {
+    fn process(inputs: Inputs) -> Result<Vec<Tensor>, StepError> {
+        let mode = config::require::<String>("mode")?;
+        match mode.as_str() {
+            "echo" => Ok(inputs.into_vec()),
+            "infinite-loop" => loop {
+                black_box(0u64);
+            },
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            // Deep recursion of small frames: exhausts the wasm call stack.
+            "stack-overflow" => Ok(vec![outcome(&format!("{}", recurse(black_box(1))))?]),
+            // Big frames: exhausts Rust's shadow stack in linear memory first.
+            "shadow-stack-overflow" => Ok(vec![outcome(&format!("{}", recurse_big(black_box(1))))?]),
+            "panic" => panic!("hostile guest panics on purpose"),
+            "malformed-output" => Ok(vec![Tensor {
+                name: "bad".into(),
+                datatype: Datatype::Fp32,
+                shape: vec![4],
+                data: vec![0; 12],
+            }]),
+            "read-file" => {
+                let path = config::parse_or::<String>("path", "/etc/passwd".into())?;
+                Ok(vec![outcome(&match std::fs::read(&path) {
+                    Ok(bytes) => format!("LEAKED: read {} bytes of {path}", bytes.len()),
+                    Err(e) => format!("denied: {e}"),
+                })?])
+            }
+            "read-env" => {
+                let var = config::require::<String>("var")?;
+                let all: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                Ok(vec![outcome(&match std::env::var(&var) {
+                    Ok(value) => format!("LEAKED: {var}={value}"),
+                    Err(_) if !all.is_empty() => format!("LEAKED: environment has {all:?}"),
+                    Err(e) => format!("denied: {e}"),
+                })?])
+            }
+            "socket" => {
+                let addr = config::require::<String>("addr")?;
+                Ok(vec![outcome(&match std::net::TcpStream::connect(&addr) {
+                    Ok(_) => format!("LEAKED: connected to {addr}"),
+                    Err(e) => format!("denied: {e}"),
+                })?])
+            }
+            "counter" => {
+                // State kept in the instance: a fresh instance per call must
+                // always answer 1.
+                let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                Ok(vec![Tensor::new("calls", vec![1], &[calls])?])
+            }
+            "chatty" => {
+                println!("hello from stdout");
+                eprintln!("hello from stderr");
+                Ok(inputs.into_vec())
+            }
+            other => Err(StepError::InvalidInput(format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+fn outcome(text: &str) -> Result<Tensor, StepError> {
+    Ok(Tensor::from_strings("outcome", vec![1], &[text])?)
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    recurse(depth.wrapping_mul(3).wrapping_add(1)).wrapping_mul(depth) ^ depth
+}
+
+#[allow(unconditional_recursion)]
+fn recurse_big(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    recurse_big(black_box(frame[7] + 1)) + frame[3]
+}
+
+export_step!(Hostile);
