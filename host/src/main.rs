@@ -66,6 +66,9 @@ struct RunArgs {
     /// Do not read or write the compiled-component cache.
     #[arg(long)]
     no_cache: bool,
+    /// Indent the response JSON.
+    #[arg(long)]
+    pretty: bool,
     /// Print load and run statistics to standard error.
     #[arg(long, short)]
     verbose: bool,
@@ -211,7 +214,7 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
         parameters: None,
         outputs: outputs.iter().map(oip::tensor_to_output).collect(),
     };
-    write_response(&response, args.output.as_deref()).map_err(fail(exit::INTERNAL))
+    write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
 }
 
 fn input_error(source: &str, error: OipError) -> anyhow::Error {
@@ -233,8 +236,8 @@ fn step_name(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "step".into())
 }
 
-fn write_response(response: &InferenceResponse, output: Option<&Path>) -> Result<()> {
-    let mut json = serde_json::to_string_pretty(response)?;
+fn write_response(response: &InferenceResponse, output: Option<&Path>, pretty: bool) -> Result<()> {
+    let mut json = if pretty { serde_json::to_string_pretty(response)? } else { serde_json::to_string(response)? };
     json.push('\n');
     match output {
         Some(path) => std::fs::write(path, json).with_context(|| format!("writing `{}`", path.display())),

@@ -168,8 +168,8 @@ fn decode_elements(tensor: &Tensor) -> Vec<Value> {
         Datatype::Int32 => chunks::<4>(d).map(|c| Value::from(i32::from_le_bytes(c))).collect(),
         Datatype::Uint64 => chunks::<8>(d).map(|c| Value::from(u64::from_le_bytes(c))).collect(),
         Datatype::Int64 => chunks::<8>(d).map(|c| Value::from(i64::from_le_bytes(c))).collect(),
-        Datatype::Fp16 => chunks::<2>(d).map(|c| Value::from(half::f16::from_le_bytes(c).to_f64())).collect(),
-        Datatype::Fp32 => chunks::<4>(d).map(|c| Value::from(f32::from_le_bytes(c) as f64)).collect(),
+        Datatype::Fp16 => chunks::<2>(d).map(|c| shortest_float(half::f16::from_le_bytes(c))).collect(),
+        Datatype::Fp32 => chunks::<4>(d).map(|c| shortest_float(f32::from_le_bytes(c))).collect(),
         Datatype::Fp64 => chunks::<8>(d).map(|c| Value::from(f64::from_le_bytes(c))).collect(),
         Datatype::Bytes => split_bytes_elements(&tensor.name, d)
             .unwrap_or_default()
@@ -180,6 +180,12 @@ fn decode_elements(tensor: &Tensor) -> Vec<Value> {
             })
             .collect(),
     }
+}
+
+/// A narrow float as the shortest decimal that reads back to it (0.6, not
+/// 0.6000000238418579). NaN and infinities have no JSON form: null.
+fn shortest_float(value: impl std::fmt::Display) -> Value {
+    value.to_string().parse::<f64>().ok().map(Value::from).unwrap_or(Value::Null)
 }
 
 /// Keep only the outputs a request asked for (all when it named none).

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what weir's build, demo and tests need, idempotently: each piece is
+# skipped when already present. Safe to run on every CI run.
+#
+#   - the Rust Wasm targets (wasm32-wasip2, wasm32-wasip1) via rustup
+#   - cargo-component (builds the guest components)
+#   - the ONNX Runtime shared library, taken from the PyPI wheel
+#   - the Debian packages the build and tests use
+#
+# Knobs: WEIR_ORT_VERSION (default 1.22.1), WEIR_DATA_DIR (default
+# ${XDG_DATA_HOME:-$HOME/.local/share}/weir).
+set -euo pipefail
+
+CARGO_COMPONENT_VERSION=0.21.1
+ORT_VERSION="${WEIR_ORT_VERSION:-1.22.1}"
+DATA_DIR="${WEIR_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/weir}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root for: $*"; return 1; fi
+}
+
+# --- Debian packages -------------------------------------------------------
+apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- Rust and the Wasm targets --------------------------------------------
+command -v cargo >/dev/null || { say "cargo not found: install Rust with rustup first (https://rustup.rs)"; exit 1; }
+installed_targets=$(rustup target list --installed 2>/dev/null || true)
+for target in wasm32-wasip2 wasm32-wasip1; do
+  if ! grep -qx "$target" <<<"$installed_targets"; then
+    say "adding Rust target $target"
+    rustup target add "$target"
+  fi
+done
+
+# --- cargo-component -------------------------------------------------------
+if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION"; then
+  say "building cargo-component $CARGO_COMPONENT_VERSION from crates.io (takes several minutes once)"
+  cargo install --locked --quiet "cargo-component@$CARGO_COMPONENT_VERSION"
+fi
+
+# --- ONNX Runtime from the PyPI wheel -------------------------------------
+ort_dir="$DATA_DIR/onnxruntime-$ORT_VERSION"
+ort_lib="$ort_dir/libonnxruntime.so.$ORT_VERSION"
+if [ ! -f "$ort_lib" ]; then
+  say "fetching ONNX Runtime $ORT_VERSION (PyPI wheel) into $ort_dir"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$ort_dir"
+  python3 - "$tmp" "$ort_dir" <<'PY'
+import glob, os, shutil, sys, zipfile
+src, dest = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(src, "onnxruntime-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    libs = [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so")]
+    if not libs:
+        sys.exit(f"no libonnxruntime.so in {wheel}")
+    for name in libs:
+        with z.open(name) as f, open(os.path.join(dest, os.path.basename(name)), "wb") as out:
+            shutil.copyfileobj(f, out)
+PY
+  ln -sf "$(basename "$ort_lib")" "$ort_dir/libonnxruntime.so"
+fi
+ln -sfn "$ort_dir" "$DATA_DIR/onnxruntime"
+
+say "ready: $(rustc --version), $(cargo component --version), ONNX Runtime at $ort_lib"
