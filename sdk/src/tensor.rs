@@ -77,6 +77,14 @@ fn element_count(shape: &[u64]) -> Result<usize, TensorError> {
         .ok_or_else(|| TensorError(format!("shape {shape:?} has too many elements")))
 }
 
+/// Borrow little-endian bytes as `[T]` when aligned; copy them when not.
+fn cast_or_copy<T: Element>(bytes: &[u8]) -> Cow<'_, [T]> {
+    match bytemuck::try_cast_slice(bytes) {
+        Ok(slice) => Cow::Borrowed(slice),
+        Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    }
+}
+
 impl Tensor {
     /// A tensor of `values` laid out row-major in `shape`.
     pub fn new<T: Element>(
@@ -176,10 +184,7 @@ impl Tensor {
                 self.data.len()
             )));
         }
-        Ok(match bytemuck::try_cast_slice(&self.data) {
-            Ok(slice) => Cow::Borrowed(slice),
-            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(&self.data)),
-        })
+        Ok(cast_or_copy(&self.data))
     }
 
     /// The elements copied into a `Vec<T>`.
@@ -288,16 +293,20 @@ mod tests {
 
     #[test]
     fn unaligned_buffers_are_copied_not_misread() {
-        let mut data = vec![0u8; 9];
-        data[1..9].copy_from_slice(&[1.5f32.to_le_bytes(), 2.5f32.to_le_bytes()].concat());
-        let t = Tensor { name: "u".into(), datatype: Datatype::Fp32, shape: vec![2], data: data[1..].to_vec() };
-        assert_eq!(&*t.view::<f32>().unwrap(), &[1.5, 2.5]);
+        let mut words = [0u32; 3];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        bytes[1..9].copy_from_slice(&[1.5f32.to_le_bytes(), 2.5f32.to_le_bytes()].concat());
+        let unaligned = &bytes[1..9];
+        let values = cast_or_copy::<f32>(unaligned);
+        assert!(matches!(values, Cow::Owned(_)));
+        assert_eq!(&*values, &[1.5, 2.5]);
+        assert!(matches!(cast_or_copy::<f32>(&bytes[4..12]), Cow::Borrowed(_)));
     }
 
     #[test]
     fn strings_and_bools() {
         let s = Tensor::from_strings("s", vec![2], &["héllo", ""]).unwrap();
-        assert_eq!(s.strings().unwrap(), vec![&"héllo".as_bytes()[..], b""]);
+        assert_eq!(s.strings().unwrap(), vec!["héllo".as_bytes(), b"".as_slice()]);
         let b = Tensor::from_bools("b", vec![3], &[true, false, true]).unwrap();
         assert_eq!(b.to_bools().unwrap(), vec![true, false, true]);
         let bad = Tensor { name: "b".into(), datatype: Datatype::Bool, shape: vec![1], data: vec![7] };

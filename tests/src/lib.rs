@@ -9,3 +9,5 @@ pub const TOPK: &str = env!("WEIR_GUEST_TOPK");
 pub const HOSTILE: &str = env!("WEIR_GUEST_HOSTILE");
 /// The target folder the guests are built in; reuse it to build other guests fast.
 pub const GUEST_TARGET_DIR: &str = env!("WEIR_GUEST_TARGET_DIR");
+/// `tests/guests/noop`: returns its inputs; the host's own cost per call.
+pub const NOOP: &str = env!("WEIR_GUEST_NOOP");
