@@ -8,7 +8,8 @@
 #   - the Debian packages the build and tests use
 #
 # Knobs: WEIR_ORT_VERSION (default 1.22.1), WEIR_DATA_DIR (default
-# ${XDG_DATA_HOME:-$HOME/.local/share}/weir).
+# ${XDG_DATA_HOME:-$HOME/.local/share}/weir), WEIR_WASM_TOOLCHAIN=debian (use
+# the Debian fallback for the Wasm targets even where rustup works).
 set -euo pipefail
 
 CARGO_COMPONENT_VERSION=0.21.1
@@ -37,13 +38,61 @@ fi
 
 # --- Rust and the Wasm targets --------------------------------------------
 command -v cargo >/dev/null || { say "cargo not found: install Rust with rustup first (https://rustup.rs)"; exit 1; }
-installed_targets=$(rustup target list --installed 2>/dev/null || true)
-for target in wasm32-wasip2 wasm32-wasip1; do
-  if ! grep -qx "$target" <<<"$installed_targets"; then
-    say "adding Rust target $target"
-    rustup target add "$target"
+guest_env="$DATA_DIR/guest-build.env"
+
+# Fallback for machines where rustup cannot download the Wasm targets: Debian's
+# rustc-web (with its std source), wasi-libc and lld, arranged as a sysroot,
+# and guests built with build-std. The env file tells every guest build
+# (tests/build.rs, scripts/build-components.sh) to use it.
+wasm_from_debian() {
+  say "using Debian's Rust and wasi-libc for Wasm guests (build-std)"
+  local pkgs=(rustc-web cargo-web rust-web-src libstd-rust-web-dev wasi-libc lld-22)
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  local sysroot="$DATA_DIR/wasm-sysroot" host=x86_64-unknown-linux-gnu
+  rm -rf "$sysroot"
+  mkdir -p "$sysroot/bin" "$sysroot/lib/rustlib/$host/bin"
+  printf '#!/bin/sh\nexec /usr/bin/rustc --sysroot %s "$@"\n' "$sysroot" >"$sysroot/bin/rustc"
+  printf '#!/bin/sh\nexec /usr/bin/rustdoc --sysroot %s "$@"\n' "$sysroot" >"$sysroot/bin/rustdoc"
+  chmod +x "$sysroot/bin/rustc" "$sysroot/bin/rustdoc"
+  ln -s /usr/bin/cargo "$sysroot/bin/cargo"
+  ln -s /usr/lib/rustlib/src "$sysroot/lib/rustlib/src"
+  ln -s "/usr/lib/rustlib/$host/lib" "$sysroot/lib/rustlib/$host/lib"
+  ln -s /usr/lib/llvm-22/bin/lld "$sysroot/lib/rustlib/$host/bin/rust-lld"
+  ln -s /usr/lib/llvm-22/bin/wasm-ld "$sysroot/lib/rustlib/$host/bin/wasm-ld"
+  for target in wasm32-wasip1 wasm32-wasip2; do
+    mkdir -p "$sysroot/lib/rustlib/$target/lib/self-contained"
+    ln -s /usr/lib/wasm32-wasi/* "$sysroot/lib/rustlib/$target/lib/self-contained/"
+  done
+  mkdir -p "$DATA_DIR"
+  cat >"$guest_env" <<ENV
+CARGO=/usr/bin/cargo
+RUSTC=$sysroot/bin/rustc
+RUSTDOC=$sysroot/bin/rustdoc
+RUSTC_BOOTSTRAP=1
+CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+ENV
+}
+
+if [ "${WEIR_WASM_TOOLCHAIN:-rustup}" = debian ]; then
+  wasm_from_debian
+else
+  installed_targets=$(rustup target list --installed 2>/dev/null || true)
+  for target in wasm32-wasip2 wasm32-wasip1; do
+    if ! grep -qx "$target" <<<"$installed_targets"; then
+      say "adding Rust target $target"
+      if ! rustup target add "$target"; then
+        say "rustup could not add $target; falling back to Debian's packages"
+        wasm_from_debian
+        break
+      fi
+    fi
+  done
+  # rustup works: guests use the normal toolchain.
+  if grep -qx wasm32-wasip1 <<<"$(rustup target list --installed 2>/dev/null)"; then
+    rm -f "$guest_env"
   fi
-done
+fi
 
 # --- cargo-component -------------------------------------------------------
 if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION"; then
@@ -77,3 +126,5 @@ fi
 ln -sfn "$ort_dir" "$DATA_DIR/onnxruntime"
 
 say "ready: $(rustc --version), $(cargo component --version), ONNX Runtime at $ort_lib"
+[ -f "$guest_env" ] && say "guests build with Debian's toolchain (settings in $guest_env)"
+exit 0

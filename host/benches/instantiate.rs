@@ -25,6 +25,7 @@ fn measure(pooling: bool, iterations: usize) -> Summary {
     let options = RuntimeOptions {
         engine: EngineOptions { max_instances: if pooling { 16 } else { 0 }, ..EngineOptions::default() },
         cache_dir: Some(std::env::temp_dir().join("weir-bench-cache")),
+        ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(options).expect("runtime");
     let component = runtime.load_file(weir_test_guests::NOOP.as_ref()).expect("noop component");

@@ -42,7 +42,7 @@ pub enum LoadError {
     #[error(
         "`{what}` imports something weir does not provide: {message}. Steps may import wasi:cli, \
          wasi:io, wasi:clocks, wasi:random, wasi:filesystem and wasi:sockets (denied unless granted), \
-         and wasi:config/store"
+         wasi:config/store and wasi:nn"
     )]
     UnsatisfiedImport { what: String, message: String },
 }

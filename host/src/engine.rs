@@ -61,7 +61,8 @@ impl WeirEngine {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&options)));
         }
         let engine = Engine::new(&config).map_err(|e| EngineError::Create(format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone());
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| EngineError::Create(format!("starting the epoch thread: {e}")))?;
         Ok(WeirEngine { engine, options, ticker: Some(ticker) })
     }
 
@@ -116,7 +117,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -126,9 +127,8 @@ impl EpochTicker {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker { stop, thread }
+            })?;
+        Ok(EpochTicker { stop, thread })
     }
 
     fn stop(self) {

@@ -2,6 +2,7 @@
 //! limits, a fresh instance from the component's `InstancePre`, one call of
 //! `process`, output validation, and the store dropped — nothing survives.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -10,6 +11,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
+use weir_nn::{ModelCache, NnCtx, NnGrants, NnUsage, NnView};
 
 use crate::component::StepComponent;
 use crate::engine::WeirEngine;
@@ -20,6 +22,10 @@ use crate::tensor::{validate_all, StepError, Tensor, TensorError};
 /// writes more finds the stream closed (Rust's `println!` then panics, which
 /// fails that invocation) rather than growing host memory.
 pub const LOG_CAPACITY: usize = 256 * 1024;
+
+/// Extra time the outer timer gives a step over its limit, so that guest
+/// code is normally stopped by the (cheaper, precise) epoch deadline.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(20);
 
 /// Resource limits of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +50,8 @@ impl Default for StepLimits {
 pub struct StepGrants {
     /// Values served through `wasi:config/store`.
     pub config: Vec<(String, String)>,
+    /// Models the step may load by name, and whether it may load raw bytes.
+    pub nn: NnGrants,
 }
 
 /// Measured facts about one invocation.
@@ -55,6 +63,8 @@ pub struct StepStats {
     pub peak_memory_bytes: u64,
     /// Guest instructions consumed, when fuel is on.
     pub fuel_consumed: Option<u64>,
+    /// Models used, inference calls and time inside ONNX Runtime.
+    pub nn: NnUsage,
 }
 
 /// A successful invocation.
@@ -100,7 +110,14 @@ pub struct StepState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) config: WasiConfigVariables,
+    pub(crate) nn: NnCtx,
     limiter: MemoryLimiter,
+}
+
+impl StepState {
+    pub(crate) fn nn_view(&mut self) -> NnView<'_> {
+        NnView::new(&mut self.table, &mut self.nn)
+    }
 }
 
 impl WasiView for StepState {
@@ -121,9 +138,11 @@ struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // `maximum` is the memory's own or the pool slot's ceiling.
+        let over_ceiling = maximum.is_some_and(|max| desired > max);
         let desired = desired as u64;
-        if desired > self.limit {
+        if desired > self.limit || over_ceiling {
             self.refused = Some(self.refused.map_or(desired, |r| r.max(desired)));
             return Ok(false);
         }
@@ -152,6 +171,7 @@ fn deny_all_wasi(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> WasiCt
 /// Run `process` once on a fresh instance of `component`.
 pub async fn invoke(
     engine: &WeirEngine,
+    models: &Arc<ModelCache>,
     component: &StepComponent,
     step: &str,
     grants: &StepGrants,
@@ -167,6 +187,7 @@ pub async fn invoke(
         wasi: deny_all_wasi(&stdout, &stderr),
         table: ResourceTable::new(),
         config: grants.config.iter().cloned().collect(),
+        nn: NnCtx::new(Some(models.clone()), grants.nn.clone()),
         limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, refused: None },
     };
     let mut store = Store::new(engine.engine(), state);
@@ -179,16 +200,23 @@ pub async fn invoke(
         return Err(InvokeError::FuelNotEnabled { step: step.into(), limit });
     }
 
-    let result = async {
+    let call = async {
         let instance = component.pre.instantiate_async(&mut store).await?;
         let instantiated = started.elapsed();
         let output = instance.weir_pipeline_step().call_process(&mut store, &inputs).await?;
         Ok::<_, wasmtime::Error>((instantiated, output))
-    }
-    .await;
+    };
+    // Epoch interruption stops guest code; this outer timer also stops a
+    // guest parked in a host call (e.g. sleeping on a wasi:clocks pollable).
+    // Dropping the call future abandons the instance safely.
+    let result = match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, call).await {
+        Ok(result) => result,
+        Err(_elapsed) => return Err(InvokeError::Timeout { step: step.into(), limit: limits.timeout }),
+    };
 
     let logs = crate::logs::collect(&stdout, &stderr);
     let fuel_consumed = limits_fuel_consumed(&store, engine, limits);
+    let nn = std::mem::take(&mut store.data_mut().nn.usage);
     let limiter = &store.data().limiter;
     let (instantiate, output) = match result {
         Ok(ok) => ok,
@@ -203,7 +231,7 @@ pub async fn invoke(
         Err(StepError::Failed(message)) => return Err(InvokeError::StepFailed { step: step.into(), message }),
     };
     validate_all(&outputs).map_err(|source| InvokeError::MalformedOutput { step: step.into(), source })?;
-    let stats = StepStats { wall: started.elapsed(), instantiate, peak_memory_bytes: limiter.peak, fuel_consumed };
+    let stats = StepStats { wall: started.elapsed(), instantiate, peak_memory_bytes: limiter.peak, fuel_consumed, nn };
     Ok(StepOutput { outputs, logs, stats })
 }
 

@@ -31,3 +31,4 @@ pub use engine::EngineOptions;
 pub use invoke::{InvokeError, StepGrants, StepLimits, StepOutput};
 pub use runtime::{Runtime, RuntimeOptions};
 pub use tensor::{Datatype, Tensor};
+pub use weir_nn as nn;

@@ -48,6 +48,10 @@ struct RunArgs {
     /// A configuration value for the step (repeatable): `--config key=value`.
     #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
     config: Vec<String>,
+    /// Declare a model and grant it to the step (repeatable):
+    /// `--model NAME=PATH.onnx[,device=cpu|gpu|auto][,threads=N][,sessions=N]`.
+    #[arg(long = "model", short = 'm', value_name = "NAME=PATH[,OPTIONS]")]
+    models: Vec<String>,
     /// Memory limit of the step, e.g. `64MiB`.
     #[arg(long, default_value = "64MiB")]
     memory: String,
@@ -150,6 +154,29 @@ fn parse_config(pairs: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// `NAME=PATH[,device=...][,threads=N][,sessions=N]`
+fn parse_model(arg: &str) -> Result<weir::nn::ModelSpec> {
+    let mut parts = arg.split(',');
+    let (name, path) = parts
+        .next()
+        .and_then(|first| first.split_once('='))
+        .with_context(|| format!("`--model {arg}` is not NAME=PATH.onnx[,device=cpu|gpu|auto][,threads=N]"))?;
+    anyhow::ensure!(!name.is_empty(), "`--model {arg}` has an empty model name");
+    anyhow::ensure!(Path::new(path).is_file(), "`--model {arg}`: model file `{path}` does not exist");
+    let mut spec = weir::nn::ModelSpec::new(name, path);
+    for option in parts {
+        let (key, value) = option.split_once('=').with_context(|| format!("`--model {arg}`: option `{option}` is not KEY=VALUE"))?;
+        let number = || value.parse::<usize>().ok().filter(|n| *n > 0).with_context(|| format!("`--model {arg}`: {key} must be a positive number"));
+        match key {
+            "device" => spec.device = value.parse().map_err(|e: String| anyhow::anyhow!("`--model {arg}`: {e}"))?,
+            "threads" => spec.threads = number()?,
+            "sessions" => spec.max_sessions = number()?,
+            other => anyhow::bail!("`--model {arg}`: unknown option `{other}` (device, threads, sessions)"),
+        }
+    }
+    Ok(spec)
+}
+
 fn read_input(input: &str) -> Result<Vec<u8>> {
     if input == "-" {
         let mut bytes = Vec::new();
@@ -167,7 +194,15 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
             .map_err(|e| fail(exit::BAD_INPUT)(anyhow::anyhow!("--timeout: {e}")))?,
         fuel: args.fuel,
     };
-    let grants = StepGrants { config: parse_config(&args.config).map_err(fail(exit::BAD_INPUT))? };
+    let models = args.models.iter().map(|m| parse_model(m)).collect::<Result<Vec<_>>>().map_err(fail(exit::BAD_INPUT))?;
+    if !models.is_empty() {
+        // Say what is missing now, not as a model error inside the step.
+        weir::nn::library::init().map_err(|e| fail(exit::INTERNAL)(e.into()))?;
+    }
+    let grants = StepGrants {
+        config: parse_config(&args.config).map_err(fail(exit::BAD_INPUT))?,
+        nn: weir::nn::NnGrants { models: models.iter().map(|m| m.name.clone()).collect(), load_model_bytes: false },
+    };
     let request_bytes = read_input(&args.input).map_err(fail(exit::BAD_INPUT))?;
     let request = oip::parse_request(&request_bytes).map_err(|e| fail(exit::BAD_INPUT)(input_error(&args.input, e)))?;
     let inputs = oip::request_tensors(&request).map_err(|e| fail(exit::BAD_INPUT)(input_error(&args.input, e)))?;
@@ -180,8 +215,12 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
             fuel: args.fuel.is_some(),
         },
         cache_dir: if args.no_cache { None } else { Some(args.cache_dir.clone().unwrap_or_else(weir::cache::CompiledCache::default_root)) },
+        ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(options).map_err(|e| fail(exit::INTERNAL)(e.into()))?;
+    for model in models {
+        runtime.register_model(model);
+    }
     let component = runtime.load_file(&args.component).map_err(load_failure)?;
     let step = step_name(&args.component);
     if args.verbose {
@@ -204,6 +243,13 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
             s.peak_memory_bytes,
             s.fuel_consumed.map(|f| format!(", fuel {f}")).unwrap_or_default()
         );
+        for model in &s.nn.models {
+            let fallback = model.fallback_reason.as_deref().map(|r| format!(" (auto fell back: {r})")).unwrap_or_default();
+            eprintln!("model {} on {}{fallback}", model.name, model.device);
+        }
+        if s.nn.computes > 0 {
+            eprintln!("inference: {} call(s), {:?} inside ONNX Runtime", s.nn.computes, s.nn.inference_time);
+        }
     }
 
     let outputs = oip::select_outputs(request.outputs.as_deref(), output.outputs).map_err(|e| fail(exit::BAD_INPUT)(e.into()))?;

@@ -3,9 +3,11 @@
 //! invocation lifetimes stay apart: components borrow nothing from a call.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 use wasmtime::component::Linker;
+use weir_nn::{CacheOptions, ModelCache, ModelSpec};
 
 use crate::cache::CompiledCache;
 use crate::component::{self, LoadError, StepComponent};
@@ -19,11 +21,17 @@ pub struct RuntimeOptions {
     pub engine: EngineOptions,
     /// Root of the compiled-component cache; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Memory budget and idle timeout of the shared model cache.
+    pub models: CacheOptions,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { engine: EngineOptions::default(), cache_dir: Some(CompiledCache::default_root()) }
+        RuntimeOptions {
+            engine: EngineOptions::default(),
+            cache_dir: Some(CompiledCache::default_root()),
+            models: CacheOptions::default(),
+        }
     }
 }
 
@@ -39,6 +47,7 @@ pub struct Runtime {
     engine: WeirEngine,
     linker: Linker<StepState>,
     cache: Option<CompiledCache>,
+    models: Arc<ModelCache>,
 }
 
 impl Runtime {
@@ -51,8 +60,10 @@ impl Runtime {
             wasmtime_wasi_config::WasiConfig::from(&state.config)
         })
         .map_err(linker_error)?;
+        weir_nn::add_to_linker(&mut linker, StepState::nn_view).map_err(linker_error)?;
         let cache = options.cache_dir.map(|root| CompiledCache::new(root, engine.engine()));
-        Ok(Runtime { engine, linker, cache })
+        let models = Arc::new(ModelCache::new(options.models));
+        Ok(Runtime { engine, linker, cache, models })
     }
 
     pub fn engine(&self) -> &WeirEngine {
@@ -62,6 +73,16 @@ impl Runtime {
     /// The compiled cache in use (per engine configuration), if any.
     pub fn cache(&self) -> Option<&CompiledCache> {
         self.cache.as_ref()
+    }
+
+    /// The model cache shared by every invocation.
+    pub fn models(&self) -> &Arc<ModelCache> {
+        &self.models
+    }
+
+    /// Declare a model; steps granted its name may load it.
+    pub fn register_model(&self, spec: ModelSpec) {
+        self.models.register(spec);
     }
 
     /// Load a component from a file.
@@ -84,6 +105,6 @@ impl Runtime {
         limits: &StepLimits,
         inputs: Vec<Tensor>,
     ) -> Result<StepOutput, InvokeError> {
-        invoke::invoke(&self.engine, component, step, grants, limits, inputs).await
+        invoke::invoke(&self.engine, &self.models, component, step, grants, limits, inputs).await
     }
 }

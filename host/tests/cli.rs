@@ -136,8 +136,11 @@ fn weir_new_scaffolds_a_component_that_builds_and_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     let crate_dir = dir.path().join("hello-step");
 
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let guest_env = weir_test_guests::guest_build_env();
+    let cargo = guest_env.iter().find(|(k, _)| *k == "CARGO").map(|(_, v)| v.to_string());
+    let build = Command::new(cargo.or_else(|| std::env::var("CARGO").ok()).unwrap_or_else(|| "cargo".into()))
         .args(["component", "build", "--release"])
+        .envs(guest_env)
         .current_dir(&crate_dir)
         // Reuse the guest build's compiled weir-sdk and wit-bindgen.
         .env("CARGO_TARGET_DIR", weir_test_guests::GUEST_TARGET_DIR)

@@ -14,6 +14,7 @@ fn runtime(fuel: bool) -> Runtime {
     Runtime::new(RuntimeOptions {
         engine: EngineOptions { max_instances: 8, fuel, ..EngineOptions::default() },
         cache_dir: Some(common::shared_cache_dir()),
+        ..RuntimeOptions::default()
     })
     .unwrap()
 }
@@ -48,6 +49,12 @@ async fn every_attack_is_contained_and_the_host_keeps_serving() {
     assert!(matches!(err, InvokeError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("timed out after 500ms"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "the timeout took {:?}", started.elapsed());
+    assert_still_serves(&runtime, &scale).await;
+
+    let started = Instant::now();
+    let err = hostile(&runtime, &bad, "sleep", &[]).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "a sleeping guest held the call for {:?}", started.elapsed());
     assert_still_serves(&runtime, &scale).await;
 
     let err = hostile(&runtime, &bad, "memory-bomb", &[]).await.unwrap_err();
@@ -167,7 +174,7 @@ async fn fuel_limits_guest_instructions() {
 #[tokio::test]
 async fn compiled_components_are_cached_by_digest() {
     let cache = tempfile::tempdir().unwrap();
-    let options = RuntimeOptions { engine: EngineOptions::default(), cache_dir: Some(cache.path().into()) };
+    let options = RuntimeOptions { cache_dir: Some(cache.path().into()), ..RuntimeOptions::default() };
     let first = Runtime::new(options.clone()).unwrap().load_file(SCALE.as_ref()).unwrap();
     assert_eq!(first.load.compile_source, weir::cache::CompileSource::Compiled);
     let second = Runtime::new(options).unwrap().load_file(SCALE.as_ref()).unwrap();

@@ -31,8 +31,8 @@
 //! [`Tensor::from_strings`] and [`Tensor::from_bools`]. Every mismatch between
 //! datatype, shape and data becomes a clear [`StepError::InvalidInput`].
 //!
-//! Steps that run models import `wasi:nn` through [`nn`]; the host decides
-//! which models a step may load (its grant).
+//! Steps that run models use [`nn::Model`] (`wasi:nn` underneath); the host
+//! runs the model and decides which models a step may load (its grant).
 
 #[doc(hidden)]
 pub mod bindings {
@@ -54,10 +54,7 @@ pub use bindings::weir::pipeline::types::{Datatype, StepError, Tensor};
 pub use inputs::Inputs;
 pub use tensor::{datatype_name, Dim, Element, TensorError};
 
-/// `wasi:nn` as seen by a step: load a granted model by name and run it.
-pub mod nn {
-    pub use crate::bindings::wasi::nn::*;
-}
+pub mod nn;
 
 impl From<TensorError> for StepError {
     fn from(error: TensorError) -> Self {

@@ -11,3 +11,11 @@ pub const HOSTILE: &str = env!("WEIR_GUEST_HOSTILE");
 pub const GUEST_TARGET_DIR: &str = env!("WEIR_GUEST_TARGET_DIR");
 /// `tests/guests/noop`: returns its inputs; the host's own cost per call.
 pub const NOOP: &str = env!("WEIR_GUEST_NOOP");
+
+/// Extra environment for building guests (set only when `scripts/setup.sh`
+/// fell back to Debian's Wasm toolchain); pass it to any `cargo component`.
+pub fn guest_build_env() -> Vec<(&'static str, &'static str)> {
+    env!("WEIR_GUEST_BUILD_ENV").split(';').filter_map(|pair| pair.split_once('=')).collect()
+}
+/// `components/classify`: runs a granted classifier model.
+pub const CLASSIFY: &str = env!("WEIR_GUEST_CLASSIFY");

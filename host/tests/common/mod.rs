@@ -26,7 +26,10 @@ pub fn only_string(tensor: &Tensor) -> String {
 }
 
 pub fn config(pairs: &[(&str, &str)]) -> weir::StepGrants {
-    weir::StepGrants { config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    weir::StepGrants {
+        config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    }
 }
 
 /// A compiled-component cache shared by the tests (keyed by digest and engine

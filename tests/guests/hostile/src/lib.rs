@@ -22,6 +22,11 @@ impl Step for Hostile {
             "infinite-loop" => loop {
                 black_box(0u64);
             },
+            // Parks in a host call (wasi:clocks), where epochs cannot reach.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(inputs.into_vec())
+            }
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
@@ -60,6 +65,23 @@ impl Step for Hostile {
                 Ok(vec![outcome(&match std::net::TcpStream::connect(&addr) {
                     Ok(_) => format!("LEAKED: connected to {addr}"),
                     Err(e) => format!("denied: {e}"),
+                })?])
+            }
+            // Load a model by name: must fail unless granted.
+            "nn-load-by-name" => {
+                let model = config::require::<String>("model")?;
+                Ok(vec![outcome(&match weir_sdk::nn::Model::load(&model) {
+                    Ok(_) => format!("LEAKED: loaded model {model}"),
+                    Err(e) => format!("denied: {e:?}"),
+                })?])
+            }
+            // Hand the host raw model bytes: must fail unless granted.
+            "nn-load-bytes" => {
+                use weir_sdk::nn::graph::{load, ExecutionTarget, GraphEncoding};
+                let bytes = config::parse_or::<String>("bytes", "not a model".into())?;
+                Ok(vec![outcome(&match load(&[bytes.into_bytes()], GraphEncoding::Onnx, ExecutionTarget::Cpu) {
+                    Ok(_) => "LEAKED: loaded model bytes".to_string(),
+                    Err(e) => format!("denied: {:?}: {}", e.code(), e.data()),
                 })?])
             }
             "counter" => {

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Train weir's example models on scikit-learn's bundled data sets and export them to ONNX.
+
+    python3 examples/models/train.py [--out examples/models] [--big]
+
+Writes, next to this script by default:
+  digits.onnx            MLP 64 -> 128 -> 10 on the 8x8 digits (UCI), input `input` FP32 [N, 64]
+                         (pixels / 16), outputs `label` INT64 [N] and `probabilities` FP32 [N, 10]
+  breast_cancer.onnx     standardise + logistic regression on the Wisconsin breast-cancer data,
+                         input `input` FP32 [N, 30], outputs `label` INT64 [N], `probabilities` FP32 [N, 2]
+  dtypes.onnx            not trained: one Identity per wasi-nn tensor type (FP16, FP32, FP64, BF16,
+                         U8, I32, I64), to test every type in both directions
+  digits_test.json       the held-out digits samples and labels, and scikit-learn's accuracy on them
+  breast_cancer_test.json  the same for the breast-cancer model
+With --big also digits_big.onnx (MLP 64 -> 1024 -> 1024 -> 10 on digits, ~1 ms per inference;
+for benchmarks, not committed).
+Needs: scikit-learn, skl2onnx, onnx (pip install scikit-learn skl2onnx onnx).
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from skl2onnx import to_onnx
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+SEED = 0
+
+
+def export(model, sample, path, name):
+    onx = to_onnx(model, sample[:1].astype(np.float32), options={"zipmap": False},
+                  target_opset=17)
+    # Name the tensors the way weir's steps expect them.
+    rename = {onx.graph.input[0].name: "input"}
+    for node in onx.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    onx.graph.input[0].name = "input"
+    onx.graph.name = name
+    # skl2onnx can list the default domain twice for pipelines; keep one.
+    opsets = {}
+    for opset in onx.opset_import:
+        opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+    del onx.opset_import[:]
+    onx.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
+    onnx.checker.check_model(onx)
+    with open(path, "wb") as f:
+        f.write(onx.SerializeToString())
+    return onx
+
+
+def held_out(path, x_test, y_test, accuracy, features):
+    with open(path, "w") as f:
+        json.dump({"features": features, "accuracy": accuracy,
+                   "inputs": np.round(x_test, 6).tolist(), "labels": y_test.tolist()}, f)
+
+
+def digits(out, big):
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(x, data.target, test_size=0.25, random_state=SEED,
+                                                        stratify=data.target)
+    sizes = [("digits", (128,))] + ([("digits_big", (1024, 1024))] if big else [])
+    for name, hidden in sizes:
+        model = MLPClassifier(hidden_layer_sizes=hidden, max_iter=400, random_state=SEED).fit(x_train, y_train)
+        accuracy = float(model.score(x_test, y_test))
+        export(model, x_train, os.path.join(out, f"{name}.onnx"), name)
+        print(f"{name}: held-out accuracy {accuracy:.4f} on {len(y_test)} samples")
+        if name == "digits":
+            held_out(os.path.join(out, "digits_test.json"), x_test, y_test, accuracy, 64)
+
+
+def breast_cancer(out):
+    data = load_breast_cancer()
+    x = data.data.astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(x, data.target, test_size=0.25, random_state=SEED,
+                                                        stratify=data.target)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
+    accuracy = float(model.score(x_test, y_test))
+    export(model, x_train, os.path.join(out, "breast_cancer.onnx"), "breast_cancer")
+    held_out(os.path.join(out, "breast_cancer_test.json"), x_test, y_test, accuracy, 30)
+    print(f"breast_cancer: held-out accuracy {accuracy:.4f} on {len(y_test)} samples")
+
+
+def dtypes(out):
+    types = [("fp16", TensorProto.FLOAT16), ("fp32", TensorProto.FLOAT), ("fp64", TensorProto.DOUBLE),
+             ("bf16", TensorProto.BFLOAT16), ("u8", TensorProto.UINT8), ("i32", TensorProto.INT32),
+             ("i64", TensorProto.INT64)]
+    inputs = [helper.make_tensor_value_info(f"in_{n}", t, ["n", 3]) for n, t in types]
+    outputs = [helper.make_tensor_value_info(f"out_{n}", t, ["n", 3]) for n, t in types]
+    nodes = [helper.make_node("Identity", [f"in_{n}"], [f"out_{n}"]) for n, _ in types]
+    graph = helper.make_graph(nodes, "dtypes", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, "dtypes.onnx"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--big", action="store_true", help="also train digits_big.onnx for benchmarks")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    digits(args.out, args.big)
+    breast_cancer(args.out)
+    dtypes(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+//! weir-nn: `wasi:nn` for weir steps, over ONNX Runtime.
+//!
+//! - [`library`] finds and checks `libonnxruntime.so` before `ort` loads it.
+//! - [`ModelCache`] holds models declared once and shared by every
+//!   invocation: loaded lazily, unloaded when idle, evicted LRU under a
+//!   memory budget, with a pool of sessions per model for parallel calls.
+//! - [`host`] implements the `wasi:nn@0.2.0-rc-2024-10-28` WIT for one
+//!   invocation, limited by the step's [`NnGrants`].
+//! - [`device`] places models on the CPU or a GPU (CUDA, NVML).
+
+pub mod cache;
+pub mod device;
+pub mod error;
+pub mod host;
+pub mod library;
+pub mod model;
+pub mod tensor;
+
+pub use cache::{CacheOptions, CacheStats, ModelCache};
+pub use device::DeviceChoice;
+pub use error::{NnError, NnErrorCode};
+pub use host::{add_to_linker, ModelUse, NnCtx, NnGrants, NnUsage, NnView};
+pub use model::{LoadedModel, ModelSource, ModelSpec};
+pub use tensor::{NnTensor, NnType};

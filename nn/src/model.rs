@@ -1,0 +1,307 @@
+//! One loaded model: its declared signature, where it runs, and a pool of
+//! ONNX Runtime sessions so that concurrent invocations run in parallel
+//! (`ort` needs `&mut Session` to run, so one session serves one call at a time).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::ValueType;
+
+use crate::device::{Device, DeviceChoice, Placement};
+use crate::error::{NnError, NnErrorCode};
+use crate::tensor::{outputs_from_ort, NnTensor, NnType};
+
+/// A model as declared once (manifest or `--model`), shared by every step and
+/// pipeline that is granted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub source: ModelSource,
+    pub device: DeviceChoice,
+    /// ONNX Runtime intra-op threads per session.
+    pub threads: usize,
+    /// Sessions kept for concurrent calls (each may run one call at a time).
+    pub max_sessions: usize,
+}
+
+/// Where a model's ONNX bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    File(PathBuf),
+    /// Handed over by a step that was granted raw model loading.
+    Bytes(Arc<Vec<u8>>),
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::File(path) => write!(f, "{}", path.display()),
+            ModelSource::Bytes(bytes) => write!(f, "{} bytes from the step", bytes.len()),
+        }
+    }
+}
+
+impl ModelSpec {
+    /// A CPU model from a file, one thread per session, one session per core.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self::with_source(name.into(), ModelSource::File(path.into()))
+    }
+
+    /// A CPU model from bytes.
+    pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self::with_source(name.into(), ModelSource::Bytes(Arc::new(bytes)))
+    }
+
+    fn with_source(name: String, source: ModelSource) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1, max_sessions: cores }
+    }
+
+    fn size_bytes(&self) -> Result<u64, NnError> {
+        match &self.source {
+            ModelSource::File(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+                NnError::new(NnErrorCode::NotFound, format!("model `{}`: cannot read {}: {e}", self.name, path.display()))
+            }),
+            ModelSource::Bytes(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+}
+
+/// One declared input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    /// `None` when wasi-nn cannot carry the element type (e.g. strings).
+    pub ty: Option<NnType>,
+    pub type_name: String,
+    /// `-1` for a dimension of any size.
+    pub shape: Vec<i64>,
+}
+
+impl std::fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} {:?})", self.name, self.type_name, self.shape)
+    }
+}
+
+fn tensor_spec(name: &str, ty: &ValueType) -> TensorSpec {
+    match ty {
+        ValueType::Tensor { ty, shape, .. } => TensorSpec {
+            name: name.into(),
+            ty: NnType::from_onnx(*ty),
+            type_name: NnType::from_onnx(*ty).map_or_else(|| format!("{ty:?}"), |t| t.to_string()),
+            shape: shape.iter().copied().collect(),
+        },
+        other => TensorSpec { name: name.into(), ty: None, type_name: format!("{other:?}"), shape: Vec::new() },
+    }
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    created: usize,
+}
+
+/// A loaded model, ready to run.
+pub struct LoadedModel {
+    pub spec: ModelSpec,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub placement: Placement,
+    /// Time to build the first session.
+    pub load_time: Duration,
+    /// What the model is charged against the cache's memory budget.
+    pub charge_bytes: u64,
+    pool: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel").field("name", &self.spec.name).field("placement", &self.placement).finish()
+    }
+}
+
+fn build_session(spec: &ModelSpec, device: Device) -> Result<Session, NnError> {
+    let fail = |e: ort::Error| NnError::runtime(format!("loading model `{}` from {}: {e}", spec.name, spec.source));
+    let mut builder = Session::builder()
+        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+        .and_then(|b| b.with_intra_threads(spec.threads.max(1)))
+        .and_then(|b| b.with_inter_threads(1))
+        .map_err(fail)?;
+    if let Device::Gpu { index } = device {
+        builder = with_cuda(builder, index).map_err(fail)?;
+    }
+    match &spec.source {
+        ModelSource::File(path) => builder.commit_from_file(path).map_err(fail),
+        ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes).map_err(fail),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+    index: u32,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    use ort::execution_providers::CUDAExecutionProvider;
+    builder.with_execution_providers([CUDAExecutionProvider::default()
+        .with_device_id(index as i32)
+        .build()
+        .error_on_failure()])
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _builder: ort::session::builder::SessionBuilder,
+    _index: u32,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    unreachable!("device placement refuses GPUs when CUDA is not built in")
+}
+
+impl LoadedModel {
+    /// Load the model (one session now, more on demand up to `max_sessions`).
+    pub fn load(spec: ModelSpec) -> Result<LoadedModel, NnError> {
+        let started = Instant::now();
+        crate::library::init().map_err(|e| NnError::runtime(e.to_string()))?;
+        let placement = crate::device::place(spec.device)
+            .map_err(|reason| NnError::new(NnErrorCode::Security, format!("model `{}` wants a GPU: {reason}", spec.name)))?;
+        if let Some(reason) = &placement.fallback_reason {
+            tracing::warn!(model = %spec.name, %reason, "device `auto`: running on the CPU");
+        }
+        let file_bytes = spec.size_bytes()?;
+        let session = build_session(&spec, placement.device)?;
+        let inputs = session.inputs.iter().map(|i| tensor_spec(&i.name, &i.input_type)).collect();
+        let outputs = session.outputs.iter().map(|o| tensor_spec(&o.name, &o.output_type)).collect();
+        let charge_bytes = file_bytes.saturating_mul(spec.max_sessions.max(1) as u64);
+        Ok(LoadedModel {
+            inputs,
+            outputs,
+            placement,
+            load_time: started.elapsed(),
+            charge_bytes,
+            pool: Mutex::new(PoolState { idle: vec![session], created: 1 }),
+            returned: Condvar::new(),
+            spec,
+        })
+    }
+
+    /// Sessions built so far.
+    pub fn sessions(&self) -> usize {
+        self.pool.lock().map_or(0, |p| p.created)
+    }
+
+    /// Check inputs against the model's declaration: names, types, ranks,
+    /// fixed dimensions and data sizes.
+    pub fn check_inputs(&self, inputs: &[(String, NnTensor)]) -> Result<(), NnError> {
+        let model = &self.spec.name;
+        let declared = || self.inputs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        for (name, tensor) in inputs {
+            let spec = self.inputs.iter().find(|s| &s.name == name).ok_or_else(|| {
+                NnError::invalid(format!("model `{model}` has no input `{name}`; its inputs are: {}", declared()))
+            })?;
+            if spec.ty != Some(tensor.ty) {
+                return Err(NnError::invalid(format!(
+                    "input `{name}` of model `{model}` is {}, got {}",
+                    spec.type_name, tensor.ty
+                )));
+            }
+            let rank_ok = spec.shape.len() == tensor.dims.len();
+            let dims_ok = rank_ok && spec.shape.iter().zip(&tensor.dims).all(|(&want, &got)| want < 0 || want == i64::from(got));
+            if !dims_ok {
+                return Err(NnError::invalid(format!(
+                    "input `{name}` of model `{model}` has shape {:?} (-1 = any), got {:?}",
+                    spec.shape, tensor.dims
+                )));
+            }
+            let expected = tensor.element_count().and_then(|n| n.checked_mul(tensor.ty.size()));
+            if expected != Some(tensor.data.len()) {
+                return Err(NnError::invalid(format!(
+                    "input `{name}`: dimensions {:?} of {} need {} bytes, got {}",
+                    tensor.dims,
+                    tensor.ty,
+                    expected.map_or("too many".into(), |e| e.to_string()),
+                    tensor.data.len()
+                )));
+            }
+        }
+        if let Some(missing) = self.inputs.iter().find(|s| !inputs.iter().any(|(n, _)| n == &s.name)) {
+            return Err(NnError::invalid(format!("model `{model}` needs input {missing}; it was not given")));
+        }
+        Ok(())
+    }
+
+    /// Run one inference; returns every declared output and the time spent
+    /// inside ONNX Runtime.
+    pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, Duration), NnError> {
+        self.check_inputs(inputs)?;
+        let values = inputs
+            .iter()
+            .map(|(name, tensor)| Ok((name.clone(), tensor.to_ort()?)))
+            .collect::<Result<Vec<_>, ort::Error>>()
+            .map_err(|e| NnError::runtime(format!("preparing inputs of model `{}`: {e}", self.spec.name)))?;
+        let mut session = self.checkout()?;
+        let started = Instant::now();
+        let result = session.run(values).map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.spec.name)));
+        let elapsed = started.elapsed();
+        let names: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        let outputs = result.and_then(|outputs| outputs_from_ort(&self.spec.name, &names, &outputs));
+        drop(session);
+        Ok((outputs?, elapsed))
+    }
+
+    /// Take an idle session, build one more if under `max_sessions`, else wait.
+    fn checkout(&self) -> Result<SessionGuard<'_>, NnError> {
+        let poisoned = || NnError::runtime(format!("model `{}`: session pool poisoned", self.spec.name));
+        let mut pool = self.pool.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(session) = pool.idle.pop() {
+                return Ok(SessionGuard { model: self, session: Some(session) });
+            }
+            if pool.created < self.spec.max_sessions.max(1) {
+                pool.created += 1;
+                drop(pool);
+                return match build_session(&self.spec, self.placement.device) {
+                    Ok(session) => Ok(SessionGuard { model: self, session: Some(session) }),
+                    Err(error) => {
+                        if let Ok(mut pool) = self.pool.lock() {
+                            pool.created -= 1;
+                        }
+                        self.returned.notify_one();
+                        Err(error)
+                    }
+                };
+            }
+            pool = self.returned.wait(pool).map_err(|_| poisoned())?;
+        }
+    }
+}
+
+/// A session on loan; goes back to the pool when dropped.
+struct SessionGuard<'a> {
+    model: &'a LoadedModel,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for SessionGuard<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for SessionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if let (Some(session), Ok(mut pool)) = (self.session.take(), self.model.pool.lock()) {
+            pool.idle.push(session);
+            self.model.returned.notify_one();
+        }
+    }
+}
