@@ -174,6 +174,12 @@ fn parse_model(arg: &str) -> Result<weir::nn::ModelSpec> {
             other => anyhow::bail!("`--model {arg}`: unknown option `{other}` (device, threads, sessions)"),
         }
     }
+    if spec.device == weir::nn::DeviceChoice::Gpu {
+        // Fail now rather than inside the step: `gpu` never falls back.
+        if let Err(reason) = weir::nn::device::place(spec.device) {
+            anyhow::bail!("`--model {arg}`: device=gpu, but {reason}; use device=auto to fall back to the CPU");
+        }
+    }
     Ok(spec)
 }
 

@@ -74,17 +74,41 @@ fn bad_model_arguments_are_clear_errors() {
     let input = request.path().to_str().unwrap();
     let digits = models_dir().join("digits.onnx");
     let digits = digits.to_str().unwrap();
-    let cases: [(&str, &str); 4] = [
-        ("digits", "is not NAME=PATH.onnx"),
-        ("digits=/nonexistent.onnx", "does not exist"),
-        (&*Box::leak(format!("digits={digits},device=tpu").into_boxed_str()), "unknown device `tpu`"),
-        (&*Box::leak(format!("digits={digits},threads=0").into_boxed_str()), "threads must be a positive number"),
+    let cases = [
+        ("digits".to_string(), "is not NAME=PATH.onnx"),
+        ("digits=/nonexistent.onnx".to_string(), "does not exist"),
+        (format!("digits={digits},device=tpu"), "unknown device `tpu`"),
+        (format!("digits={digits},threads=0"), "threads must be a positive number"),
+        (format!("digits={digits},color=red"), "unknown option `color`"),
     ];
     for (arg, needle) in cases {
-        let out = weir(&["run", CLASSIFY, "--input", input, "--model", arg]);
+        let out = weir(&["run", CLASSIFY, "--input", input, "--model", &arg]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{arg}: {err}");
         assert!(err.contains(needle), "{arg}: {err}");
+    }
+    // `gpu` is never a silent fallback; `auto` falls back and says so.
+    if weir::nn::device::place(weir::nn::DeviceChoice::Gpu).is_err() {
+        let gpu = format!("digits={digits},device=gpu");
+        let out = weir(&["run", CLASSIFY, "--input", input, "--model", &gpu]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("device=gpu, but"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn auto_device_reports_where_the_model_ran() {
+    let digits = models_dir().join("digits.onnx");
+    let request = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]});
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), request.to_string()).unwrap();
+    let grant = format!("digits={},device=auto", digits.display());
+    let out = weir(&["run", CLASSIFY, "--input", input.path().to_str().unwrap(), "--model", &grant, "-v"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    match weir::nn::device::place(weir::nn::DeviceChoice::Auto).unwrap().fallback_reason {
+        Some(_) => assert!(err.contains("model digits on cpu (auto fell back:"), "{err}"),
+        None => assert!(err.contains("model digits on gpu:"), "{err}"),
     }
 }
 
