@@ -97,6 +97,19 @@ fn bad_model_arguments_are_clear_errors() {
 }
 
 #[test]
+fn a_missing_onnx_runtime_library_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", CLASSIFY, "--input", "-", "--model", &format!("digits={}", models_dir().join("digits.onnx").display())])
+        .env("WEIR_ORT_DYLIB", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ONNX Runtime library not found") && err.contains("/nonexistent/libonnxruntime.so (from WEIR_ORT_DYLIB)"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn auto_device_reports_where_the_model_ran() {
     let digits = models_dir().join("digits.onnx");
     let request = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]});

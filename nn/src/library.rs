@@ -100,6 +100,14 @@ static LIBRARY: OnceLock<Result<OrtLibrary, LibraryError>> = OnceLock::new();
 pub fn init() -> Result<&'static OrtLibrary, LibraryError> {
     LIBRARY
         .get_or_init(|| {
+            // A path the user set explicitly is used or reported, never skipped.
+            for var in ["WEIR_ORT_DYLIB", "ORT_DYLIB_PATH"] {
+                if let Some(path) = std::env::var_os(var).map(PathBuf::from) {
+                    if !path.is_file() {
+                        return Err(LibraryError::NotFound { searched: vec![format!("{} (from {var})", path.display())] });
+                    }
+                }
+            }
             let searched = candidates();
             let path = searched
                 .iter()
