@@ -8,9 +8,12 @@
 pub mod cache;
 pub mod component;
 pub mod engine;
+pub mod graph;
 pub mod invoke;
 pub mod logs;
+pub mod manifest;
 pub mod oip;
+pub mod pipeline;
 pub mod runtime;
 pub mod scaffold;
 pub mod tensor;

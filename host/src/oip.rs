@@ -202,6 +202,58 @@ pub fn select_outputs(requested: Option<&[RequestOutput]>, outputs: Vec<Tensor>)
         .collect()
 }
 
+/// Request parameters weir understands: `trace` (return every edge's
+/// tensors and per-step timings) and `until` (run up to a named step).
+pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOptions, OipError> {
+    let mut options = crate::pipeline::RunOptions::default();
+    let Some(parameters) = &request.parameters else { return Ok(options) };
+    if let Some(trace) = parameters.get("trace") {
+        options.trace = trace.as_bool().ok_or_else(|| OipError(format!("parameters.trace must be true or false, got {trace}")))?;
+    }
+    if let Some(until) = parameters.get("until") {
+        let step = until.as_str().ok_or_else(|| OipError(format!("parameters.until must be a step name, got {until}")))?;
+        options.until = Some(step.to_string());
+    }
+    Ok(options)
+}
+
+/// The OIP response for a pipeline run; with `trace`, `parameters.trace`
+/// lists every step with its timings and the tensors it produced.
+pub fn pipeline_response(
+    model_name: &str,
+    request: &InferenceRequest,
+    output: &crate::pipeline::PipelineOutput,
+    trace: bool,
+) -> Result<InferenceResponse, OipError> {
+    let outputs = select_outputs(request.outputs.as_deref(), output.outputs.clone())?;
+    let mut parameters = Map::new();
+    if trace {
+        let steps: Vec<Value> = output
+            .steps
+            .iter()
+            .map(|step| {
+                serde_json::json!({
+                    "step": step.step,
+                    "started_after_us": step.started_after.as_micros() as u64,
+                    "wall_us": step.stats.wall.as_micros() as u64,
+                    "instantiate_us": step.stats.instantiate.as_micros() as u64,
+                    "inference_us": step.stats.nn.inference_time.as_micros() as u64,
+                    "outputs": step.outputs.iter().map(tensor_to_output).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        parameters.insert("trace".into(), Value::Array(steps));
+        parameters.insert("wall_us".into(), Value::from(output.wall.as_micros() as u64));
+    }
+    Ok(InferenceResponse {
+        model_name: model_name.to_string(),
+        model_version: None,
+        id: request.id.clone(),
+        parameters: (!parameters.is_empty()).then_some(parameters),
+        outputs: outputs.iter().map(tensor_to_output).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

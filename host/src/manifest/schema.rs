@@ -1,0 +1,98 @@
+//! The `weir.toml` schema as it is written, with source spans kept for
+//! error messages. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub components: BTreeMap<String, RawComponent>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, RawPipeline>,
+    #[serde(default)]
+    pub triggers: RawTriggers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub source: Spanned<String>,
+    #[serde(default)]
+    pub device: Option<Spanned<String>>,
+    #[serde(default)]
+    pub threads: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub sessions: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    pub source: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Declared pipeline inputs (for metadata and checks).
+    #[serde(default)]
+    pub inputs: Vec<RawTensorDecl>,
+    pub steps: Vec<RawStep>,
+    /// `name = "step.tensor"`.
+    pub outputs: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTensorDecl {
+    pub name: Spanned<String>,
+    pub datatype: Spanned<String>,
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub component: Spanned<String>,
+    /// `"input.x"`, `"step.tensor"`, or `"name=step.tensor"` to rename.
+    #[serde(default)]
+    pub inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub fuel: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTriggers {
+    pub http: Option<RawHttp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<String>>,
+    pub max_concurrency: Option<Spanned<usize>>,
+    pub timeout: Option<Spanned<String>>,
+}

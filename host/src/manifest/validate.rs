@@ -1,0 +1,335 @@
+//! From the raw TOML to a checked [`Manifest`]: paths resolved, names
+//! cross-checked, routes parsed, cycles refused.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use weir_nn::{ModelSpec, NnGrants};
+
+use super::schema::{RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
+use super::{ComponentDecl, HttpSettings, Manifest, ManifestError, Pipeline, Route, Source, Step, TensorDecl};
+use crate::invoke::{StepGrants, StepLimits};
+use crate::units::{parse_bytes, parse_duration};
+
+/// Turns byte spans into line and column.
+struct Place<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Place<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ManifestError { file: self.file.to_path_buf(), line, column, message: message.into() }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, message: impl Into<String>) -> ManifestError {
+        self.error(value.span(), message)
+    }
+
+    fn nowhere(&self, message: impl Into<String>) -> ManifestError {
+        ManifestError { file: self.file.to_path_buf(), line: 0, column: 0, message: message.into() }
+    }
+
+    /// A path in the manifest, relative to the manifest's folder.
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        self.file.parent().unwrap_or(Path::new(".")).join(path)
+    }
+}
+
+/// Parse and check manifest text; `file` is used for messages and paths.
+pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    let place = Place { file, text };
+    let raw: RawManifest = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => place.error(span, e.message().trim().to_string()),
+        None => place.nowhere(e.message().trim().to_string()),
+    })?;
+    let models = raw
+        .models
+        .iter()
+        .map(|(name, model)| Ok((name.clone(), model_spec(&place, name, model)?)))
+        .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
+    let components = raw
+        .components
+        .iter()
+        .map(|(name, component)| Ok((name.clone(), component_decl(&place, name, component)?)))
+        .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
+    let pipelines = raw
+        .pipelines
+        .iter()
+        .map(|(name, pipeline)| Ok((name.clone(), pipeline_decl(&place, name, pipeline, &models, &components)?)))
+        .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
+    let http = http_settings(&place, &raw)?;
+    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http })
+}
+
+fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
+    let ok = !name.get_ref().is_empty()
+        && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(place.at(name, format!("{what} name `{}` must be letters, digits, `-` or `_`", name.get_ref())));
+    }
+    Ok(())
+}
+
+fn model_spec(place: &Place, name: &str, model: &RawModel) -> Result<ModelSpec, ManifestError> {
+    let path = place.resolve(model.source.get_ref());
+    if !path.is_file() {
+        return Err(place.at(&model.source, format!("models.{name}.source: model file `{}` does not exist", path.display())));
+    }
+    let mut spec = ModelSpec::new(name, path);
+    if let Some(device) = &model.device {
+        spec.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("models.{name}.device: {e}")))?;
+    }
+    for (value, field, target) in [(&model.threads, "threads", &mut spec.threads), (&model.sessions, "sessions", &mut spec.max_sessions)] {
+        if let Some(value) = value {
+            if *value.get_ref() == 0 {
+                return Err(place.at(value, format!("models.{name}.{field} must be at least 1")));
+            }
+            *target = *value.get_ref();
+        }
+    }
+    Ok(spec)
+}
+
+fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result<ComponentDecl, ManifestError> {
+    let path = place.resolve(component.source.get_ref());
+    if !path.is_file() {
+        return Err(place.at(
+            &component.source,
+            format!("components.{name}.source: component file `{}` does not exist (build it first?)", path.display()),
+        ));
+    }
+    Ok(ComponentDecl { name: name.into(), source: path })
+}
+
+/// `input.x`, `step.tensor`, optionally prefixed with `name=` to rename.
+fn route(place: &Place, text: &Spanned<String>, context: &str) -> Result<Route, ManifestError> {
+    let raw = text.get_ref().trim();
+    let (rename, source) = match raw.split_once('=') {
+        Some((name, source)) => (Some(name.trim()), source.trim()),
+        None => (None, raw),
+    };
+    let (owner, tensor) = source.split_once('.').filter(|(o, t)| !o.is_empty() && !t.is_empty()).ok_or_else(|| {
+        place.at(text, format!("{context}: `{raw}` is not a route; write `input.<tensor>`, `<step>.<tensor>` or `<name>=<step>.<tensor>`"))
+    })?;
+    let source = match owner {
+        "input" => Source::Input(tensor.into()),
+        step => Source::Step { step: step.into(), tensor: tensor.into() },
+    };
+    let name = rename.unwrap_or(tensor).to_string();
+    if name.is_empty() {
+        return Err(place.at(text, format!("{context}: `{raw}` renames to an empty name")));
+    }
+    Ok(Route { name, source })
+}
+
+fn limits(place: &Place, raw: &RawLimits, context: &str) -> Result<StepLimits, ManifestError> {
+    let mut limits = StepLimits::default();
+    if let Some(memory) = &raw.memory {
+        limits.memory_bytes = parse_bytes(memory.get_ref()).map_err(|e| place.at(memory, format!("{context}.limits.memory: {e}")))?;
+    }
+    if let Some(timeout) = &raw.timeout {
+        limits.timeout = parse_duration(timeout.get_ref()).map_err(|e| place.at(timeout, format!("{context}.limits.timeout: {e}")))?;
+    }
+    limits.fuel = raw.fuel.as_ref().map(|f| *f.get_ref());
+    Ok(limits)
+}
+
+fn config_values(step: &RawStep, context: &str, place: &Place) -> Result<Vec<(String, String)>, ManifestError> {
+    step.config
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(place.at(
+                        &step.name,
+                        format!("{context}.config.{key}: a {} is not a config value; use a string, number or boolean", other.type_str()),
+                    ))
+                }
+            };
+            Ok((key.clone(), text))
+        })
+        .collect()
+}
+
+fn step_decl(
+    place: &Place,
+    pipeline: &str,
+    raw: &RawStep,
+    models: &BTreeMap<String, ModelSpec>,
+    components: &BTreeMap<String, ComponentDecl>,
+) -> Result<Step, ManifestError> {
+    let name = raw.name.get_ref();
+    let context = format!("pipelines.{pipeline}.steps.{name}");
+    check_name(place, &raw.name, "step")?;
+    if name == "input" {
+        return Err(place.at(&raw.name, format!("{context}: `input` is reserved for the pipeline's inputs; rename the step")));
+    }
+    if !components.contains_key(raw.component.get_ref()) {
+        let known: Vec<&str> = components.keys().map(String::as_str).collect();
+        return Err(place.at(
+            &raw.component,
+            format!("{context}.component: no component named `{}` (declared: {known:?})", raw.component.get_ref()),
+        ));
+    }
+    for model in &raw.models {
+        if !models.contains_key(model.get_ref()) {
+            let known: Vec<&str> = models.keys().map(String::as_str).collect();
+            return Err(place.at(model, format!("{context}.models: no model named `{}` (declared: {known:?})", model.get_ref())));
+        }
+    }
+    let mut inputs = Vec::new();
+    let mut names = HashSet::new();
+    for text in &raw.inputs {
+        let route = route(place, text, &format!("{context}.inputs"))?;
+        if !names.insert(route.name.clone()) {
+            return Err(place.at(text, format!("{context}.inputs: two inputs are named `{}`; rename one with `name=...`", route.name)));
+        }
+        inputs.push(route);
+    }
+    Ok(Step {
+        name: name.clone(),
+        component: raw.component.get_ref().clone(),
+        inputs,
+        grants: StepGrants {
+            config: config_values(raw, &context, place)?,
+            nn: NnGrants { models: raw.models.iter().map(|m| m.get_ref().clone()).collect(), load_model_bytes: false },
+        },
+        limits: limits(place, &raw.limits, &context)?,
+    })
+}
+
+fn pipeline_decl(
+    place: &Place,
+    name: &str,
+    raw: &RawPipeline,
+    models: &BTreeMap<String, ModelSpec>,
+    components: &BTreeMap<String, ComponentDecl>,
+) -> Result<Pipeline, ManifestError> {
+    let mut inputs = Vec::new();
+    for decl in &raw.inputs {
+        let datatype = crate::tensor::parse_datatype(decl.datatype.get_ref()).ok_or_else(|| {
+            place.at(&decl.datatype, format!("pipelines.{name}.inputs: unknown datatype `{}` (FP32, INT64, BYTES, ...)", decl.datatype.get_ref()))
+        })?;
+        inputs.push(TensorDecl { name: decl.name.get_ref().clone(), datatype, shape: decl.shape.clone() });
+    }
+    if raw.steps.is_empty() {
+        return Err(place.nowhere(format!("pipelines.{name}: a pipeline needs at least one step")));
+    }
+    let mut steps = Vec::new();
+    let mut spans = HashMap::new();
+    for raw_step in &raw.steps {
+        let step = step_decl(place, name, raw_step, models, components)?;
+        if spans.insert(step.name.clone(), raw_step).is_some() {
+            return Err(place.at(&raw_step.name, format!("pipelines.{name}: two steps are named `{}`", step.name)));
+        }
+        steps.push(step);
+    }
+    let step_names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    let check_source = |source: &Source, text: &Spanned<String>, context: String| -> Result<(), ManifestError> {
+        match source {
+            Source::Step { step, .. } if !step_names.contains(&step.as_str()) => {
+                Err(place.at(text, format!("{context}: no step named `{step}` in pipeline `{name}` (steps: {})", step_names.join(", "))))
+            }
+            Source::Input(tensor) if !inputs.is_empty() && !inputs.iter().any(|d| &d.name == tensor) => Err(place.at(
+                text,
+                format!("{context}: pipeline `{name}` declares no input `{tensor}` (inputs: {})", inputs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")),
+            )),
+            _ => Ok(()),
+        }
+    };
+    for (step, raw_step) in steps.iter().zip(&raw.steps) {
+        for (route, text) in step.inputs.iter().zip(&raw_step.inputs) {
+            check_source(&route.source, text, format!("pipelines.{name}.steps.{}.inputs", step.name))?;
+            if matches!(&route.source, Source::Step { step: from, .. } if from == &step.name) {
+                return Err(place.at(text, format!("pipelines.{name}.steps.{}: a step cannot read its own output", step.name)));
+            }
+        }
+    }
+    if raw.outputs.is_empty() {
+        return Err(place.nowhere(format!("pipelines.{name}.outputs: a pipeline needs at least one output (`name = \"step.tensor\"`)")));
+    }
+    let mut outputs = Vec::new();
+    for (output, text) in &raw.outputs {
+        let route = route(place, text, &format!("pipelines.{name}.outputs.{output}"))?;
+        check_source(&route.source, text, format!("pipelines.{name}.outputs.{output}"))?;
+        outputs.push(Route { name: output.clone(), source: route.source });
+    }
+    let steps = topological_order(steps).map_err(|cycle| {
+        let first = spans.get(&cycle[0]).expect("cycle names are steps");
+        place.at(&first.name, format!("pipelines.{name}: the steps form a cycle: {}", cycle.join(" -> ")))
+    })?;
+    Ok(Pipeline { name: name.into(), description: raw.description.clone(), inputs, steps, outputs })
+}
+
+/// Kahn's algorithm; on a cycle, the names along it (first repeated last).
+fn topological_order(steps: Vec<Step>) -> Result<Vec<Step>, Vec<String>> {
+    let deps = |step: &Step| -> HashSet<String> {
+        step.inputs
+            .iter()
+            .filter_map(|r| match &r.source {
+                Source::Step { step, .. } => Some(step.clone()),
+                Source::Input(_) => None,
+            })
+            .collect()
+    };
+    let mut remaining: Vec<(Step, HashSet<String>)> = steps.into_iter().map(|s| { let d = deps(&s); (s, d) }).collect();
+    let mut ordered: Vec<Step> = Vec::new();
+    while !remaining.is_empty() {
+        let ready = remaining.iter().position(|(_, d)| d.iter().all(|dep| ordered.iter().any(|s| &s.name == dep)));
+        match ready {
+            Some(index) => ordered.push(remaining.remove(index).0),
+            None => {
+                // Walk dependencies from any stuck step until a name repeats.
+                let graph: HashMap<&str, &HashSet<String>> = remaining.iter().map(|(s, d)| (s.name.as_str(), d)).collect();
+                let mut path = vec![remaining[0].0.name.clone()];
+                loop {
+                    let current = path.last().expect("non-empty");
+                    let next = graph[current.as_str()].iter().find(|d| graph.contains_key(d.as_str())).expect("stuck steps wait on stuck steps").clone();
+                    if let Some(start) = path.iter().position(|p| p == &next) {
+                        let mut cycle = path[start..].to_vec();
+                        cycle.push(next);
+                        return Err(cycle);
+                    }
+                    path.push(next);
+                }
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+fn http_settings(place: &Place, raw: &RawManifest) -> Result<HttpSettings, ManifestError> {
+    let mut http = HttpSettings::default();
+    let Some(raw) = &raw.triggers.http else { return Ok(http) };
+    if let Some(listen) = &raw.listen {
+        listen.get_ref().parse::<std::net::SocketAddr>().map_err(|e| place.at(listen, format!("triggers.http.listen: `{}` is not HOST:PORT ({e})", listen.get_ref())))?;
+        http.listen = listen.get_ref().clone();
+    }
+    if let Some(size) = &raw.max_body {
+        http.max_body_bytes = parse_bytes(size.get_ref()).map_err(|e| place.at(size, format!("triggers.http.max_body: {e}")))?;
+    }
+    if let Some(n) = &raw.max_concurrency {
+        if *n.get_ref() == 0 {
+            return Err(place.at(n, "triggers.http.max_concurrency must be at least 1"));
+        }
+        http.max_concurrency = *n.get_ref();
+    }
+    if let Some(timeout) = &raw.timeout {
+        http.timeout = parse_duration(timeout.get_ref()).map_err(|e| place.at(timeout, format!("triggers.http.timeout: {e}")))?;
+    }
+    Ok(http)
+}

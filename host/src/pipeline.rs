@@ -1,0 +1,234 @@
+//! The dataflow executor: a step runs once all its inputs are ready;
+//! independent steps run concurrently (each on its own task); tensors are
+//! routed by `step.tensor` name. A failing step fails the invocation with an
+//! error naming it; the other steps are cancelled, nothing hangs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::task::JoinSet;
+
+use crate::component::{LoadError, StepComponent};
+use crate::invoke::{InvokeError, StepStats};
+use crate::manifest::{Manifest, Pipeline, Route, Source, Step};
+use crate::runtime::Runtime;
+use crate::tensor::Tensor;
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error("no pipeline named `{name}` (pipelines: {})", known.join(", "))]
+    UnknownPipeline { name: String, known: Vec<String> },
+    #[error("pipeline `{pipeline}` has no step named `{step}` to stop at")]
+    UnknownStep { pipeline: String, step: String },
+    #[error("the request has no input tensor `{name}` (pipeline `{pipeline}` needs it; the request has: {given:?})")]
+    MissingInput { pipeline: String, name: String, given: Vec<String> },
+    #[error("step `{step}` needs `{wanted}`, but step `{from}` produced only {produced:?}")]
+    MissingTensor { step: String, wanted: String, from: String, produced: Vec<String> },
+    #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
+    Load { step: String, component: String, error: LoadError },
+    #[error(transparent)]
+    Step(#[from] InvokeError),
+}
+
+impl PipelineError {
+    /// The caller's request was at fault (HTTP 400).
+    pub fn is_caller_error(&self) -> bool {
+        match self {
+            PipelineError::MissingInput { .. } | PipelineError::UnknownStep { .. } => true,
+            PipelineError::Step(error) => error.is_caller_error(),
+            _ => false,
+        }
+    }
+}
+
+/// What to run and what to return.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Return every step's outputs (the data on every edge) and timings.
+    pub trace: bool,
+    /// Run only this step and the steps it depends on; return its outputs.
+    pub until: Option<String>,
+}
+
+/// One step as it ran, for traces.
+#[derive(Debug, Clone)]
+pub struct StepTrace {
+    pub step: String,
+    pub started_after: Duration,
+    pub stats: StepStats,
+    /// The step's outputs, when tracing.
+    pub outputs: Vec<Tensor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineOutput {
+    pub outputs: Vec<Tensor>,
+    /// Every step that ran, in completion order.
+    pub steps: Vec<StepTrace>,
+    pub wall: Duration,
+}
+
+/// Runs a manifest's pipelines, loading each component on first use.
+pub struct Executor {
+    runtime: Arc<Runtime>,
+    manifest: Arc<Manifest>,
+    components: Mutex<HashMap<String, Arc<StepComponent>>>,
+}
+
+impl Executor {
+    /// Register the manifest's models with the runtime and get ready to run.
+    pub fn new(runtime: Arc<Runtime>, manifest: Manifest) -> Self {
+        for spec in manifest.models.values() {
+            runtime.register_model(spec.clone());
+        }
+        Executor { runtime, manifest: Arc::new(manifest), components: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn pipeline(&self, name: &str) -> Result<&Pipeline, PipelineError> {
+        self.manifest.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline {
+            name: name.into(),
+            known: self.manifest.pipelines.keys().cloned().collect(),
+        })
+    }
+
+    /// The loaded component of a step (compiled or taken from the cache once).
+    pub fn component(&self, step: &Step) -> Result<Arc<StepComponent>, PipelineError> {
+        if let Some(component) = self.lock_components().get(&step.component) {
+            return Ok(component.clone());
+        }
+        let declared = &self.manifest.components[&step.component];
+        let component = self.runtime.load_file(&declared.source).map_err(|error| PipelineError::Load {
+            step: step.name.clone(),
+            component: step.component.clone(),
+            error,
+        })?;
+        let component = Arc::new(component);
+        self.lock_components().insert(step.component.clone(), component.clone());
+        Ok(component)
+    }
+
+    fn lock_components(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StepComponent>>> {
+        self.components.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run one invocation of `pipeline` on the request's tensors.
+    pub async fn run(&self, pipeline: &str, inputs: Vec<Tensor>, options: &RunOptions) -> Result<PipelineOutput, PipelineError> {
+        let started = Instant::now();
+        let pipeline = self.pipeline(pipeline)?;
+        let wanted = wanted_steps(pipeline, options.until.as_deref())?;
+        let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let mut produced: HashMap<String, Vec<Tensor>> = HashMap::new();
+        let mut pending: Vec<&Step> = pipeline.steps.iter().filter(|s| wanted.contains(s.name.as_str())).collect();
+        let mut running = JoinSet::new();
+        let mut traces = Vec::new();
+        loop {
+            // Start every step whose inputs are all there.
+            let (ready, waiting): (Vec<&Step>, Vec<&Step>) = pending.into_iter().partition(|step| {
+                step.inputs.iter().all(|r| match &r.source {
+                    Source::Input(_) => true,
+                    Source::Step { step, .. } => produced.contains_key(step),
+                })
+            });
+            pending = waiting;
+            for step in ready {
+                let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
+                let component = self.component(step)?;
+                let (runtime, step) = (self.runtime.clone(), step.clone());
+                let started_after = started.elapsed();
+                running.spawn(async move {
+                    let result = runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
+                    (step.name, started_after, result)
+                });
+            }
+            let Some(done) = running.join_next().await else { break };
+            let (step, started_after, result) = done.map_err(|e| {
+                PipelineError::Step(InvokeError::StepFailed { step: "?".into(), message: format!("step task failed: {e}") })
+            })?;
+            let output = result?;
+            traces.push(StepTrace {
+                step: step.clone(),
+                started_after,
+                stats: output.stats,
+                outputs: if options.trace { output.outputs.clone() } else { Vec::new() },
+            });
+            produced.insert(step, output.outputs);
+        }
+        let outputs = match &options.until {
+            Some(step) => produced.remove(step).unwrap_or_default(),
+            None => pipeline
+                .outputs
+                .iter()
+                .map(|route| fetch(pipeline, "the pipeline's outputs", route, &inputs, &produced))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(PipelineOutput { outputs, steps: traces, wall: started.elapsed() })
+    }
+}
+
+/// The steps to run: all of them, or `until` and its ancestors.
+fn wanted_steps<'a>(pipeline: &'a Pipeline, until: Option<&str>) -> Result<HashSet<&'a str>, PipelineError> {
+    let Some(until) = until else { return Ok(pipeline.steps.iter().map(|s| s.name.as_str()).collect()) };
+    let target = pipeline
+        .step(until)
+        .ok_or_else(|| PipelineError::UnknownStep { pipeline: pipeline.name.clone(), step: until.into() })?;
+    let mut wanted = HashSet::new();
+    let mut stack = vec![target];
+    while let Some(step) = stack.pop() {
+        if wanted.insert(step.name.as_str()) {
+            for route in &step.inputs {
+                if let Source::Step { step: from, .. } = &route.source {
+                    stack.extend(pipeline.step(from));
+                }
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn route_inputs(
+    pipeline: &Pipeline,
+    step: &Step,
+    inputs: &HashMap<String, Tensor>,
+    produced: &HashMap<String, Vec<Tensor>>,
+) -> Result<Vec<Tensor>, PipelineError> {
+    step.inputs.iter().map(|route| fetch(pipeline, &step.name, route, inputs, produced)).collect()
+}
+
+/// The tensor a route names, renamed to what the reader calls it.
+fn fetch(
+    pipeline: &Pipeline,
+    reader: &str,
+    route: &Route,
+    inputs: &HashMap<String, Tensor>,
+    produced: &HashMap<String, Vec<Tensor>>,
+) -> Result<Tensor, PipelineError> {
+    let tensor = match &route.source {
+        Source::Input(name) => inputs.get(name).ok_or_else(|| PipelineError::MissingInput {
+            pipeline: pipeline.name.clone(),
+            name: name.clone(),
+            given: inputs.keys().cloned().collect(),
+        })?,
+        Source::Step { step, tensor } => {
+            let outputs = produced.get(step).map(Vec::as_slice).unwrap_or_default();
+            outputs.iter().find(|t| &t.name == tensor).ok_or_else(|| PipelineError::MissingTensor {
+                step: reader.into(),
+                wanted: route.source.to_string(),
+                from: step.clone(),
+                produced: outputs.iter().map(|t| t.name.clone()).collect(),
+            })?
+        }
+    };
+    let mut tensor = tensor.clone();
+    tensor.name = route.name.clone();
+    Ok(tensor)
+}
