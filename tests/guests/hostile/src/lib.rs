@@ -84,6 +84,15 @@ impl Step for Hostile {
                     Err(e) => format!("denied: {:?}: {}", e.code(), e.data()),
                 })?])
             }
+            // Keep a core busy for `ms` milliseconds, then echo.
+            "busy" => {
+                let ms = config::parse_or::<u64>("ms", 100)?;
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(ms) {
+                    black_box(0u64);
+                }
+                Ok(inputs.into_vec())
+            }
             "counter" => {
                 // State kept in the instance: a fresh instance per call must
                 // always answer 1.

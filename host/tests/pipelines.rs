@@ -1,0 +1,237 @@
+//! Manifests and the dataflow executor: every kind of bad manifest is a
+//! located, explained error; pipelines route, join, fan out, run independent
+//! steps concurrently, trace every edge, and fail with the step's name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{f32_tensor, f32_values};
+use weir::manifest::Manifest;
+use weir::pipeline::{Executor, PipelineError, RunOptions};
+use weir::{Runtime, RuntimeOptions};
+use weir_test_guests::{CLASSIFY, HOSTILE, SCALE, TOPK};
+
+fn header() -> String {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
+    format!(
+        r#"
+[models.digits]
+source = "{}"
+
+[components.scale]
+source = "{SCALE}"
+
+[components.hostile]
+source = "{HOSTILE}"
+
+[components.classify]
+source = "{CLASSIFY}"
+
+[components.topk]
+source = "{TOPK}"
+"#,
+        models.join("digits.onnx").display()
+    )
+}
+
+fn write(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, format!("{}{body}", header())).unwrap();
+    path
+}
+
+/// Parse a manifest whose pipeline part is `body`; the error must be at
+/// `line_of` (a text that starts the offending line) and contain `needle`.
+fn assert_manifest_error(body: &str, line_of: &str, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), body);
+    let err = Manifest::load(&path).unwrap_err();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let expected_line = text.lines().position(|l| l.trim_start().starts_with(line_of)).map(|i| i + 1);
+    assert_eq!(Some(err.line), expected_line, "wrong line for: {err}");
+    assert!(err.column > 0, "{err}");
+    assert!(err.to_string().starts_with(&format!("{}:{}:", path.display(), err.line)), "{err}");
+    assert!(err.message.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[test]
+fn bad_manifests_are_located_and_explained() {
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"nosuch.y\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "inputs =",
+        "no step named `nosuch` in pipeline `p` (steps: a)",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"b.y\"]\n[[pipelines.p.steps]]\nname = \"b\"\ncomponent = \"scale\"\ninputs = [\"a.y\"]\n[pipelines.p.outputs]\ny = \"b.y\"\n",
+        "name = \"a\"",
+        "the steps form a cycle: a -> b -> a",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[[pipelines.p.steps]]\nname = \"a\" # again\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "name = \"a\" # again",
+        "two steps are named `a`",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"classify\"\nmodels = [\"mnist\"]\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"a.label\"\n",
+        "models =",
+        "no model named `mnist` (declared: [\"digits\"])",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\ncolour = \"red\"\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "colour",
+        "unknown field `colour`",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"resize\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "component = \"resize\"",
+        "no component named `resize`",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"x\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "inputs =",
+        "`x` is not a route",
+    );
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\nlimits = { timeout = \"fast\" }\n[pipelines.p.outputs]\ny = \"a.y\"\n",
+        "limits =",
+        "limits.timeout",
+    );
+    assert_manifest_error("[pipelines.p\n", "[pipelines.p", "");
+}
+
+fn executor(body: &str) -> (tempfile::TempDir, Executor) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Manifest::load(&write(dir.path(), body)).unwrap();
+    let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(common::shared_cache_dir()), ..RuntimeOptions::default() }).unwrap();
+    (dir, Executor::new(Arc::new(runtime), manifest))
+}
+
+/// Fan-out (input.x read by two steps), join (`both` reads both), renames,
+/// several pipeline inputs and outputs.
+const DIAMOND: &str = r#"
+[[pipelines.diamond.steps]]
+name = "double"
+component = "scale"
+inputs = ["input.x"]
+config = { std = 0.5 }
+
+[[pipelines.diamond.steps]]
+name = "shift"
+component = "scale"
+inputs = ["input.x"]
+config = { mean = -10 }
+
+[[pipelines.diamond.steps]]
+name = "both"
+component = "hostile"
+inputs = ["doubled=double.y", "shifted=shift.y", "extra=input.z"]
+config = { mode = "echo" }
+
+[pipelines.diamond.outputs]
+doubled = "both.doubled"
+shifted = "both.shifted"
+passthrough = "input.z"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensors_are_routed_through_joins_and_fan_outs() {
+    let (_dir, executor) = executor(DIAMOND);
+    let inputs = vec![f32_tensor("x", &[2], &[1.0, 2.0]), f32_tensor("z", &[1], &[7.0])];
+    let out = executor.run("diamond", inputs.clone(), &RunOptions::default()).await.unwrap();
+    let names: Vec<&str> = out.outputs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["doubled", "passthrough", "shifted"]);
+    assert_eq!(f32_values(&out.outputs[0]), vec![2.0, 4.0]);
+    assert_eq!(f32_values(&out.outputs[1]), vec![7.0]);
+    assert_eq!(f32_values(&out.outputs[2]), vec![11.0, 12.0]);
+    assert!(out.steps.iter().all(|s| s.outputs.is_empty()), "no trace unless asked");
+
+    let traced = executor.run("diamond", inputs.clone(), &RunOptions { trace: true, until: None }).await.unwrap();
+    assert_eq!(traced.steps.len(), 3);
+    let shift = traced.steps.iter().find(|s| s.step == "shift").unwrap();
+    assert_eq!(f32_values(&shift.outputs[0]), vec![11.0, 12.0], "the edge shift.y is visible");
+
+    let until = executor.run("diamond", inputs.clone(), &RunOptions { trace: false, until: Some("double".into()) }).await.unwrap();
+    assert_eq!(until.steps.len(), 1, "only the step and its ancestors run");
+    assert_eq!(f32_values(&until.outputs[0]), vec![2.0, 4.0]);
+
+    let err = executor.run("diamond", vec![inputs[0].clone()], &RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, PipelineError::MissingInput { name, .. } if name == "z"), "{err}");
+    assert!(err.is_caller_error());
+    let err = executor.run("nope", vec![], &RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("no pipeline named `nope` (pipelines: diamond)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_steps_run_concurrently() {
+    let body = r#"
+[[pipelines.p.steps]]
+name = "left"
+component = "hostile"
+inputs = ["input.x"]
+config = { mode = "busy", ms = 300 }
+
+[[pipelines.p.steps]]
+name = "right"
+component = "hostile"
+inputs = ["input.x"]
+config = { mode = "busy", ms = 300 }
+
+[pipelines.p.outputs]
+a = "left.x"
+b = "right.x"
+"#;
+    let (_dir, executor) = executor(body);
+    let out = executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await.unwrap();
+    let [first, second] = [&out.steps[0], &out.steps[1]];
+    // The second started before the first finished: they overlapped.
+    assert!(second.started_after < first.started_after + first.stats.wall, "{:?} vs {:?}", first, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_fails_the_invocation_by_name() {
+    let body = r#"
+[[pipelines.p.steps]]
+name = "ok"
+component = "scale"
+inputs = ["input.x"]
+
+[[pipelines.p.steps]]
+name = "boom"
+component = "hostile"
+inputs = ["ok.y"]
+config = { mode = "panic" }
+
+[[pipelines.p.steps]]
+name = "after"
+component = "scale"
+inputs = ["x=boom.y"]
+
+[pipelines.p.outputs]
+y = "after.y"
+"#;
+    let (_dir, executor) = executor(body);
+    let err = executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().starts_with("step `boom` trapped"), "{err}");
+    assert!(!err.is_caller_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digits_example_classifies_raw_pixels() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/digits/weir.toml");
+    let manifest = Manifest::load(&example).unwrap();
+    let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(common::shared_cache_dir()), ..RuntimeOptions::default() }).unwrap();
+    let executor = Executor::new(Arc::new(runtime), manifest);
+    let test: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(example.with_file_name("../models/digits_test.json")).unwrap()).unwrap();
+    let rows: Vec<f32> = test["inputs"].as_array().unwrap()[..20].iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| (v.as_f64().unwrap() * 16.0).round() as f32)).collect();
+    let out = executor.run("digits", vec![f32_tensor("pixels", &[20, 64], &rows)], &RunOptions::default()).await.unwrap();
+    let label = out.outputs.iter().find(|t| t.name == "label").unwrap();
+    let predicted: Vec<i64> = label.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let expected: Vec<i64> = test["labels"].as_array().unwrap()[..20].iter().map(|v| v.as_i64().unwrap()).collect();
+    let correct = predicted.iter().zip(&expected).filter(|(p, e)| p == e).count();
+    assert!(correct >= 19, "{predicted:?} vs {expected:?}");
+    let top = out.outputs.iter().find(|t| t.name == "top_classes").unwrap();
+    assert_eq!(top.shape, vec![20, 3]);
+    assert_eq!(&top.data[..8], &label.data[..8], "the best class is the label");
+}
