@@ -16,6 +16,7 @@ pub mod oip;
 pub mod pipeline;
 pub mod runtime;
 pub mod scaffold;
+pub mod serve;
 pub mod tensor;
 pub mod units;
 

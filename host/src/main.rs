@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run one step component, or one pipeline of a manifest, on Open Inference Protocol v2 JSON.
     Run(cli::run::RunArgs),
+    /// Serve a manifest's pipelines over HTTP (Open Inference Protocol v2).
+    Serve(cli::serve::ServeArgs),
     /// Print a pipeline's dataflow graph (DOT or Mermaid).
     Graph(cli::graph::GraphArgs),
     /// Scaffold a new step component crate wired to weir-sdk.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Serve(args) => cli::serve::serve(args),
         Command::Graph(args) => cli::graph::graph(args),
         Command::New(args) => cli::new::new_component(args),
     };

@@ -3,6 +3,7 @@
 pub mod graph;
 pub mod new;
 pub mod run;
+pub mod serve;
 
 /// Exit codes, documented in the README.
 pub mod exit {

@@ -1,0 +1,158 @@
+//! The HTTP trigger: every pipeline of a manifest exposed as a model over the
+//! Open Inference Protocol v2 (REST).
+//!
+//! Limits: bodies over `max_body` get 413; at most `max_concurrency`
+//! invocations run at once and a request beyond that gets 429 at once
+//! (back-pressure instead of an unbounded queue); an invocation over
+//! `timeout` gets 504 and is cancelled. Each step also has its own limits,
+//! so a slow or hostile step never holds up other pipelines.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::manifest::{HttpSettings, Pipeline};
+use crate::oip;
+use crate::pipeline::{Executor, PipelineError};
+use crate::tensor::datatype_name;
+
+struct AppState {
+    executor: Arc<Executor>,
+    settings: HttpSettings,
+    slots: Semaphore,
+}
+
+/// An error response: `{"error": "..."}` with a status that says whose fault.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> Self {
+        let status = match &error {
+            PipelineError::UnknownPipeline { .. } => StatusCode::NOT_FOUND,
+            e if e.is_caller_error() => StatusCode::BAD_REQUEST,
+            PipelineError::Step(crate::InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            PipelineError::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+/// The router for `executor`'s pipelines.
+pub fn router(executor: Arc<Executor>) -> Router {
+    let settings = executor.manifest().http.clone();
+    let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings });
+    Router::new()
+        .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see /v2 and /v2/models/{name}".into()) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serve until ctrl-c or SIGTERM. `on_listening` gets the bound address
+/// (useful with port 0).
+pub async fn serve(executor: Arc<Executor>, listen: &str, on_listening: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    on_listening(listener.local_addr()?);
+    axum::serve(listener, router(executor)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
+
+async fn server_metadata(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<&String> = state.executor.manifest().pipelines.keys().collect();
+    Json(json!({ "name": "weir", "version": env!("CARGO_PKG_VERSION"), "extensions": [], "models": models }))
+}
+
+fn pipeline<'a>(state: &'a AppState, name: &str) -> Result<&'a Pipeline, ApiError> {
+    state.executor.pipeline(name).map_err(ApiError::from)
+}
+
+async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let pipeline = pipeline(&state, &name)?;
+    let inputs: Vec<Value> = pipeline
+        .inputs
+        .iter()
+        .map(|d| json!({ "name": d.name, "datatype": datatype_name(d.datatype), "shape": d.shape }))
+        .collect();
+    // Output types are whatever the producing steps return: OIP's "any" shape.
+    let outputs: Vec<Value> = pipeline.outputs.iter().map(|r| json!({ "name": r.name, "datatype": "", "shape": [-1], "source": r.source.to_string() })).collect();
+    let steps: Vec<Value> = pipeline.steps.iter().map(|s| json!({ "name": s.name, "component": s.component, "models": s.grants.nn.models })).collect();
+    Ok(Json(json!({
+        "name": pipeline.name,
+        "versions": [],
+        "platform": "weir",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": { "description": pipeline.description, "steps": steps },
+    })))
+}
+
+async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let pipeline = pipeline(&state, &name)?;
+    // Ready when every component can be loaded (compiled or from the cache).
+    for step in &pipeline.steps {
+        state.executor.component(step).map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    }
+    Ok(Json(json!({ "name": name, "ready": true })))
+}
+
+async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    pipeline(&state, &name)?;
+    let bad_request = |e: oip::OipError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
+    let request = oip::parse_request(&body).map_err(bad_request)?;
+    let inputs = oip::request_tensors(&request).map_err(bad_request)?;
+    let options = oip::run_options(&request).map_err(bad_request)?;
+    let Ok(_slot) = state.slots.try_acquire() else {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{} invocations are already running (max_concurrency); retry later", state.settings.max_concurrency),
+        ));
+    };
+    let run = state.executor.run(&name, inputs, &options);
+    let output = match tokio::time::timeout(state.settings.timeout, run).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, format!("the invocation took longer than {:?} and was cancelled", state.settings.timeout)))
+        }
+    };
+    let response = oip::pipeline_response(&name, &request, &output, options.trace).map_err(bad_request)?;
+    Ok(Json(response).into_response())
+}

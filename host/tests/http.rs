@@ -1,0 +1,226 @@
+//! `weir serve` end to end: the real binary on a free loopback port, real
+//! HTTP, Open Inference Protocol v2 requests and every error status.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use weir_test_guests::{HOSTILE, SCALE};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(manifest: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("WEIR_CACHE_DIR", common::shared_cache_dir())
+        .env("WEIR_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().expect("weir serve printed nothing").unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.strip_suffix("/v2")).unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base: format!("http://{addr}") }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+}
+
+fn get(server: &Server, path: &str) -> (u16, Value) {
+    let mut response = agent().get(format!("{}{path}", server.base)).call().unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
+
+fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
+    let mut response = agent()
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/digits/weir.toml")
+}
+
+#[test]
+fn the_digits_pipeline_speaks_open_inference_protocol() {
+    let server = start(&example());
+    assert_eq!(get(&server, "/v2/health/live"), (200, json!({"live": true})));
+    assert_eq!(get(&server, "/v2/health/ready"), (200, json!({"ready": true})));
+    let (status, meta) = get(&server, "/v2");
+    assert_eq!((status, &meta["name"], &meta["models"]), (200, &json!("weir"), &json!(["digits"])));
+    let (status, meta) = get(&server, "/v2/models/digits");
+    assert_eq!(status, 200);
+    assert_eq!(meta["inputs"], json!([{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]));
+    assert_eq!(meta["outputs"].as_array().unwrap().len(), 3);
+    assert_eq!(get(&server, "/v2/models/digits/ready"), (200, json!({"name": "digits", "ready": true})));
+
+    let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let (status, response) = post(&server, "/v2/models/digits/infer", &request);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["id"], "digits-request-1");
+    assert_eq!(response["model_name"], "digits");
+    let label = response["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap();
+    assert_eq!(label["data"], json!([2, 0, 4]));
+    assert_eq!(label["datatype"], "INT64");
+
+    // Requested outputs, and a trace of every edge.
+    let mut traced: Value = serde_json::from_str(&request).unwrap();
+    traced["parameters"] = json!({"trace": true});
+    traced["outputs"] = json!([{"name": "top_classes"}]);
+    let (status, response) = post(&server, "/v2/models/digits/infer", &traced.to_string());
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["outputs"].as_array().unwrap().len(), 1);
+    let trace = response["parameters"]["trace"].as_array().unwrap();
+    let steps: Vec<&str> = trace.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["normalise", "classify", "top3"]);
+    assert_eq!(trace[0]["outputs"][0]["name"], "y", "the normalised pixels are visible");
+    assert!(trace[1]["inference_us"].as_u64().unwrap() > 0);
+
+    // Up to a named step.
+    let mut until: Value = serde_json::from_str(&request).unwrap();
+    until["parameters"] = json!({"until": "normalise"});
+    let (status, response) = post(&server, "/v2/models/digits/infer", &until.to_string());
+    assert_eq!((status, &response["outputs"][0]["name"]), (200, &json!("y")));
+}
+
+#[test]
+fn bad_requests_get_the_status_that_says_so() {
+    let server = start(&example());
+    let cases = [
+        ("/v2/models/digits/infer", "not json", 400, "not an Open Inference Protocol v2 inference request"),
+        ("/v2/models/digits/infer", r#"{"inputs":[{"name":"pixels","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, 400, "unknown datatype `FLOAT`"),
+        ("/v2/models/digits/infer", r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#, 400, "has shape [-1, 64] (-1 = any), got [1, 3]"),
+        ("/v2/models/digits/infer", r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#, 400, "no input tensor `pixels`"),
+        ("/v2/models/digits/infer", r#"{"inputs":[],"parameters":{"until":"nope"}}"#, 400, "no step named `nope`"),
+        ("/v2/models/nope/infer", r#"{"inputs":[]}"#, 404, "no pipeline named `nope`"),
+    ];
+    for (path, body, status, needle) in cases {
+        let (got, response) = post(&server, path, body);
+        assert_eq!(got, status, "{body}: {response}");
+        assert!(response["error"].as_str().unwrap().contains(needle), "{body}: {response}");
+    }
+    assert_eq!(get(&server, "/v2/models/nope").0, 404);
+    assert_eq!(get(&server, "/v3/whatever").0, 404);
+}
+
+fn write_manifest(dir: &Path, http: &str) -> PathBuf {
+    let path = dir.join("weir.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[components.hostile]
+source = "{HOSTILE}"
+[components.scale]
+source = "{SCALE}"
+
+[[pipelines.slow.steps]]
+name = "busy"
+component = "hostile"
+inputs = ["input.x"]
+config = {{ mode = "busy", ms = 1500 }}
+[pipelines.slow.outputs]
+x = "busy.x"
+
+[[pipelines.runaway.steps]]
+name = "spin"
+component = "hostile"
+inputs = ["input.x"]
+config = {{ mode = "infinite-loop" }}
+limits = {{ timeout = "300ms" }}
+[pipelines.runaway.outputs]
+x = "spin.x"
+
+[[pipelines.broken.steps]]
+name = "boom"
+component = "hostile"
+inputs = ["input.x"]
+config = {{ mode = "panic" }}
+[pipelines.broken.outputs]
+x = "boom.x"
+
+[[pipelines.fast.steps]]
+name = "scale"
+component = "scale"
+inputs = ["input.x"]
+[pipelines.fast.outputs]
+y = "scale.y"
+
+[triggers.http]
+{http}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const X: &str = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+
+#[test]
+fn limits_answer_413_429_504_and_step_failures_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&write_manifest(dir.path(), "max_body = \"1KiB\"\nmax_concurrency = 1\ntimeout = \"800ms\""));
+    let big = format!(r#"{{"inputs":[{{"name":"x","shape":[1000],"datatype":"FP32","data":[{}]}}]}}"#, vec!["1.0"; 1000].join(","));
+    assert_eq!(post(&server, "/v2/models/fast/infer", &big).0, 413);
+
+    let (status, response) = post(&server, "/v2/models/broken/infer", X);
+    assert_eq!(status, 500, "{response}");
+    assert!(response["error"].as_str().unwrap().contains("step `boom` trapped"), "{response}");
+
+    let (status, response) = post(&server, "/v2/models/runaway/infer", X);
+    assert_eq!(status, 504, "{response}");
+    assert!(response["error"].as_str().unwrap().contains("step `spin` timed out after 300ms"), "{response}");
+
+    // One slot: a second request while the slow one runs is refused at once.
+    let base = server.base.clone();
+    let slow = std::thread::spawn(move || {
+        let mut r = agent().post(format!("{base}/v2/models/slow/infer")).send(X).unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, response) = post(&server, "/v2/models/fast/infer", X);
+    assert_eq!(status, 429, "{response}");
+    assert!(started.elapsed() < Duration::from_millis(500), "429 must come at once");
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 504, "the slow pipeline outlived the 800ms request timeout: {body}");
+    assert_eq!(post(&server, "/v2/models/fast/infer", X).0, 200, "the server keeps serving");
+}
+
+#[test]
+fn a_runaway_pipeline_does_not_block_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&write_manifest(dir.path(), "max_concurrency = 8\ntimeout = \"10s\""));
+    assert_eq!(post(&server, "/v2/models/fast/infer", X).0, 200, "warm up");
+    let base = server.base.clone();
+    let runaway = std::thread::spawn(move || agent().post(format!("{base}/v2/models/slow/infer")).send(X).unwrap().status().as_u16());
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (status, response) = post(&server, "/v2/models/fast/infer", X);
+    assert_eq!(status, 200, "{response}");
+    assert!(started.elapsed() < Duration::from_millis(1000), "fast pipeline waited {:?}", started.elapsed());
+    assert_eq!(runaway.join().unwrap(), 200);
+}
