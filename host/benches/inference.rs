@@ -36,7 +36,7 @@ fn sample_row() -> Vec<f32> {
 fn floor(path: &Path, row: &[f32], iterations: usize) -> Duration {
     let mut session = Session::builder().unwrap().with_intra_threads(1).unwrap().commit_from_file(path).unwrap();
     let run = |session: &mut Session| {
-        let input = OrtTensor::<f32>::from_array((vec![1i64, 64], row.to_vec())).unwrap();
+        let input = OrtTensor::<f32>::from_array((vec![(row.len() / 64) as i64, 64], row.to_vec())).unwrap();
         let started = Instant::now();
         let outputs = session.run(ort::inputs!["input" => input]).unwrap();
         let elapsed = started.elapsed();
@@ -57,7 +57,7 @@ struct Setup {
 fn setup(models: &[(&str, &Path)]) -> Setup {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(std::env::temp_dir().join("weir-bench-cache")), ..RuntimeOptions::default() }).unwrap();
     for (name, path) in models {
-        runtime.register_model(ModelSpec { max_sessions: 2, ..ModelSpec::new(*name, *path) });
+        runtime.register_model(ModelSpec::new(*name, *path));
     }
     let classify = Arc::new(runtime.load_file(weir_test_guests::CLASSIFY.as_ref()).unwrap());
     Setup { runtime: Arc::new(runtime), classify }
@@ -70,8 +70,10 @@ fn grants(model: &str) -> StepGrants {
     }
 }
 
-fn input(row: &[f32]) -> Tensor {
-    Tensor { name: "x".into(), datatype: Datatype::Fp32, shape: vec![1, 64], data: row.iter().flat_map(|v| v.to_le_bytes()).collect() }
+/// `rows` is one or more 64-pixel rows, concatenated.
+fn input(rows: &[f32]) -> Tensor {
+    let shape = vec![(rows.len() / 64) as u64, 64];
+    Tensor { name: "x".into(), datatype: Datatype::Fp32, shape, data: rows.iter().flat_map(|v| v.to_le_bytes()).collect() }
 }
 
 async fn through_weir(setup: &Setup, model: &str, row: &[f32], iterations: usize) -> Duration {
@@ -148,13 +150,17 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     println!("\n1. one inference, p50 over {iterations} calls (classify: fresh instance per call)");
-    println!("{:<12} {:>12} {:>12} {:>8} {:>12}", "model", "ORT direct", "via weir", "ratio", "difference");
-    for (name, path) in &models {
-        let n = if *name == "digits_big" { iterations / 10 } else { iterations };
-        let direct = floor(path, &row, n);
-        let weir = tokio.block_on(through_weir(&setup, name, &row, n));
+    println!("{:<12} {:>5} {:>12} {:>12} {:>8} {:>12}", "model", "batch", "ORT direct", "via weir", "ratio", "difference");
+    // The big model on a batch of 8 rows is the ~1 ms inference.
+    let cases: Vec<(&str, &Path, usize)> =
+        models.iter().flat_map(|(name, path)| if *name == "digits_big" { vec![(*name, *path, 1), (*name, *path, 8)] } else { vec![(*name, *path, 1)] }).collect();
+    for (name, path, batch) in cases {
+        let n = if name == "digits_big" { iterations / 5 } else { iterations };
+        let rows: Vec<f32> = row.iter().copied().cycle().take(64 * batch).collect();
+        let direct = floor(path, &rows, n);
+        let weir = tokio.block_on(through_weir(&setup, name, &rows, n));
         println!(
-            "{name:<12} {:>12.1?} {:>12.1?} {:>8.2} {:>+10.1}µs",
+            "{name:<12} {batch:>5} {:>12.1?} {:>12.1?} {:>8.2} {:>+10.1}µs",
             direct,
             weir,
             weir.as_secs_f64() / direct.as_secs_f64(),

@@ -10,6 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+/// Bytes of each pooled linear memory reset in place rather than unmapped.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// One epoch tick. Timeouts are rounded up to whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -105,7 +108,14 @@ fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
         .max_memory_size(options.max_memory_bytes as usize)
         // Keep a few slots' pages around so reuse is cheap; the rest are
         // returned to the OS (scale to zero).
-        .max_unused_warm_slots(n.min(16));
+        .max_unused_warm_slots(n.min(16))
+        // Reset the first pages of a memory, table and fiber stack in place
+        // instead of unmapping them: no page faults (and fewer cache misses)
+        // on the next instantiation. Steps rarely touch more than this.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     pool
 }
 

@@ -3,7 +3,7 @@
 //! - [`library`] finds and checks `libonnxruntime.so` before `ort` loads it.
 //! - [`ModelCache`] holds models declared once and shared by every
 //!   invocation: loaded lazily, unloaded when idle, evicted LRU under a
-//!   memory budget, with a pool of sessions per model for parallel calls.
+//!   memory budget; one session per model that concurrent calls share.
 //! - [`host`] implements the `wasi:nn@0.2.0-rc-2024-10-28` WIT for one
 //!   invocation, limited by the step's [`NnGrants`].
 //! - [`device`] places models on the CPU or a GPU (CUDA, NVML).
@@ -14,6 +14,7 @@ pub mod error;
 pub mod host;
 pub mod library;
 pub mod model;
+mod shared_run;
 pub mod tensor;
 
 pub use cache::{CacheOptions, CacheStats, ModelCache};

@@ -1,9 +1,10 @@
-//! One loaded model: its declared signature, where it runs, and a pool of
-//! ONNX Runtime sessions so that concurrent invocations run in parallel
-//! (`ort` needs `&mut Session` to run, so one session serves one call at a time).
+//! One loaded model: its declared signature, where it runs, and one ONNX
+//! Runtime session that every invocation shares — concurrent calls run in
+//! parallel on it (see `shared_run`), with one copy of the weights.
 
+use std::ffi::CString;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ort::session::builder::GraphOptimizationLevel;
@@ -12,6 +13,7 @@ use ort::value::ValueType;
 
 use crate::device::{Device, DeviceChoice, Placement};
 use crate::error::{NnError, NnErrorCode};
+use crate::shared_run::run_shared;
 use crate::tensor::{outputs_from_ort, NnTensor, NnType};
 
 /// A model as declared once (manifest or `--model`), shared by every step and
@@ -21,10 +23,9 @@ pub struct ModelSpec {
     pub name: String,
     pub source: ModelSource,
     pub device: DeviceChoice,
-    /// ONNX Runtime intra-op threads per session.
+    /// ONNX Runtime intra-op threads per call (1 = the calling thread only,
+    /// which scales best with concurrent invocations).
     pub threads: usize,
-    /// Sessions kept for concurrent calls (each may run one call at a time).
-    pub max_sessions: usize,
 }
 
 /// Where a model's ONNX bytes come from.
@@ -45,7 +46,7 @@ impl std::fmt::Display for ModelSource {
 }
 
 impl ModelSpec {
-    /// A CPU model from a file, one thread per session, one session per core.
+    /// A CPU model from a file, one intra-op thread.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         Self::with_source(name.into(), ModelSource::File(path.into()))
     }
@@ -56,8 +57,7 @@ impl ModelSpec {
     }
 
     fn with_source(name: String, source: ModelSource) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1, max_sessions: cores }
+        ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1 }
     }
 
     fn size_bytes(&self) -> Result<u64, NnError> {
@@ -99,23 +99,20 @@ fn tensor_spec(name: &str, ty: &ValueType) -> TensorSpec {
     }
 }
 
-struct PoolState {
-    idle: Vec<Session>,
-    created: usize,
-}
-
 /// A loaded model, ready to run.
 pub struct LoadedModel {
     pub spec: ModelSpec,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub placement: Placement,
-    /// Time to build the first session.
+    /// Time to build the session.
     pub load_time: Duration,
-    /// What the model is charged against the cache's memory budget.
+    /// What the model is charged against the cache's memory budget: the
+    /// size of its ONNX file (weights dominate; an estimate, not a reading).
     pub charge_bytes: u64,
-    pool: Mutex<PoolState>,
-    returned: Condvar,
+    session: Session,
+    input_names: Vec<CString>,
+    output_names: Vec<CString>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -161,7 +158,7 @@ fn with_cuda(
 }
 
 impl LoadedModel {
-    /// Load the model (one session now, more on demand up to `max_sessions`).
+    /// Load the model: check the library, place it, build its session.
     pub fn load(spec: ModelSpec) -> Result<LoadedModel, NnError> {
         let started = Instant::now();
         crate::library::init().map_err(|e| NnError::runtime(e.to_string()))?;
@@ -174,22 +171,24 @@ impl LoadedModel {
         let session = build_session(&spec, placement.device)?;
         let inputs = session.inputs.iter().map(|i| tensor_spec(&i.name, &i.input_type)).collect();
         let outputs = session.outputs.iter().map(|o| tensor_spec(&o.name, &o.output_type)).collect();
-        let charge_bytes = file_bytes.saturating_mul(spec.max_sessions.max(1) as u64);
+        let c_names = |specs: &Vec<TensorSpec>| -> Result<Vec<CString>, NnError> {
+            specs
+                .iter()
+                .map(|t| CString::new(t.name.as_str()).map_err(|_| NnError::invalid(format!("model `{}`: tensor name with a NUL byte", spec.name))))
+                .collect()
+        };
+        let (input_names, output_names) = (c_names(&inputs)?, c_names(&outputs)?);
         Ok(LoadedModel {
             inputs,
             outputs,
             placement,
             load_time: started.elapsed(),
-            charge_bytes,
-            pool: Mutex::new(PoolState { idle: vec![session], created: 1 }),
-            returned: Condvar::new(),
+            charge_bytes: file_bytes,
+            session,
+            input_names,
+            output_names,
             spec,
         })
-    }
-
-    /// Sessions built so far.
-    pub fn sessions(&self) -> usize {
-        self.pool.lock().map_or(0, |p| p.created)
     }
 
     /// Check inputs against the model's declaration: names, types, ranks,
@@ -233,75 +232,23 @@ impl LoadedModel {
     }
 
     /// Run one inference; returns every declared output and the time spent
-    /// inside ONNX Runtime.
+    /// inside ONNX Runtime. Safe to call from many threads at once.
     pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, Duration), NnError> {
         self.check_inputs(inputs)?;
         let values = inputs
             .iter()
-            .map(|(name, tensor)| Ok((name.clone(), tensor.to_ort()?)))
+            .map(|(name, tensor)| {
+                let index = self.inputs.iter().position(|s| &s.name == name).expect("checked above");
+                Ok((index, tensor.to_ort()?))
+            })
             .collect::<Result<Vec<_>, ort::Error>>()
             .map_err(|e| NnError::runtime(format!("preparing inputs of model `{}`: {e}", self.spec.name)))?;
-        let mut session = self.checkout()?;
+        let named: Vec<_> = values.iter().map(|(index, value)| (self.input_names[*index].as_c_str(), value)).collect();
         let started = Instant::now();
-        let result = session.run(values).map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.spec.name)));
+        let outputs = run_shared(&self.session, &named, &self.output_names)
+            .map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.spec.name)))?;
         let elapsed = started.elapsed();
-        let names: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
-        let outputs = result.and_then(|outputs| outputs_from_ort(&self.spec.name, &names, &outputs));
-        drop(session);
-        Ok((outputs?, elapsed))
-    }
-
-    /// Take an idle session, build one more if under `max_sessions`, else wait.
-    fn checkout(&self) -> Result<SessionGuard<'_>, NnError> {
-        let poisoned = || NnError::runtime(format!("model `{}`: session pool poisoned", self.spec.name));
-        let mut pool = self.pool.lock().map_err(|_| poisoned())?;
-        loop {
-            if let Some(session) = pool.idle.pop() {
-                return Ok(SessionGuard { model: self, session: Some(session) });
-            }
-            if pool.created < self.spec.max_sessions.max(1) {
-                pool.created += 1;
-                drop(pool);
-                return match build_session(&self.spec, self.placement.device) {
-                    Ok(session) => Ok(SessionGuard { model: self, session: Some(session) }),
-                    Err(error) => {
-                        if let Ok(mut pool) = self.pool.lock() {
-                            pool.created -= 1;
-                        }
-                        self.returned.notify_one();
-                        Err(error)
-                    }
-                };
-            }
-            pool = self.returned.wait(pool).map_err(|_| poisoned())?;
-        }
-    }
-}
-
-/// A session on loan; goes back to the pool when dropped.
-struct SessionGuard<'a> {
-    model: &'a LoadedModel,
-    session: Option<Session>,
-}
-
-impl std::ops::Deref for SessionGuard<'_> {
-    type Target = Session;
-    fn deref(&self) -> &Session {
-        self.session.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for SessionGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Session {
-        self.session.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for SessionGuard<'_> {
-    fn drop(&mut self) {
-        if let (Some(session), Ok(mut pool)) = (self.session.take(), self.model.pool.lock()) {
-            pool.idle.push(session);
-            self.model.returned.notify_one();
-        }
+        let names: Vec<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
+        Ok((outputs_from_ort(&self.spec.name, &names, &outputs)?, elapsed))
     }
 }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use ort::session::SessionOutputs;
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor};
 
@@ -95,21 +94,9 @@ impl NnTensor {
     }
 }
 
-/// Copy the named outputs out of ONNX Runtime into wasi-nn tensors.
-pub(crate) fn outputs_from_ort(
-    model: &str,
-    names: &[String],
-    outputs: &SessionOutputs<'_>,
-) -> Result<Vec<(String, NnTensor)>, NnError> {
-    names
-        .iter()
-        .map(|name| {
-            let value = outputs
-                .get(name.as_str())
-                .ok_or_else(|| NnError::runtime(format!("model `{model}` produced no output `{name}`")))?;
-            Ok((name.clone(), from_ort(model, name, value)?))
-        })
-        .collect()
+/// Copy outputs (in declaration order) out of ONNX Runtime into wasi-nn tensors.
+pub(crate) fn outputs_from_ort(model: &str, names: &[&str], outputs: &[DynValue]) -> Result<Vec<(String, NnTensor)>, NnError> {
+    names.iter().zip(outputs).map(|(name, value)| Ok((name.to_string(), from_ort(model, name, value)?))).collect()
 }
 
 fn from_ort(model: &str, name: &str, value: &DynValue) -> Result<NnTensor, NnError> {

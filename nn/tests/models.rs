@@ -97,7 +97,7 @@ fn overcommit_budget_for_two_models_serves_three_in_turn() {
     // Three copies of the digits model under three names; room for two.
     let cache = Arc::new(ModelCache::new(CacheOptions { memory_budget_bytes: Some(2 * one), idle_timeout: None }));
     for name in ["a", "b", "c"] {
-        cache.register(ModelSpec { max_sessions: 1, ..ModelSpec::new(name, model_path("digits.onnx")) });
+        cache.register(ModelSpec::new(name, model_path("digits.onnx")));
     }
     let (x, label) = digits_sample();
     for round in 0..3 {
@@ -129,23 +129,31 @@ fn idle_models_are_unloaded() {
 }
 
 #[test]
-fn concurrent_calls_use_separate_sessions() {
+fn concurrent_calls_share_one_session_and_agree() {
     let cache = ModelCache::new(CacheOptions::default());
-    cache.register(ModelSpec { max_sessions: 2, ..ModelSpec::new("digits", model_path("digits.onnx")) });
+    cache.register(ModelSpec::new("digits", model_path("digits.onnx")));
     let model = cache.get("digits").unwrap();
-    let (x, _) = digits_sample();
-    let barrier = std::sync::Barrier::new(2);
+    let text = std::fs::read_to_string(model_path("digits_test.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows: Vec<Vec<f32>> = json["inputs"].as_array().unwrap()[..40]
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .collect();
+    let run = |row: &[f32]| model.run(&[("input".into(), f32_tensor(&[1, 64], row))]).unwrap().0;
+    let expected: Vec<_> = rows.iter().map(|r| run(r)).collect();
+    let barrier = std::sync::Barrier::new(4);
     std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
+        for offset in 0..4 {
+            let (rows, expected, run, barrier) = (&rows, &expected, &run, &barrier);
+            scope.spawn(move || {
                 barrier.wait();
-                for _ in 0..200 {
-                    model.run(&[("input".into(), f32_tensor(&[1, 64], &x))]).unwrap();
+                for round in 0..25 {
+                    let i = (offset * 7 + round) % rows.len();
+                    assert_eq!(run(&rows[i]), expected[i], "concurrent run {round} of thread {offset} differs");
                 }
             });
         }
     });
-    assert!(model.sessions() <= 2);
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
     config: Vec<String>,
     /// Declare a model and grant it to the step (repeatable):
-    /// `--model NAME=PATH.onnx[,device=cpu|gpu|auto][,threads=N][,sessions=N]`.
+    /// `--model NAME=PATH.onnx[,device=cpu|gpu|auto][,threads=N]`.
     #[arg(long = "model", short = 'm', value_name = "NAME=PATH[,OPTIONS]")]
     models: Vec<String>,
     /// Memory limit of the step, e.g. `64MiB`.
@@ -142,7 +142,7 @@ fn parse_config(pairs: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// `NAME=PATH[,device=...][,threads=N][,sessions=N]`
+/// `NAME=PATH[,device=...][,threads=N]`
 fn parse_model(arg: &str) -> Result<weir::nn::ModelSpec> {
     let mut parts = arg.split(',');
     let (name, path) = parts
@@ -158,8 +158,7 @@ fn parse_model(arg: &str) -> Result<weir::nn::ModelSpec> {
         match key {
             "device" => spec.device = value.parse().map_err(|e: String| anyhow::anyhow!("`--model {arg}`: {e}"))?,
             "threads" => spec.threads = number()?,
-            "sessions" => spec.max_sessions = number()?,
-            other => anyhow::bail!("`--model {arg}`: unknown option `{other}` (device, threads, sessions)"),
+            other => anyhow::bail!("`--model {arg}`: unknown option `{other}` (device, threads)"),
         }
     }
     if spec.device == weir::nn::DeviceChoice::Gpu {

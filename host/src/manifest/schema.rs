@@ -27,8 +27,6 @@ pub struct RawModel {
     pub device: Option<Spanned<String>>,
     #[serde(default)]
     pub threads: Option<Spanned<usize>>,
-    #[serde(default)]
-    pub sessions: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

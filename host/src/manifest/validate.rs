@@ -89,13 +89,11 @@ fn model_spec(place: &Place, name: &str, model: &RawModel) -> Result<ModelSpec, 
     if let Some(device) = &model.device {
         spec.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("models.{name}.device: {e}")))?;
     }
-    for (value, field, target) in [(&model.threads, "threads", &mut spec.threads), (&model.sessions, "sessions", &mut spec.max_sessions)] {
-        if let Some(value) = value {
-            if *value.get_ref() == 0 {
-                return Err(place.at(value, format!("models.{name}.{field} must be at least 1")));
-            }
-            *target = *value.get_ref();
+    if let Some(threads) = &model.threads {
+        if *threads.get_ref() == 0 {
+            return Err(place.at(threads, format!("models.{name}.threads must be at least 1")));
         }
+        spec.threads = *threads.get_ref();
     }
     Ok(spec)
 }
