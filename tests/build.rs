@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// (workspace folder, crates in it) relative to the repository root.
-const GUEST_WORKSPACES: &[(&str, &[&str])] = &[("components", &["scale", "topk", "classify"]), ("tests/guests", &["hostile", "noop"])];
+const GUEST_WORKSPACES: &[(&str, &[&str])] = &[("components", &["scale", "topk", "classify", "concat", "fare"]), ("tests/guests", &["hostile", "noop"])];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository root").to_path_buf();

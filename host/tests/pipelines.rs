@@ -235,3 +235,47 @@ async fn the_digits_example_classifies_raw_pixels() {
     assert_eq!(top.shape, vec![20, 3]);
     assert_eq!(&top.data[..8], &label.data[..8], "the best class is the label");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ride_eta_example_matches_scikit_learn() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ride-eta/weir.toml");
+    let manifest = Manifest::load(&example).unwrap();
+    let dot = weir::graph::to_dot(&manifest.pipelines["ride"]);
+    assert!(dot.contains("step_features -> step_eta [label=\"features as x\"]"), "{dot}");
+    assert!(dot.contains("step_eta -> step_fare [label=\"variable as eta_minutes\"]"), "{dot}");
+    let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(common::shared_cache_dir()), ..RuntimeOptions::default() }).unwrap();
+    let executor = Executor::new(Arc::new(runtime), manifest);
+    let test: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(example.with_file_name("ride_test.json")).unwrap()).unwrap();
+    let rows: Vec<Vec<f32>> = test["rows"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
+    let n = rows.len() as u64;
+    let column = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<f32>>();
+    let driver: Vec<f32> = rows.iter().flat_map(|r| r[3..6].to_vec()).collect();
+    let inputs = vec![
+        f32_tensor("distance_km", &[n], &column(0)),
+        f32_tensor("hour", &[n], &column(1)),
+        f32_tensor("congestion", &[n], &column(2)),
+        f32_tensor("driver", &[n, 3], &driver),
+    ];
+    let out = executor.run("ride", inputs, &RunOptions { trace: true, until: None }).await.unwrap();
+    let get = |name: &str| f32_values(out.outputs.iter().find(|t| t.name == name).unwrap());
+    let eta = get("eta_minutes");
+    let sklearn: Vec<f64> = test["eta_predictions_sklearn"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (ours, theirs) in eta.iter().zip(&sklearn) {
+        assert!((*ours as f64 - theirs).abs() < 1e-3, "eta {ours} vs scikit-learn {theirs}");
+    }
+    let truth: Vec<f64> = test["eta_minutes"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let mae = eta.iter().zip(&truth).map(|(p, t)| (*p as f64 - t).abs()).sum::<f64>() / truth.len() as f64;
+    assert!(mae < 2.0 * test["eta_mae_sklearn"].as_f64().unwrap(), "ETA error {mae:.2} min");
+    let fare = get("fare");
+    let (km, minutes, congestion) = (column(0)[0], eta[0], column(2)[0]);
+    let surge = 1.0 + ((congestion - 0.6) / 0.4).clamp(0.0, 1.0) * 0.8;
+    assert!((fare[0] - ((2.5 + 1.2 * km + 0.3 * minutes) * surge).max(6.0)).abs() < 1e-3);
+    let accept = get("accept_probability");
+    assert_eq!(accept.len(), 2 * rows.len());
+    assert!(accept.chunks(2).all(|p| (p[0] + p[1] - 1.0).abs() < 1e-4));
+    // The two models ran side by side: both started before either finished.
+    let step = |name: &str| out.steps.iter().find(|s| s.step == name).unwrap();
+    let (eta_step, acceptance) = (step("eta"), step("acceptance"));
+    assert!(acceptance.started_after < eta_step.started_after + eta_step.stats.wall);
+    assert!(eta_step.started_after < acceptance.started_after + acceptance.stats.wall);
+}

@@ -19,3 +19,7 @@ pub fn guest_build_env() -> Vec<(&'static str, &'static str)> {
 }
 /// `components/classify`: runs a granted classifier model.
 pub const CLASSIFY: &str = env!("WEIR_GUEST_CLASSIFY");
+/// `components/concat`: joins feature blocks.
+pub const CONCAT: &str = env!("WEIR_GUEST_CONCAT");
+/// `components/fare`: prices a ride.
+pub const FARE: &str = env!("WEIR_GUEST_FARE");
