@@ -140,20 +140,32 @@ impl Executor {
                 })
             });
             pending = waiting;
-            for step in ready {
+            let done = if ready.len() == 1 && running.is_empty() {
+                // A chain link with nothing beside it: run it right here,
+                // sparing a task spawn and a cross-thread wake-up.
+                let step = ready[0];
                 let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
                 let component = self.component(step)?;
-                let (runtime, step) = (self.runtime.clone(), step.clone());
                 let started_after = started.elapsed();
-                running.spawn(async move {
-                    let result = runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
-                    (step.name, started_after, result)
-                });
-            }
-            let Some(done) = running.join_next().await else { break };
-            let (step, started_after, result) = done.map_err(|e| {
-                PipelineError::Step(InvokeError::StepFailed { step: "?".into(), message: format!("step task failed: {e}") })
-            })?;
+                let result = self.runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
+                (step.name.clone(), started_after, result)
+            } else {
+                for step in ready {
+                    let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
+                    let component = self.component(step)?;
+                    let (runtime, step) = (self.runtime.clone(), step.clone());
+                    let started_after = started.elapsed();
+                    running.spawn(async move {
+                        let result = runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
+                        (step.name, started_after, result)
+                    });
+                }
+                let Some(done) = running.join_next().await else { break };
+                done.map_err(|e| {
+                    PipelineError::Step(InvokeError::StepFailed { step: "?".into(), message: format!("step task failed: {e}") })
+                })?
+            };
+            let (step, started_after, result) = done;
             let output = result?;
             traces.push(StepTrace {
                 step: step.clone(),
