@@ -13,7 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// Bytes of each pooled linear memory reset in place rather than unmapped.
 const KEEP_RESIDENT: usize = 1 << 20;
 
-/// One epoch tick. Timeouts are rounded up to whole ticks.
+/// One epoch tick: how often a running guest yields and checks its deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// How the engine is built. Fixed for the life of the process: every
@@ -77,11 +77,6 @@ impl WeirEngine {
         &self.options
     }
 
-    /// Ticks for a timeout, rounded up so a timeout never fires early.
-    pub fn ticks_for(timeout: Duration) -> u64 {
-        let tick = EPOCH_TICK.as_nanos();
-        (timeout.as_nanos().div_ceil(tick) as u64).max(1)
-    }
 }
 
 impl Drop for WeirEngine {
@@ -144,17 +139,5 @@ impl EpochTicker {
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_round_up_to_ticks() {
-        assert_eq!(WeirEngine::ticks_for(Duration::from_micros(1)), 1);
-        assert_eq!(WeirEngine::ticks_for(Duration::from_millis(200)), 200);
-        assert_eq!(WeirEngine::ticks_for(Duration::from_micros(1500)), 2);
     }
 }

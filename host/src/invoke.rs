@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -192,8 +192,18 @@ pub async fn invoke(
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(WeirEngine::ticks_for(limits.timeout));
-    store.epoch_deadline_trap();
+    // Every epoch tick a running guest yields to the async executor, so a
+    // long computation never starves other invocations on the same worker
+    // thread; past its deadline it is interrupted (a timeout trap).
+    let deadline = started + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     if engine.options().fuel {
         store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on this engine");
     } else if let Some(limit) = limits.fuel {
