@@ -12,7 +12,8 @@ Writes, next to this script by default:
                          U8, I32, I64), to test every type in both directions
   digits_test.json       the held-out digits samples and labels, and scikit-learn's accuracy on them
   breast_cancer_test.json  the same for the breast-cancer model
-With --big also digits_big.onnx (MLP 64 -> 2048 -> 2048 -> 10 on digits, ~1 ms per inference;
+With --joblib also digits.joblib (the same fitted scikit-learn model, for serving it with MLServer
+in the HTTP benchmark; not committed). With --big also digits_big.onnx (MLP 64 -> 2048 -> 2048 -> 10 on digits, ~1 ms per inference;
 for benchmarks, not committed).
 Needs: scikit-learn, skl2onnx, onnx (pip install scikit-learn skl2onnx onnx).
 """
@@ -61,7 +62,7 @@ def held_out(path, x_test, y_test, accuracy, features):
                    "inputs": np.round(x_test, 6).tolist(), "labels": y_test.tolist()}, f)
 
 
-def digits(out, big):
+def digits(out, big, joblib_too=False):
     data = load_digits()
     x = (data.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, data.target, test_size=0.25, random_state=SEED,
@@ -75,6 +76,9 @@ def digits(out, big):
         print(f"{name}: held-out accuracy {accuracy:.4f} on {len(y_test)} samples")
         if name == "digits":
             held_out(os.path.join(out, "digits_test.json"), x_test, y_test, accuracy, 64)
+            if joblib_too:
+                import joblib
+                joblib.dump(model, os.path.join(out, "digits.joblib"))
 
 
 def breast_cancer(out):
@@ -107,9 +111,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--big", action="store_true", help="also train digits_big.onnx for benchmarks")
+    parser.add_argument("--joblib", action="store_true", help="also save digits.joblib for MLServer")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    digits(args.out, args.big)
+    digits(args.out, args.big, args.joblib)
     breast_cancer(args.out)
     dtypes(args.out)
 
