@@ -28,6 +28,8 @@ pub enum PipelineError {
     MissingTensor { step: String, wanted: String, from: String, produced: Vec<String> },
     #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
     Load { step: String, component: String, error: LoadError },
+    #[error("output `{output}` of pipeline `{pipeline}` is {got}, but the manifest declares {declared}")]
+    OutputType { pipeline: String, output: String, declared: String, got: String },
     #[error(transparent)]
     Step(#[from] InvokeError),
 }
@@ -183,6 +185,7 @@ impl Executor {
                 .map(|route| fetch(pipeline, "the pipeline's outputs", route, &inputs, &produced))
                 .collect::<Result<_, _>>()?,
         };
+        check_declared(pipeline, &outputs)?;
         Ok(PipelineOutput { outputs, steps: traces, wall: started.elapsed() })
     }
 }
@@ -243,4 +246,22 @@ fn fetch(
     let mut tensor = tensor.clone();
     tensor.name = route.name.clone();
     Ok(tensor)
+}
+
+/// Declared output types hold on every invocation.
+fn check_declared(pipeline: &Pipeline, outputs: &[Tensor]) -> Result<(), PipelineError> {
+    let describe = |datatype, shape: &dyn std::fmt::Debug| format!("{} {shape:?}", crate::tensor::datatype_name(datatype));
+    for tensor in outputs {
+        if let Some(declared) = pipeline.output_types.get(&tensor.name) {
+            if !declared.admits(tensor) {
+                return Err(PipelineError::OutputType {
+                    pipeline: pipeline.name.clone(),
+                    output: tensor.name.clone(),
+                    declared: describe(declared.datatype, &declared.shape),
+                    got: describe(tensor.datatype, &tensor.shape),
+                });
+            }
+        }
+    }
+    Ok(())
 }

@@ -112,8 +112,16 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<Str
         .iter()
         .map(|d| json!({ "name": d.name, "datatype": datatype_name(d.datatype), "shape": d.shape }))
         .collect();
-    // Output types are whatever the producing steps return: OIP's "any" shape.
-    let outputs: Vec<Value> = pipeline.outputs.iter().map(|r| json!({ "name": r.name, "datatype": "", "shape": [-1], "source": r.source.to_string() })).collect();
+    // Declared outputs carry their type; others are typed by the steps at
+    // run time (empty datatype, any shape).
+    let outputs: Vec<Value> = pipeline
+        .outputs
+        .iter()
+        .map(|r| match pipeline.output_types.get(&r.name) {
+            Some(d) => json!({ "name": r.name, "datatype": datatype_name(d.datatype), "shape": d.shape }),
+            None => json!({ "name": r.name, "datatype": "", "shape": [-1] }),
+        })
+        .collect();
     let steps: Vec<Value> = pipeline.steps.iter().map(|s| json!({ "name": s.name, "component": s.component, "models": s.grants.nn.models })).collect();
     Ok(Json(json!({
         "name": pipeline.name,

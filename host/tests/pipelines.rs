@@ -279,3 +279,24 @@ async fn the_ride_eta_example_matches_scikit_learn() {
     assert!(acceptance.started_after < eta_step.started_after + eta_step.stats.wall);
     assert!(eta_step.started_after < acceptance.started_after + acceptance.stats.wall);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_output_types_are_enforced() {
+    let body = r#"
+[[pipelines.p.steps]]
+name = "s"
+component = "scale"
+inputs = ["input.x"]
+
+[pipelines.p.outputs]
+y = { from = "s.y", datatype = "INT64", shape = [-1] }
+"#;
+    let (_dir, executor) = executor(body);
+    let err = executor.run("p", vec![f32_tensor("x", &[2], &[1.0, 2.0])], &RunOptions::default()).await.unwrap_err();
+    assert_eq!(err.to_string(), "output `y` of pipeline `p` is FP32 [2], but the manifest declares INT64 [-1]");
+    assert_manifest_error(
+        "[[pipelines.p.steps]]\nname = \"s\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = { from = \"s.y\", datatype = \"REAL\", shape = [-1] }\n",
+        "y = {",
+        "unknown datatype `REAL`",
+    );
+}

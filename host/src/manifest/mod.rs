@@ -71,7 +71,7 @@ pub struct Step {
     pub limits: StepLimits,
 }
 
-/// A declared pipeline input, for metadata (`-1` = any size).
+/// A declared pipeline input or output (`-1` = any size).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorDecl {
     pub name: String,
@@ -87,6 +87,18 @@ pub struct Pipeline {
     /// In a topological order: every step after the steps it reads from.
     pub steps: Vec<Step>,
     pub outputs: Vec<Route>,
+    /// Outputs declared with a datatype and shape (for metadata, and
+    /// checked on every invocation).
+    pub output_types: BTreeMap<String, TensorDecl>,
+}
+
+impl TensorDecl {
+    /// Whether `tensor` has this datatype and a shape this one allows.
+    pub fn admits(&self, tensor: &crate::tensor::Tensor) -> bool {
+        tensor.datatype == self.datatype
+            && tensor.shape.len() == self.shape.len()
+            && tensor.shape.iter().zip(&self.shape).all(|(&got, &want)| want < 0 || want as u64 == got)
+    }
 }
 
 impl Pipeline {

@@ -44,8 +44,10 @@ pub struct RawPipeline {
     #[serde(default)]
     pub inputs: Vec<RawTensorDecl>,
     pub steps: Vec<RawStep>,
-    /// `name = "step.tensor"`.
-    pub outputs: BTreeMap<String, Spanned<String>>,
+    /// `name = "step.tensor"`, or `name = { from = "step.tensor", datatype = "INT64", shape = [-1] }`.
+    /// (Read as plain TOML values: the two forms are told apart by hand,
+    /// since untagged enums would lose the source spans.)
+    pub outputs: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -261,16 +261,54 @@ fn pipeline_decl(
         return Err(place.nowhere(format!("pipelines.{name}.outputs: a pipeline needs at least one output (`name = \"step.tensor\"`)")));
     }
     let mut outputs = Vec::new();
-    for (output, text) in &raw.outputs {
-        let route = route(place, text, &format!("pipelines.{name}.outputs.{output}"))?;
-        check_source(&route.source, text, format!("pipelines.{name}.outputs.{output}"))?;
+    let mut output_types = BTreeMap::new();
+    for (output, raw_output) in &raw.outputs {
+        let context = format!("pipelines.{name}.outputs.{output}");
+        let (from, declared) = output_decl(place, output, raw_output, &context)?;
+        if let Some(declared) = declared {
+            output_types.insert(output.clone(), declared);
+        }
+        let text = Spanned::new(raw_output.span(), from);
+        let route = route(place, &text, &context)?;
+        check_source(&route.source, &text, context)?;
         outputs.push(Route { name: output.clone(), source: route.source });
     }
     let steps = topological_order(steps).map_err(|cycle| {
         let first = spans.get(&cycle[0]).expect("cycle names are steps");
         place.at(&first.name, format!("pipelines.{name}: the steps form a cycle: {}", cycle.join(" -> ")))
     })?;
-    Ok(Pipeline { name: name.into(), description: raw.description.clone(), inputs, steps, outputs })
+    Ok(Pipeline { name: name.into(), description: raw.description.clone(), inputs, steps, outputs, output_types })
+}
+
+/// An output is `"step.tensor"` or `{ from = "step.tensor", datatype = "...", shape = [...] }`.
+fn output_decl(
+    place: &Place,
+    output: &str,
+    raw: &Spanned<toml::Value>,
+    context: &str,
+) -> Result<(String, Option<TensorDecl>), ManifestError> {
+    let expected = || {
+        place.at(raw, format!("{context}: expected \"step.tensor\" or {{ from = \"step.tensor\", datatype = \"FP32\", shape = [-1] }}"))
+    };
+    match raw.get_ref() {
+        toml::Value::String(from) => Ok((from.clone(), None)),
+        toml::Value::Table(table) => {
+            if let Some(key) = table.keys().find(|k| !["from", "datatype", "shape"].contains(&k.as_str())) {
+                return Err(place.at(raw, format!("{context}: unknown field `{key}`, expected `from`, `datatype` or `shape`")));
+            }
+            let from = table.get("from").and_then(toml::Value::as_str).ok_or_else(expected)?;
+            let datatype_name = table.get("datatype").and_then(toml::Value::as_str).ok_or_else(expected)?;
+            let datatype = crate::tensor::parse_datatype(datatype_name)
+                .ok_or_else(|| place.at(raw, format!("{context}.datatype: unknown datatype `{datatype_name}` (FP32, INT64, BYTES, ...)")))?;
+            let shape = table
+                .get("shape")
+                .and_then(toml::Value::as_array)
+                .and_then(|dims| dims.iter().map(toml::Value::as_integer).collect::<Option<Vec<i64>>>())
+                .ok_or_else(expected)?;
+            Ok((from.to_string(), Some(TensorDecl { name: output.into(), datatype, shape })))
+        }
+        _ => Err(expected()),
+    }
 }
 
 /// Kahn's algorithm; on a cycle, the names along it (first repeated last).
