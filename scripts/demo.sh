@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo: set up, build weir and the reference components from source, then
-# run sandboxed steps with `weir run`: `scale` standardises features,
-# `classify` runs the digits model (ONNX Runtime through wasi:nn) on two
-# held-out digits, and `topk` picks the 3 most likely classes from its output.
+# The demo: set up (idempotent), build weir and the reference components from
+# source, then serve the digits pipeline (normalise -> classify with the
+# digits model on ONNX Runtime -> top-3, every step a sandboxed component)
+# over HTTP, invoke it with Open Inference Protocol v2 requests, and run the
+# ride-sharing pipeline once from the command line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
@@ -10,21 +11,33 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
 echo "== building weir and the reference components" >&2
 cargo build --release --locked --quiet -p weir
-guests=$(bash scripts/build-components.sh)
+bash scripts/build-components.sh >/dev/null
 weir="$root/target/release/weir"
-example="$root/examples/steps"
+port=${WEIR_DEMO_PORT:-18080}
 
-echo "== scale: standardise 4 features (mean/std from config)" >&2
-"$weir" run "$guests/scale.wasm" --input "$example/features.json" \
-  --config mean=5.0,3.0,1.5,0.25 --config std=0.8,0.4,0.7,0.2 --verbose
-echo "== classify: two held-out digits through the digits model (true labels: 2 and 0)" >&2
-classified=$("$weir" run "$guests/classify.wasm" --input "$example/digits.json" \
-  --model digits="$root/examples/models/digits.onnx" --verbose)
-echo "$classified"
-echo "== topk: the 3 most likely classes of each digit" >&2
+echo "== the digits pipeline" >&2
+"$weir" graph examples/digits/weir.toml digits --format mermaid
+"$weir" serve examples/digits/weir.toml --listen "127.0.0.1:$port" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "== GET /v2/models/digits" >&2
+curl -fsS "http://127.0.0.1:$port/v2/models/digits"; echo
+echo "== POST /v2/models/digits/infer: three held-out digits (true labels 2, 0, 4)" >&2
+curl -fsS -XPOST "http://127.0.0.1:$port/v2/models/digits/infer" \
+  -H 'content-type: application/json' -d @examples/digits/request.json; echo
+echo "== the same with a trace of every edge (first step shown)" >&2
 python3 -c '
-import json, sys
-response = json.load(sys.stdin)
-probs = next(o for o in response["outputs"] if o["name"] == "probabilities")
-print(json.dumps({"inputs": [dict(probs, name="probabilities")]}))' <<<"$classified" \
-  | "$weir" run "$guests/topk.wasm" --input - --config k=3
+import json
+request = json.load(open("examples/digits/request.json"))
+request["parameters"] = {"trace": True}
+print(json.dumps(request))' \
+  | curl -fsS -XPOST "http://127.0.0.1:$port/v2/models/digits/infer" -H 'content-type: application/json' -d @- \
+  | python3 -c 'import json, sys; r = json.load(sys.stdin); print(json.dumps({k: v for k, v in r["parameters"]["trace"][0].items() if k != "outputs"}))'
+kill $server; wait $server 2>/dev/null || true
+
+echo "== the ride-sharing pipeline (weir run, no server)" >&2
+"$weir" run examples/ride-eta/weir.toml --input examples/ride-eta/request.json

@@ -25,7 +25,7 @@ as_root() {
 }
 
 # --- Debian packages -------------------------------------------------------
-apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates)
+apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
