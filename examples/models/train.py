@@ -24,7 +24,6 @@ import os
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -32,28 +31,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from onnx_export import export
+
 SEED = 0
-
-
-def export(model, sample, path, name):
-    onx = to_onnx(model, sample[:1].astype(np.float32), options={"zipmap": False},
-                  target_opset=17)
-    # Name the tensors the way weir's steps expect them.
-    rename = {onx.graph.input[0].name: "input"}
-    for node in onx.graph.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-    onx.graph.input[0].name = "input"
-    onx.graph.name = name
-    # skl2onnx can list the default domain twice for pipelines; keep one.
-    opsets = {}
-    for opset in onx.opset_import:
-        opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
-    del onx.opset_import[:]
-    onx.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
-    onnx.checker.check_model(onx)
-    with open(path, "wb") as f:
-        f.write(onx.SerializeToString())
-    return onx
 
 
 def held_out(path, x_test, y_test, accuracy, features):

@@ -19,10 +19,9 @@ Needs: numpy, scikit-learn, skl2onnx, onnx.
 import json
 import os
 
+import sys
+
 import numpy as np
-import onnx
-from onnx import helper
-from skl2onnx import to_onnx
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mean_absolute_error
@@ -32,6 +31,8 @@ from sklearn.preprocessing import StandardScaler
 
 SEED = 0
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+from onnx_export import export  # noqa: E402
 
 
 def generate(n, rng):
@@ -50,21 +51,8 @@ def generate(n, rng):
     return x, eta.astype(np.float32), accept
 
 
-def export(model, sample, name):
-    onx = to_onnx(model, sample[:1], options={"zipmap": False} if hasattr(model, "predict_proba") else None,
-                  target_opset=17)
-    rename = {onx.graph.input[0].name: "input"}
-    for node in onx.graph.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-    onx.graph.input[0].name = "input"
-    opsets = {}
-    for opset in onx.opset_import:
-        opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
-    del onx.opset_import[:]
-    onx.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
-    onnx.checker.check_model(onx)
-    with open(os.path.join(HERE, f"{name}.onnx"), "wb") as f:
-        f.write(onx.SerializeToString())
+def export_model(model, sample, name):
+    export(model, sample, os.path.join(HERE, f"{name}.onnx"), name)
 
 
 def main():
@@ -76,8 +64,8 @@ def main():
     mae = float(mean_absolute_error(eta_test, eta_model.predict(x_test)))
     accept_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, acc_train)
     accuracy = float(accept_model.score(x_test, acc_test))
-    export(eta_model, x_train, "eta")
-    export(accept_model, x_train, "acceptance")
+    export_model(eta_model, x_train, "eta")
+    export_model(accept_model, x_train, "acceptance")
     test = x_test[:200]
     with open(os.path.join(HERE, "ride_test.json"), "w") as f:
         json.dump({
