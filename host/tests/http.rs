@@ -225,3 +225,19 @@ fn a_runaway_pipeline_does_not_block_others() {
     assert!(started.elapsed() < Duration::from_millis(1000), "fast pipeline waited {:?}", started.elapsed());
     assert_eq!(runaway.join().unwrap(), 200);
 }
+
+#[test]
+fn bad_serve_arguments_are_clear_errors() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().unwrap();
+    let manifest = example();
+    let manifest = manifest.to_str().unwrap();
+    let out = run(&["serve", manifest, "--model-idle-timeout", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model-idle-timeout: `5` has no unit"));
+    let out = run(&["serve", "/nonexistent/weir.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the manifest"));
+    let out = run(&["serve", manifest, "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serving on not-an-address"));
+}

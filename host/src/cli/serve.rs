@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use weir::manifest::Manifest;
 use weir::pipeline::Executor;
-use weir::{EngineOptions, Runtime, RuntimeOptions};
+use weir::nn::CacheOptions;
+use weir::{units, EngineOptions, Runtime, RuntimeOptions};
 
 use super::{exit, with_code, Failure};
 
@@ -19,6 +20,12 @@ pub struct ServeArgs {
     /// Step instances that may be alive at once (sizes the pooling allocator).
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// Unload a model nobody used for this long (e.g. `10m`); default: keep loaded.
+    #[arg(long)]
+    model_idle_timeout: Option<String>,
+    /// Most bytes of models kept loaded (e.g. `2GiB`); least recently used go first.
+    #[arg(long)]
+    model_memory_budget: Option<String>,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -28,14 +35,32 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let listen = args.listen.clone().unwrap_or_else(|| manifest.http.listen.clone());
     let fuel = manifest.pipelines.values().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some());
+    let bad = |flag: &str, e: String| with_code::<anyhow::Error>(exit::BAD_INPUT)(anyhow::anyhow!("{flag}: {e}"));
+    let models = CacheOptions {
+        idle_timeout: args.model_idle_timeout.as_deref().map(units::parse_duration).transpose().map_err(|e| bad("--model-idle-timeout", e))?,
+        memory_budget_bytes: args.model_memory_budget.as_deref().map(units::parse_bytes).transpose().map_err(|e| bad("--model-memory-budget", e))?,
+    };
+    let idle_timeout = models.idle_timeout;
     let options = RuntimeOptions {
         engine: EngineOptions { max_instances: args.max_instances, fuel, ..EngineOptions::default() },
+        models,
         ..RuntimeOptions::default()
     };
     let runtime = Arc::new(Runtime::new(options).map_err(with_code(exit::INTERNAL))?);
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
     let executor = Arc::new(Executor::new(runtime, manifest));
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
+    if let Some(idle) = idle_timeout {
+        // Idle models go even when no request comes to notice them.
+        let models = executor.runtime().models().clone();
+        tokio.spawn(async move {
+            let mut every = tokio::time::interval((idle / 4).max(std::time::Duration::from_millis(100)));
+            loop {
+                every.tick().await;
+                models.unload_idle();
+            }
+        });
+    }
     tokio
         .block_on(weir::serve::serve(executor, &listen, |addr| {
             // Tests and scripts wait for this line.
