@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use weir_nn::{ModelCache, NnCtx, NnGrants, NnUsage, NnView};
 
+use crate::accounting::CpuMetered;
 use crate::component::StepComponent;
 use crate::engine::WeirEngine;
 use crate::logs::LogLine;
@@ -65,6 +66,12 @@ pub struct StepStats {
     pub fuel_consumed: Option<u64>,
     /// Models used, inference calls and time inside ONNX Runtime.
     pub nn: NnUsage,
+    /// CPU time spent on the step (guest, host calls, and inference run on
+    /// the calling thread), summed over every thread it ran on.
+    pub cpu: Duration,
+    /// Tensor bytes in and out.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// A successful invocation.
@@ -219,7 +226,8 @@ pub async fn invoke(
     // Epoch interruption stops guest code; this outer timer also stops a
     // guest parked in a host call (e.g. sleeping on a wasi:clocks pollable).
     // Dropping the call future abandons the instance safely.
-    let result = match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, call).await {
+    let bytes_in = inputs.iter().map(|t| t.data.len() as u64).sum();
+    let (result, cpu) = match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, CpuMetered::new(call)).await {
         Ok(result) => result,
         Err(_elapsed) => return Err(InvokeError::Timeout { step: step.into(), limit: limits.timeout }),
     };
@@ -241,7 +249,17 @@ pub async fn invoke(
         Err(StepError::Failed(message)) => return Err(InvokeError::StepFailed { step: step.into(), message }),
     };
     validate_all(&outputs).map_err(|source| InvokeError::MalformedOutput { step: step.into(), source })?;
-    let stats = StepStats { wall: started.elapsed(), instantiate, peak_memory_bytes: limiter.peak, fuel_consumed, nn };
+    let bytes_out = outputs.iter().map(|t| t.data.len() as u64).sum();
+    let stats = StepStats {
+        wall: started.elapsed(),
+        instantiate,
+        peak_memory_bytes: limiter.peak,
+        fuel_consumed,
+        nn,
+        cpu,
+        bytes_in,
+        bytes_out,
+    };
     Ok(StepOutput { outputs, logs, stats })
 }
 

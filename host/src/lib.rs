@@ -5,6 +5,7 @@
 //! (compiled once, cached on disk by digest); [`Runtime::invoke`] runs one
 //! sandboxed invocation with a step's grants and limits.
 
+pub mod accounting;
 pub mod cache;
 pub mod component;
 pub mod engine;

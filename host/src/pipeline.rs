@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinSet;
 
+use crate::accounting::{new_invocation_id, price_step, receipt, Pricing, Receipt, StepUsage};
 use crate::component::{LoadError, StepComponent};
 use crate::invoke::{InvokeError, StepStats};
 use crate::manifest::{Manifest, Pipeline, Route, Source, Step};
@@ -66,6 +67,8 @@ pub struct StepTrace {
 
 #[derive(Debug, Clone)]
 pub struct PipelineOutput {
+    /// Names this invocation in receipts, logs and the response header.
+    pub invocation_id: String,
     pub outputs: Vec<Tensor>,
     /// Every step that ran, in completion order.
     pub steps: Vec<StepTrace>,
@@ -186,7 +189,31 @@ impl Executor {
                 .collect::<Result<_, _>>()?,
         };
         check_declared(pipeline, &outputs)?;
-        Ok(PipelineOutput { outputs, steps: traces, wall: started.elapsed() })
+        Ok(PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed() })
+    }
+}
+
+impl PipelineOutput {
+    /// The invocation's receipt, priced with the manifest's `[accounting]`.
+    pub fn receipt(&self, pricing: &Pricing) -> Receipt {
+        let steps = self
+            .steps
+            .iter()
+            .map(|step| {
+                let s = &step.stats;
+                let usage = StepUsage {
+                    wall: s.wall,
+                    cpu: s.cpu,
+                    inference: s.nn.inference_time,
+                    fuel: s.fuel_consumed,
+                    peak_memory_bytes: s.peak_memory_bytes,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                };
+                price_step(&step.step, &usage, pricing)
+            })
+            .collect();
+        receipt(self.invocation_id.clone(), self.wall, steps)
     }
 }
 

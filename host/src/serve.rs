@@ -161,6 +161,11 @@ async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, bod
             return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, format!("the invocation took longer than {:?} and was cancelled", state.settings.timeout)))
         }
     };
-    let response = oip::pipeline_response(&name, &request, &output, options.trace).map_err(bad_request)?;
-    Ok(Json(response).into_response())
+    let receipt = output.receipt(&state.executor.manifest().accounting);
+    let response = oip::pipeline_response(&name, &request, &output, options.trace, &receipt).map_err(bad_request)?;
+    let mut response = Json(response).into_response();
+    if let Ok(id) = axum::http::HeaderValue::from_str(&output.invocation_id) {
+        response.headers_mut().insert("weir-invocation-id", id);
+    }
+    Ok(response)
 }

@@ -78,8 +78,15 @@ fn the_digits_pipeline_speaks_open_inference_protocol() {
     assert_eq!(get(&server, "/v2/models/digits/ready"), (200, json!({"name": "digits", "ready": true})));
 
     let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let raw = agent().post(format!("{}/v2/models/digits/infer", server.base)).send(request.as_str()).unwrap();
+    let id = raw.headers().get("weir-invocation-id").expect("invocation id header").to_str().unwrap().to_string();
     let (status, response) = post(&server, "/v2/models/digits/infer", &request);
     assert_eq!(status, 200, "{response}");
+    let receipt = &response["parameters"]["receipt"];
+    assert_eq!(receipt["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(receipt["energy_method"], "cpu-model");
+    assert!(receipt["cpu_us"].as_u64().unwrap() > 0 && receipt["cost"].as_f64().unwrap() > 0.0, "{receipt}");
+    assert_ne!(receipt["invocation_id"].as_str().unwrap(), id, "each invocation gets its own id");
     assert_eq!(response["id"], "digits-request-1");
     assert_eq!(response["model_name"], "digits");
     let label = response["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap();

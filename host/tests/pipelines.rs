@@ -300,3 +300,55 @@ y = { from = "s.y", datatype = "INT64", shape = [-1] }
         "unknown datatype `REAL`",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_attribute_cpu_energy_cost_and_co2_per_step() {
+    let body = r#"
+[accounting]
+watts_per_core = 20
+grid_gco2e_per_kwh = 300
+
+[[pipelines.p.steps]]
+name = "heavy"
+component = "hostile"
+inputs = ["input.x"]
+config = { mode = "busy", ms = 200 }
+
+[[pipelines.p.steps]]
+name = "light"
+component = "hostile"
+inputs = ["input.x"]
+config = { mode = "busy", ms = 40 }
+
+[pipelines.p.outputs]
+a = "heavy.x"
+b = "light.x"
+"#;
+    let (_dir, executor) = executor(body);
+    let out = executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await.unwrap();
+    let receipt = out.receipt(&executor.manifest().accounting);
+    assert_eq!(receipt.invocation_id, out.invocation_id);
+    let step = |name: &str| receipt.steps.iter().find(|s| s.step == name).unwrap().clone();
+    let (heavy, light) = (step("heavy"), step("light"));
+    // Spinning guests burn CPU for (at most) their spin time.
+    assert!(heavy.cpu_us > 80_000 && heavy.cpu_us <= 260_000, "{heavy:?}");
+    assert!(light.cpu_us > 10_000 && light.cpu_us < heavy.cpu_us, "{light:?}");
+    // Energy follows measured CPU time at the configured wattage.
+    for s in [&heavy, &light] {
+        assert!((s.energy_j - s.cpu_us as f64 / 1e6 * 20.0).abs() < 1e-4, "{s:?}");
+        assert!((s.gco2e - s.energy_j / 3.6e6 * 300.0).abs() < 1e-12);
+        assert!(s.cost > 0.0);
+        assert_eq!(s.bytes_in, 4);
+    }
+    let ratio = heavy.energy_j / light.energy_j;
+    assert!((1.5..10.0).contains(&ratio), "heavy/light energy {ratio}");
+    assert!((receipt.energy_j - heavy.energy_j - light.energy_j).abs() < 1e-9);
+    let json = serde_json::to_value(&receipt).unwrap();
+    assert_eq!(json["energy_method"], "cpu-model", "a modelled figure says so");
+
+    assert_manifest_error(
+        "[accounting]\nkwh = -1\n[[pipelines.p.steps]]\nname = \"s\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"s.y\"\n",
+        "kwh",
+        "accounting.kwh must be a number >= 0",
+    );
+}

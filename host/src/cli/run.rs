@@ -115,7 +115,8 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
             eprintln!("step {}: started after {:?}, wall {:?}, inference {:?}", step.step, step.started_after, step.stats.wall, step.stats.nn.inference_time);
         }
     }
-    let response = oip::pipeline_response(&name, &request, &output, options.trace).map_err(with_code(exit::BAD_INPUT))?;
+    let receipt = output.receipt(&executor.manifest().accounting);
+    let response = oip::pipeline_response(&name, &request, &output, options.trace, &receipt).map_err(with_code(exit::BAD_INPUT))?;
     write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
 }
 

@@ -139,6 +139,8 @@ pub struct Manifest {
     pub components: BTreeMap<String, ComponentDecl>,
     pub pipelines: BTreeMap<String, Pipeline>,
     pub http: HttpSettings,
+    /// Prices and factors for receipts (`[accounting]`).
+    pub accounting: crate::accounting::Pricing,
 }
 
 impl Manifest {

@@ -17,6 +17,19 @@ pub struct RawManifest {
     pub pipelines: BTreeMap<String, RawPipeline>,
     #[serde(default)]
     pub triggers: RawTriggers,
+    #[serde(default)]
+    pub accounting: RawAccounting,
+}
+
+/// Prices for receipts; every field optional (defaults in `accounting::Pricing`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounting {
+    pub cpu_second: Option<Spanned<f64>>,
+    pub gib_second: Option<Spanned<f64>>,
+    pub kwh: Option<Spanned<f64>>,
+    pub grid_gco2e_per_kwh: Option<Spanned<f64>>,
+    pub watts_per_core: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

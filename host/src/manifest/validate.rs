@@ -68,7 +68,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         .map(|(name, pipeline)| Ok((name.clone(), pipeline_decl(&place, name, pipeline, &models, &components)?)))
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
     let http = http_settings(&place, &raw)?;
-    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http })
+    let accounting = pricing(&place, &raw)?;
+    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http, accounting })
 }
 
 fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
@@ -368,4 +369,25 @@ fn http_settings(place: &Place, raw: &RawManifest) -> Result<HttpSettings, Manif
         http.timeout = parse_duration(timeout.get_ref()).map_err(|e| place.at(timeout, format!("triggers.http.timeout: {e}")))?;
     }
     Ok(http)
+}
+
+fn pricing(place: &Place, raw: &RawManifest) -> Result<crate::accounting::Pricing, ManifestError> {
+    let mut pricing = crate::accounting::Pricing::default();
+    let a = &raw.accounting;
+    let fields = [
+        (&a.cpu_second, "cpu_second", &mut pricing.cpu_second),
+        (&a.gib_second, "gib_second", &mut pricing.gib_second),
+        (&a.kwh, "kwh", &mut pricing.kwh),
+        (&a.grid_gco2e_per_kwh, "grid_gco2e_per_kwh", &mut pricing.grid_gco2e_per_kwh),
+        (&a.watts_per_core, "watts_per_core", &mut pricing.watts_per_core),
+    ];
+    for (value, field, target) in fields {
+        if let Some(value) = value {
+            if !value.get_ref().is_finite() || *value.get_ref() < 0.0 {
+                return Err(place.at(value, format!("accounting.{field} must be a number >= 0")));
+            }
+            *target = *value.get_ref();
+        }
+    }
+    Ok(pricing)
 }
