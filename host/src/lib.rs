@@ -13,6 +13,7 @@ pub mod graph;
 pub mod invoke;
 pub mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod oip;
 pub mod pipeline;
 pub mod runtime;

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::manifest::{HttpSettings, Pipeline};
+use crate::metrics::Metrics;
 use crate::oip;
 use crate::pipeline::{Executor, PipelineError};
 use crate::tensor::datatype_name;
@@ -28,6 +29,7 @@ struct AppState {
     executor: Arc<Executor>,
     settings: HttpSettings,
     slots: Semaphore,
+    metrics: Metrics,
 }
 
 /// An error response: `{"error": "..."}` with a status that says whose fault.
@@ -56,7 +58,7 @@ impl From<PipelineError> for ApiError {
 pub fn router(executor: Arc<Executor>) -> Router {
     let settings = executor.manifest().http.clone();
     let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
-    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings });
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new() });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
@@ -64,6 +66,7 @@ pub fn router(executor: Arc<Executor>) -> Router {
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see /v2 and /v2/models/{name}".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -142,10 +145,25 @@ async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String
     Ok(Json(json!({ "name": name, "ready": true })))
 }
 
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.encode(&state.executor.runtime().models().stats());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
 async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     pipeline(&state, &name)?;
+    let result = run_infer(&state, &name, &body).await;
+    let status = match &result {
+        Ok(_) => 200,
+        Err(ApiError(status, _)) => status.as_u16(),
+    };
+    state.metrics.request(&name, status);
+    result
+}
+
+async fn run_infer(state: &AppState, name: &str, body: &[u8]) -> Result<Response, ApiError> {
     let bad_request = |e: oip::OipError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
-    let request = oip::parse_request(&body).map_err(bad_request)?;
+    let request = oip::parse_request(body).map_err(bad_request)?;
     let inputs = oip::request_tensors(&request).map_err(bad_request)?;
     let options = oip::run_options(&request).map_err(bad_request)?;
     let Ok(_slot) = state.slots.try_acquire() else {
@@ -154,7 +172,7 @@ async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, bod
             format!("{} invocations are already running (max_concurrency); retry later", state.settings.max_concurrency),
         ));
     };
-    let run = state.executor.run(&name, inputs, &options);
+    let run = state.executor.run(name, inputs, &options);
     let output = match tokio::time::timeout(state.settings.timeout, run).await {
         Ok(result) => result?,
         Err(_) => {
@@ -162,7 +180,8 @@ async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, bod
         }
     };
     let receipt = output.receipt(&state.executor.manifest().accounting);
-    let response = oip::pipeline_response(&name, &request, &output, options.trace, &receipt).map_err(bad_request)?;
+    state.metrics.invocation(name, output.wall, &receipt);
+    let response = oip::pipeline_response(name, &request, &output, options.trace, &receipt).map_err(bad_request)?;
     let mut response = Json(response).into_response();
     if let Ok(id) = axum::http::HeaderValue::from_str(&output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);

@@ -106,6 +106,18 @@ fn the_digits_pipeline_speaks_open_inference_protocol() {
     assert_eq!(trace[0]["outputs"][0]["name"], "y", "the normalised pixels are visible");
     assert!(trace[1]["inference_us"].as_u64().unwrap() > 0);
 
+    // Prometheus metrics count what happened, energy labelled with its method.
+    let metrics = agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
+    for needle in [
+        "weir_requests_total{pipeline=\"digits\",status=\"200\"} 3",
+        "weir_step_cpu_seconds_total{pipeline=\"digits\",step=\"classify\"}",
+        "weir_energy_joules_total{pipeline=\"digits\",step=\"top3\",method=\"cpu-model\"}",
+        "weir_request_duration_seconds_count{pipeline=\"digits\"} 3",
+        "weir_models_loaded 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    }
+
     // Up to a named step.
     let mut until: Value = serde_json::from_str(&request).unwrap();
     until["parameters"] = json!({"until": "normalise"});

@@ -1,0 +1,119 @@
+//! Prometheus metrics in the text format, for `/metrics`: requests, errors
+//! and latency per pipeline and step, energy, cost and CO2 counters, and the
+//! model cache's size.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::accounting::Receipt;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineStatus {
+    pipeline: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabel {
+    pipeline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabel {
+    pipeline: String,
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnergyLabel {
+    pipeline: String,
+    step: String,
+    method: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~20 s
+    Histogram::new(exponential_buckets(1e-5, 2.0, 22))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<PipelineStatus, Counter>,
+    latency: Family<PipelineLabel, Histogram, fn() -> Histogram>,
+    step_latency: Family<StepLabel, Histogram, fn() -> Histogram>,
+    step_cpu: Family<StepLabel, FloatCounter>,
+    energy: Family<EnergyLabel, FloatCounter>,
+    cost: Family<StepLabel, FloatCounter>,
+    co2: Family<StepLabel, FloatCounter>,
+    models_loaded: Gauge,
+    model_loads: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("weir");
+        let requests = Family::<PipelineStatus, Counter>::default();
+        let latency = Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let step_latency = Family::<StepLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let step_cpu = Family::<StepLabel, FloatCounter>::default();
+        let energy = Family::<EnergyLabel, FloatCounter>::default();
+        let cost = Family::<StepLabel, FloatCounter>::default();
+        let co2 = Family::<StepLabel, FloatCounter>::default();
+        let models_loaded = Gauge::default();
+        let model_loads = Gauge::default();
+        registry.register("requests", "Inference requests by pipeline and HTTP status", requests.clone());
+        registry.register("request_duration_seconds", "Wall time of successful invocations", latency.clone());
+        registry.register("step_duration_seconds", "Wall time of each step", step_latency.clone());
+        registry.register("step_cpu_seconds", "CPU time of each step", step_cpu.clone());
+        registry.register("energy_joules", "Energy attributed to each step, by method (cpu-model is modelled, not measured)", energy.clone());
+        registry.register("cost", "Cost attributed to each step, in the manifest's currency", cost.clone());
+        registry.register("co2_grams", "gCO2e attributed to each step", co2.clone());
+        registry.register("models_loaded", "Models held by the model cache now", models_loaded.clone());
+        registry.register("model_loads", "Model loads since start (cold starts of models)", model_loads.clone());
+        Metrics { registry, requests, latency, step_latency, step_cpu, energy, cost, co2, models_loaded, model_loads }
+    }
+
+    /// Count a request that ended with `status`.
+    pub fn request(&self, pipeline: &str, status: u16) {
+        self.requests.get_or_create(&PipelineStatus { pipeline: pipeline.into(), status: status.to_string() }).inc();
+    }
+
+    /// Record a successful invocation and its receipt.
+    pub fn invocation(&self, pipeline: &str, wall: Duration, receipt: &Receipt) {
+        self.latency.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).observe(wall.as_secs_f64());
+        for step in &receipt.steps {
+            let label = StepLabel { pipeline: pipeline.into(), step: step.step.clone() };
+            self.step_latency.get_or_create(&label).observe(step.wall_us as f64 / 1e6);
+            self.step_cpu.get_or_create(&label).inc_by(step.cpu_us as f64 / 1e6);
+            self.cost.get_or_create(&label).inc_by(step.cost);
+            self.co2.get_or_create(&label).inc_by(step.gco2e);
+            let method = serde_json::to_value(step.energy_method).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            self.energy.get_or_create(&EnergyLabel { pipeline: pipeline.into(), step: step.step.clone(), method }).inc_by(step.energy_j);
+        }
+    }
+
+    /// The text exposition, with the model cache's current size.
+    pub fn encode(&self, models: &weir_nn::CacheStats) -> String {
+        self.models_loaded.set(models.loaded.len() as i64);
+        self.model_loads.set(models.loads as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
