@@ -16,6 +16,8 @@ pub mod manifest;
 pub mod metrics;
 pub mod oip;
 pub mod pipeline;
+pub mod provenance;
+mod recording;
 pub mod runtime;
 pub mod scaffold;
 pub mod serve;

@@ -203,7 +203,8 @@ pub fn select_outputs(requested: Option<&[RequestOutput]>, outputs: Vec<Tensor>)
 }
 
 /// Request parameters weir understands: `trace` (return every edge's
-/// tensors and per-step timings) and `until` (run up to a named step).
+/// tensors and per-step timings), `until` (run up to a named step) and
+/// `subject` (whose data this is, for erasure from the provenance store).
 pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOptions, OipError> {
     let mut options = crate::pipeline::RunOptions::default();
     let Some(parameters) = &request.parameters else { return Ok(options) };
@@ -213,6 +214,10 @@ pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOpt
     if let Some(until) = parameters.get("until") {
         let step = until.as_str().ok_or_else(|| OipError(format!("parameters.until must be a step name, got {until}")))?;
         options.until = Some(step.to_string());
+    }
+    if let Some(subject) = parameters.get("subject") {
+        let subject = subject.as_str().ok_or_else(|| OipError(format!("parameters.subject must be a string, got {subject}")))?;
+        options.subject = Some(subject.to_string());
     }
     Ok(options)
 }

@@ -12,6 +12,8 @@ use tokio::task::JoinSet;
 
 use crate::accounting::{new_invocation_id, price_step, receipt, Pricing, Receipt, StepUsage};
 use crate::component::{LoadError, StepComponent};
+use crate::provenance::ProvenanceStore;
+use crate::recording::Recording;
 use crate::invoke::{InvokeError, StepStats};
 use crate::manifest::{Manifest, Pipeline, Route, Source, Step};
 use crate::runtime::Runtime;
@@ -53,6 +55,8 @@ pub struct RunOptions {
     pub trace: bool,
     /// Run only this step and the steps it depends on; return its outputs.
     pub until: Option<String>,
+    /// Whose data this is (request parameter `subject`), for erasure.
+    pub subject: Option<String>,
 }
 
 /// One step as it ran, for traces.
@@ -80,6 +84,7 @@ pub struct Executor {
     runtime: Arc<Runtime>,
     manifest: Arc<Manifest>,
     components: Mutex<HashMap<String, Arc<StepComponent>>>,
+    provenance: Option<Arc<ProvenanceStore>>,
 }
 
 impl Executor {
@@ -88,7 +93,17 @@ impl Executor {
         for spec in manifest.models.values() {
             runtime.register_model(spec.clone());
         }
-        Executor { runtime, manifest: Arc::new(manifest), components: Mutex::new(HashMap::new()) }
+        Executor { runtime, manifest: Arc::new(manifest), components: Mutex::new(HashMap::new()), provenance: None }
+    }
+
+    /// Keep a provenance record of every invocation in `store`.
+    pub fn with_provenance(mut self, store: Arc<ProvenanceStore>) -> Self {
+        self.provenance = Some(store);
+        self
+    }
+
+    pub fn provenance(&self) -> Option<&Arc<ProvenanceStore>> {
+        self.provenance.as_ref()
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -136,6 +151,8 @@ impl Executor {
         let mut pending: Vec<&Step> = pipeline.steps.iter().filter(|s| wanted.contains(s.name.as_str())).collect();
         let mut running = JoinSet::new();
         let mut traces = Vec::new();
+        let keep_tensors = self.manifest.provenance.as_ref().is_some_and(|p| p.keep_tensors);
+        let mut recording = self.provenance.as_ref().map(|_| Recording::new(pipeline, keep_tensors));
         loop {
             // Start every step whose inputs are all there.
             let (ready, waiting): (Vec<&Step>, Vec<&Step>) = pending.into_iter().partition(|step| {
@@ -151,6 +168,9 @@ impl Executor {
                 let step = ready[0];
                 let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
                 let component = self.component(step)?;
+                if let Some(recording) = &mut recording {
+                    recording.step_started(step, &component, &step_inputs);
+                }
                 let started_after = started.elapsed();
                 let result = self.runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
                 (step.name.clone(), started_after, result)
@@ -158,6 +178,9 @@ impl Executor {
                 for step in ready {
                     let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
                     let component = self.component(step)?;
+                    if let Some(recording) = &mut recording {
+                        recording.step_started(step, &component, &step_inputs);
+                    }
                     let (runtime, step) = (self.runtime.clone(), step.clone());
                     let started_after = started.elapsed();
                     running.spawn(async move {
@@ -172,6 +195,9 @@ impl Executor {
             };
             let (step, started_after, result) = done;
             let output = result?;
+            if let Some(recording) = &mut recording {
+                recording.step_finished(&step, &output.stats, &output.outputs);
+            }
             traces.push(StepTrace {
                 step: step.clone(),
                 started_after,
@@ -189,7 +215,16 @@ impl Executor {
                 .collect::<Result<_, _>>()?,
         };
         check_declared(pipeline, &outputs)?;
-        Ok(PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed() })
+        let output = PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed() };
+        if let (Some(store), Some(recording)) = (&self.provenance, recording) {
+            let receipt = serde_json::to_value(output.receipt(&self.manifest.accounting)).unwrap_or_default();
+            let record = recording.finish(pipeline, &output.invocation_id, options.subject.clone(), &inputs, &output.outputs, receipt);
+            // A provenance failure is logged, not turned into a failed inference.
+            if let Err(error) = store.put(&record) {
+                tracing::error!(invocation = %output.invocation_id, %error, "could not write the provenance record");
+            }
+        }
+        Ok(output)
     }
 }
 

@@ -67,6 +67,8 @@ pub fn router(executor: Arc<Executor>) -> Router {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/metrics", get(metrics))
+        .route("/v2/invocations/{id}", get(get_invocation).delete(erase_invocation))
+        .route("/v2/subjects/{subject}", axum::routing::delete(erase_subject))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see /v2 and /v2/models/{name}".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -143,6 +145,39 @@ async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String
         state.executor.component(step).map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     }
     Ok(Json(json!({ "name": name, "ready": true })))
+}
+
+fn provenance(state: &AppState) -> Result<&crate::provenance::ProvenanceStore, ApiError> {
+    state
+        .executor
+        .provenance()
+        .map(|store| store.as_ref())
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "provenance is off: add a [provenance] table to the manifest".into()))
+}
+
+fn store_error(error: crate::provenance::ProvenanceError) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+/// The full record of one invocation: digests, grants, edge hashes, receipt.
+async fn get_invocation(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match provenance(&state)?.get(&id).map_err(store_error)? {
+        Some(record) => Ok(Json(serde_json::to_value(record).unwrap_or_default())),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no record of invocation `{id}` (never recorded, expired or erased)"))),
+    }
+}
+
+async fn erase_invocation(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if provenance(&state)?.erase(&id).map_err(store_error)? {
+        Ok(Json(json!({ "erased": 1 })))
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no record of invocation `{id}`")))
+    }
+}
+
+async fn erase_subject(State(state): State<Arc<AppState>>, Path(subject): Path<String>) -> Result<Json<Value>, ApiError> {
+    let erased = provenance(&state)?.erase_subject(&subject).map_err(store_error)?;
+    Ok(Json(json!({ "erased": erased })))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -21,7 +21,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Parse a duration: a number with a unit (us, ms, s, m).
+/// Parse a duration: a number with a unit (us, ms, s, m, h, d).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -33,8 +33,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
         "m" | "min" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        "d" => Duration::from_secs(number.saturating_mul(86_400)),
         "" => return Err(format!("`{text}` has no unit; write e.g. `{number}ms` or `{number}s`")),
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`; use us, ms, s or m")),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`; use us, ms, s, m, h or d")),
     })
 }
 
@@ -56,6 +58,7 @@ mod tests {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("5y").is_err());
     }
 }

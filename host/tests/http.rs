@@ -260,3 +260,90 @@ fn bad_serve_arguments_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("serving on not-an-address"));
 }
+
+#[test]
+fn provenance_records_every_invocation_and_erasure_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[provenance]
+path = "records/provenance.redb"
+retention = "1d"
+keep_tensors = true
+
+[models.digits]
+source = "{digits}"
+[components.scale]
+source = "{SCALE}"
+[components.classify]
+source = "{classify}"
+
+[pipelines.digits]
+sensitive = ["input.pixels"]
+[[pipelines.digits.steps]]
+name = "normalise"
+component = "scale"
+inputs = ["x=input.pixels"]
+config = {{ std = 16 }}
+[[pipelines.digits.steps]]
+name = "classify"
+component = "classify"
+inputs = ["x=normalise.y"]
+models = ["digits"]
+[pipelines.digits.outputs]
+label = "classify.label"
+"#,
+            digits = models.join("digits.onnx").display(),
+            classify = weir_test_guests::CLASSIFY,
+        ),
+    )
+    .unwrap();
+    let server = start(&manifest);
+    let pixels: Vec<f32> = (0..64).map(|i| (i % 17) as f32).collect();
+    let request = json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": pixels}], "parameters": {"subject": "patient-7"}});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = agent().post(format!("{}/v2/models/digits/infer", server.base)).send(request.to_string().as_str()).unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        ids.push(response.headers().get("weir-invocation-id").unwrap().to_str().unwrap().to_string());
+    }
+    let (status, record) = get(&server, &format!("/v2/invocations/{}", ids[0]));
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["subject"], "patient-7");
+    let steps = record["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    let classify_digest = format!("sha256:{}", sha256_hex(&std::fs::read(weir_test_guests::CLASSIFY).unwrap()));
+    assert_eq!(steps[1]["component_digest"], classify_digest.as_str());
+    let model_digest = format!("sha256:{}", sha256_hex(&std::fs::read(models.join("digits.onnx")).unwrap()));
+    assert_eq!(steps[1]["models"][0][1], model_digest.as_str(), "the model's digest is recorded");
+    assert_eq!(steps[1]["granted_models"], json!(["digits"]));
+    // The sensitive request tensor: hash only. The normalised edge: kept.
+    assert!(record["inputs"][0]["sha256"].as_str().unwrap().starts_with("sha256:"));
+    assert!(record["inputs"][0].get("data").is_none(), "sensitive data is never stored");
+    assert!(steps[0]["inputs"][0].get("data").is_none(), "the same tensor entering a step stays hashed");
+    assert!(steps[0]["outputs"][0]["data"].is_array(), "non-sensitive edges are kept when keep_tensors");
+    assert_eq!(steps[1]["inputs"][0]["sha256"], steps[0]["outputs"][0]["sha256"], "edges link up");
+    assert!(record["receipt"]["energy_j"].as_f64().unwrap() > 0.0);
+
+    // Erasure by invocation, then by subject: the records are gone.
+    let erase = |path: &str| {
+        let mut r = agent().delete(format!("{}{path}", server.base)).call().unwrap();
+        (r.status().as_u16(), serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap()).unwrap())
+    };
+    assert_eq!(erase(&format!("/v2/invocations/{}", ids[0])), (200, json!({"erased": 1})));
+    assert_eq!(get(&server, &format!("/v2/invocations/{}", ids[0])).0, 404);
+    assert_eq!(erase("/v2/subjects/patient-7"), (200, json!({"erased": 1})));
+    assert_eq!(get(&server, &format!("/v2/invocations/{}", ids[1])).0, 404);
+    drop(server);
+    // And on disk, after the server is gone.
+    let store = weir::provenance::ProvenanceStore::open(&dir.path().join("records/provenance.redb"), Duration::from_secs(86_400)).unwrap();
+    assert!(ids.iter().all(|id| store.get(id).unwrap().is_none()));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    weir_registry::Digest::of(bytes).hex().to_string()
+}

@@ -53,6 +53,7 @@ pub struct NnGrants {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelUse {
     pub name: String,
+    pub digest: String,
     pub device: String,
     /// Set when `auto` fell back to the CPU, with the reason.
     pub fallback_reason: Option<String>,
@@ -83,6 +84,7 @@ impl NnCtx {
         if !self.usage.models.iter().any(|m| m.name == model.spec.name) {
             self.usage.models.push(ModelUse {
                 name: model.spec.name.clone(),
+                digest: model.digest.clone(),
                 device: model.placement.device.to_string(),
                 fallback_reason: model.placement.fallback_reason.clone(),
             });

@@ -60,12 +60,14 @@ impl ModelSpec {
         ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1 }
     }
 
-    fn size_bytes(&self) -> Result<u64, NnError> {
+    /// Size and digest of the model bytes.
+    fn size_and_digest(&self) -> Result<(u64, String), NnError> {
+        let of = |bytes: &[u8]| (bytes.len() as u64, weir_registry::Digest::of(bytes).to_string());
         match &self.source {
-            ModelSource::File(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+            ModelSource::File(path) => std::fs::read(path).map(|b| of(&b)).map_err(|e| {
                 NnError::new(NnErrorCode::NotFound, format!("model `{}`: cannot read {}: {e}", self.name, path.display()))
             }),
-            ModelSource::Bytes(bytes) => Ok(bytes.len() as u64),
+            ModelSource::Bytes(bytes) => Ok(of(bytes)),
         }
     }
 }
@@ -107,6 +109,8 @@ pub struct LoadedModel {
     pub placement: Placement,
     /// Time to build the session.
     pub load_time: Duration,
+    /// `sha256:` digest of the model bytes, for provenance.
+    pub digest: String,
     /// What the model is charged against the cache's memory budget: the
     /// size of its ONNX file (weights dominate; an estimate, not a reading).
     pub charge_bytes: u64,
@@ -167,7 +171,7 @@ impl LoadedModel {
         if let Some(reason) = &placement.fallback_reason {
             tracing::warn!(model = %spec.name, %reason, "device `auto`: running on the CPU");
         }
-        let file_bytes = spec.size_bytes()?;
+        let (file_bytes, digest) = spec.size_and_digest()?;
         let session = build_session(&spec, placement.device)?;
         let inputs = session.inputs.iter().map(|i| tensor_spec(&i.name, &i.input_type)).collect();
         let outputs = session.outputs.iter().map(|o| tensor_spec(&o.name, &o.output_type)).collect();
@@ -184,6 +188,7 @@ impl LoadedModel {
             placement,
             load_time: started.elapsed(),
             charge_bytes: file_bytes,
+            digest,
             session,
             input_names,
             output_names,

@@ -108,7 +108,11 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         ..RuntimeOptions::default()
     };
     let runtime = Arc::new(Runtime::new(runtime_options).map_err(with_code(exit::INTERNAL))?);
-    let executor = Executor::new(runtime, manifest);
+    let provenance = open_provenance(&manifest)?;
+    let mut executor = Executor::new(runtime, manifest);
+    if let Some(store) = provenance {
+        executor = executor.with_provenance(store);
+    }
     let output = tokio_runtime()?.block_on(executor.run(&name, inputs, &options)).map_err(pipeline_failure)?;
     for step in &output.steps {
         if args.verbose {
@@ -118,6 +122,13 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
     let receipt = output.receipt(&executor.manifest().accounting);
     let response = oip::pipeline_response(&name, &request, &output, options.trace, &receipt).map_err(with_code(exit::BAD_INPUT))?;
     write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
+}
+
+/// The manifest's provenance store, when it has one.
+pub fn open_provenance(manifest: &Manifest) -> Result<Option<Arc<weir::provenance::ProvenanceStore>>, Failure> {
+    let Some(settings) = &manifest.provenance else { return Ok(None) };
+    let store = weir::provenance::ProvenanceStore::open(&settings.path, settings.retention).map_err(with_code(exit::INTERNAL))?;
+    Ok(Some(Arc::new(store)))
 }
 
 fn pipeline_failure(error: PipelineError) -> Failure {

@@ -48,7 +48,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     let runtime = Arc::new(Runtime::new(options).map_err(with_code(exit::INTERNAL))?);
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
-    let executor = Arc::new(Executor::new(runtime, manifest));
+    let provenance = super::run::open_provenance(&manifest)?;
+    let mut executor = Executor::new(runtime, manifest);
+    if let Some(store) = provenance {
+        executor = executor.with_provenance(store);
+    }
+    let executor = Arc::new(executor);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
     if let Some(idle) = idle_timeout {
         // Idle models go even when no request comes to notice them.

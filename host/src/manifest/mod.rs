@@ -90,6 +90,8 @@ pub struct Pipeline {
     /// Outputs declared with a datatype and shape (for metadata, and
     /// checked on every invocation).
     pub output_types: BTreeMap<String, TensorDecl>,
+    /// Tensors whose data provenance never keeps, only their hashes.
+    pub sensitive: Vec<Source>,
 }
 
 impl TensorDecl {
@@ -141,6 +143,16 @@ pub struct Manifest {
     pub http: HttpSettings,
     /// Prices and factors for receipts (`[accounting]`).
     pub accounting: crate::accounting::Pricing,
+    /// The provenance store, when `[provenance]` is set.
+    pub provenance: Option<ProvenanceSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvenanceSettings {
+    pub path: PathBuf,
+    pub retention: Duration,
+    /// Keep the data of tensors not marked sensitive (hashes are always kept).
+    pub keep_tensors: bool,
 }
 
 impl Manifest {

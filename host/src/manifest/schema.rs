@@ -19,6 +19,17 @@ pub struct RawManifest {
     pub triggers: RawTriggers,
     #[serde(default)]
     pub accounting: RawAccounting,
+    pub provenance: Option<RawProvenance>,
+}
+
+/// `[provenance]`: where invocation records go and how long they stay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvenance {
+    pub path: Spanned<String>,
+    pub retention: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keep_tensors: bool,
 }
 
 /// Prices for receipts; every field optional (defaults in `accounting::Pricing`).
@@ -56,6 +67,9 @@ pub struct RawPipeline {
     /// Declared pipeline inputs (for metadata and checks).
     #[serde(default)]
     pub inputs: Vec<RawTensorDecl>,
+    /// Tensors (`input.x`, `step.tensor`) of which provenance keeps only hashes.
+    #[serde(default)]
+    pub sensitive: Vec<Spanned<String>>,
     pub steps: Vec<RawStep>,
     /// `name = "step.tensor"`, or `name = { from = "step.tensor", datatype = "INT64", shape = [-1] }`.
     /// (Read as plain TOML values: the two forms are told apart by hand,

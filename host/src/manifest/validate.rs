@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 use weir_nn::{ModelSpec, NnGrants};
@@ -69,7 +70,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
     let http = http_settings(&place, &raw)?;
     let accounting = pricing(&place, &raw)?;
-    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http, accounting })
+    let provenance = match &raw.provenance {
+        None => None,
+        Some(p) => Some(super::ProvenanceSettings {
+            path: place.resolve(p.path.get_ref()),
+            retention: match &p.retention {
+                Some(r) => parse_duration(r.get_ref()).map_err(|e| place.at(r, format!("provenance.retention: {e}")))?,
+                None => Duration::from_secs(30 * 86_400),
+            },
+            keep_tensors: p.keep_tensors,
+        }),
+    };
+    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http, accounting, provenance })
 }
 
 fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
@@ -274,11 +286,17 @@ fn pipeline_decl(
         check_source(&route.source, &text, context)?;
         outputs.push(Route { name: output.clone(), source: route.source });
     }
+    let mut sensitive = Vec::new();
+    for text in &raw.sensitive {
+        let route = route(place, text, &format!("pipelines.{name}.sensitive"))?;
+        check_source(&route.source, text, format!("pipelines.{name}.sensitive"))?;
+        sensitive.push(route.source);
+    }
     let steps = topological_order(steps).map_err(|cycle| {
         let first = spans.get(&cycle[0]).expect("cycle names are steps");
         place.at(&first.name, format!("pipelines.{name}: the steps form a cycle: {}", cycle.join(" -> ")))
     })?;
-    Ok(Pipeline { name: name.into(), description: raw.description.clone(), inputs, steps, outputs, output_types })
+    Ok(Pipeline { name: name.into(), description: raw.description.clone(), inputs, steps, outputs, output_types, sensitive })
 }
 
 /// An output is `"step.tensor"` or `{ from = "step.tensor", datatype = "...", shape = [...] }`.

@@ -93,6 +93,17 @@ impl Step for Hostile {
                 }
                 Ok(inputs.into_vec())
             }
+            // A fixed amount of work (not of time): its CPU cost does not
+            // depend on how busy the machine is.
+            "work" => {
+                let iterations = config::parse_or::<u64>("iterations", 1_000_000)?;
+                let mut x = black_box(1u64);
+                for _ in 0..iterations {
+                    x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+                }
+                black_box(x);
+                Ok(inputs.into_vec())
+            }
             "counter" => {
                 // State kept in the instance: a fresh instance per call must
                 // always answer 1.
