@@ -18,6 +18,7 @@ pub mod oip;
 pub mod pipeline;
 pub mod provenance;
 mod recording;
+pub mod report;
 pub mod runtime;
 pub mod scaffold;
 pub mod serve;

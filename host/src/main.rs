@@ -23,6 +23,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Print a pipeline's dataflow graph (DOT or Mermaid).
     Graph(cli::graph::GraphArgs),
+    /// Summarise energy, cost and CO2 per pipeline and step from the provenance store.
+    Receipts(cli::receipts::ReceiptsArgs),
     /// Scaffold a new step component crate wired to weir-sdk.
     New(cli::new::NewArgs),
 }
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::serve(args),
         Command::Graph(args) => cli::graph::graph(args),
         Command::New(args) => cli::new::new_component(args),
+        Command::Receipts(args) => cli::receipts::receipts(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

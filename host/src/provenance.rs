@@ -112,6 +112,28 @@ impl ProvenanceStore {
         serde_json::from_slice(bytes.value()).map(Some).map_err(err)
     }
 
+    /// Every record written at or after `since_ms` (unix milliseconds), oldest first.
+    pub fn records_since(&self, since_ms: u64) -> Result<Vec<InvocationRecord>, ProvenanceError> {
+        let ids: Vec<String> = {
+            let tx = self.db.begin_read().map_err(err)?;
+            match tx.open_multimap_table(BY_TIME) {
+                Ok(table) => table
+                    .range(since_ms..)
+                    .map_err(err)?
+                    .filter_map(Result::ok)
+                    .flat_map(|(_, ids)| ids.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect::<Vec<_>>())
+                    .collect(),
+                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+                Err(e) => return Err(err(e)),
+            }
+        };
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(self.get(&id)?);
+        }
+        Ok(records)
+    }
+
     /// Delete one invocation's record; whether there was one.
     pub fn erase(&self, invocation_id: &str) -> Result<bool, ProvenanceError> {
         let Some(record) = self.get(invocation_id)? else { return Ok(false) };

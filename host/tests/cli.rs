@@ -157,3 +157,39 @@ fn weir_new_scaffolds_a_component_that_builds_and_runs() {
     assert_fails(&weir(&["new", "hello-step", "--path", dir.path().to_str().unwrap()], None), 2, "already exists");
     assert_fails(&weir(&["new", "Bad Name", "--path", dir.path().to_str().unwrap()], None), 2, "not a valid component name");
 }
+
+#[test]
+fn weir_receipts_summarises_the_provenance_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[provenance]\npath = \"prov.redb\"\n\n[components.scale]\nsource = \"{SCALE}\"\n\n\
+             [[pipelines.p.steps]]\nname = \"first\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n\
+             [[pipelines.p.steps]]\nname = \"second\"\ncomponent = \"scale\"\ninputs = [\"x=first.y\"]\n\
+             [pipelines.p.outputs]\ny = \"second.y\"\n"
+        ),
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+    for _ in 0..2 {
+        json(&weir(&["run", manifest, "p", "--input", "-"], Some(REQUEST)));
+    }
+    let chart = dir.path().join("energy.svg");
+    let out = weir(&["receipts", manifest, "--since", "1h", "--chart", chart.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = |step: &str| table.lines().find(|l| l.split_whitespace().nth(1) == Some(step)).unwrap_or_else(|| panic!("no {step} row:\n{table}")).to_string();
+    for step in ["*", "first", "second"] {
+        let row = row(step);
+        assert_eq!(row.split_whitespace().nth(2), Some("2"), "two invocations: {row}");
+        assert!(row.ends_with("cpu-model"), "{row}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<rect").count() == 2, "{svg}");
+
+    let no_store = dir.path().join("plain.toml");
+    std::fs::write(&no_store, format!("[components.scale]\nsource = \"{SCALE}\"\n[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n")).unwrap();
+    assert_fails(&weir(&["receipts", no_store.to_str().unwrap()], None), 2, "has no [provenance] table");
+}

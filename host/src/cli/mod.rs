@@ -2,6 +2,7 @@
 
 pub mod graph;
 pub mod new;
+pub mod receipts;
 pub mod run;
 pub mod serve;
 

@@ -1,0 +1,44 @@
+//! `weir receipts`: summarise the provenance store.
+
+use std::path::PathBuf;
+
+use weir::manifest::Manifest;
+use weir::{report, units};
+
+use super::{exit, fail, with_code, Failure};
+
+#[derive(clap::Args)]
+pub struct ReceiptsArgs {
+    /// The manifest whose `[provenance]` store to read.
+    manifest: PathBuf,
+    /// Only invocations from this far back (e.g. `1h`, `7d`); default: all kept.
+    #[arg(long)]
+    since: Option<String>,
+    /// Also write an SVG bar chart of energy per step here.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+}
+
+pub fn receipts(args: ReceiptsArgs) -> Result<(), Failure> {
+    let manifest = Manifest::load(&args.manifest).map_err(with_code(exit::BAD_INPUT))?;
+    let store = super::run::open_provenance(&manifest)?.ok_or_else(|| {
+        fail(exit::BAD_INPUT)(anyhow::anyhow!("{} has no [provenance] table, so there are no receipts to read", args.manifest.display()))
+    })?;
+    let since = match &args.since {
+        Some(window) => {
+            let window = units::parse_duration(window).map_err(|e| fail(exit::BAD_INPUT)(anyhow::anyhow!("--since: {e}")))?;
+            weir::provenance::now_ms().saturating_sub(window.as_millis() as u64)
+        }
+        None => 0,
+    };
+    let records = store.records_since(since).map_err(with_code(exit::INTERNAL))?;
+    let summary = report::summarise(&records);
+    print!("{}", report::table(&summary));
+    if let Some(path) = &args.chart {
+        let title = format!("Energy per step, {} invocations", records.len());
+        std::fs::write(path, report::svg(&summary, &title))
+            .map_err(|e| fail(exit::INTERNAL)(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+        eprintln!("chart written to {}", path.display());
+    }
+    Ok(())
+}
