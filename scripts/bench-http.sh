@@ -3,6 +3,7 @@
 # classify -> top-3, a fresh sandboxed instance per step) vs MLServer 1.7
 # serving the same scikit-learn model in-process (its leanest set-up), with
 # wrk as the load generator on the same machine, at concurrency 1, 4 and 16.
+# Also weir with receipts off (`--no-receipts`): what accounting costs.
 #
 #   bash scripts/bench-http.sh [SECONDS_PER_RUN]
 #
@@ -50,11 +51,14 @@ trap cleanup EXIT
 
 WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18085 2>"$out/weir.log" &
 pids+=($!)
+WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18089 --no-receipts 2>"$out/weir-off.log" &
+pids+=($!)
 (cd "$out/mlserver" && mlserver start . >"$out/mlserver.log" 2>&1) &
 pids+=($!)
 
 wait_ready() { for _ in $(seq 1 120); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.5; done; echo "not ready: $1" >&2; return 1; }
 wait_ready http://127.0.0.1:18085/v2/models/digits/ready
+wait_ready http://127.0.0.1:18089/v2/models/digits/ready
 wait_ready http://127.0.0.1:18086/v2/models/digits/ready
 # Both must answer correctly before they are timed.
 curl -fsS -XPOST http://127.0.0.1:18085/v2/models/digits/infer -d @"$out/weir.json" >/dev/null
@@ -66,17 +70,17 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = io.open(os.getenv("BODY")):read("*a")
 LUA
 
-printf '%-9s %5s %10s %10s %10s\n' server conc "req/s" p50 p99
+printf '%-11s %5s %10s %10s %10s\n' server conc "req/s" p50 p99
 for conc in 1 4 16; do
   threads=$(( conc < 2 ? 1 : 2 ))
-  for server in weir mlserver; do
-    port=$([ $server = weir ] && echo 18085 || echo 18086)
-    result=$(BODY="$out/$server.json" wrk -t$threads -c$conc -d${seconds}s --latency -s "$out/post.lua" \
+  for server in weir weir-norcpt mlserver; do
+    case $server in weir) port=18085 body=weir ;; weir-norcpt) port=18089 body=weir ;; *) port=18086 body=mlserver ;; esac
+    result=$(BODY="$out/$body.json" wrk -t$threads -c$conc -d${seconds}s --latency -s "$out/post.lua" \
       "http://127.0.0.1:$port/v2/models/digits/infer")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$result")
     p50=$(awk '$1=="50%" {print $2}' <<<"$result")
     p99=$(awk '$1=="99%" {print $2}' <<<"$result")
     errors=$(grep -E "Non-2xx|Socket errors" <<<"$result" || true)
-    printf '%-9s %5s %10s %10s %10s %s\n' $server $conc "$rps" "$p50" "$p99" "$errors"
+    printf '%-11s %5s %10s %10s %10s %s\n' $server $conc "$rps" "$p50" "$p99" "$errors"
   done
 done

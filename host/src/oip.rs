@@ -222,19 +222,21 @@ pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOpt
     Ok(options)
 }
 
-/// The OIP response for a pipeline run: `parameters.receipt` always holds
-/// the invocation's receipt; with `trace`, `parameters.trace` lists every
+/// The OIP response for a pipeline run: `parameters.receipt` holds the
+/// invocation's receipt (when accounting is on); with `trace`, `parameters.trace` lists every
 /// step with its timings and the tensors it produced.
 pub fn pipeline_response(
     model_name: &str,
     request: &InferenceRequest,
     output: &crate::pipeline::PipelineOutput,
     trace: bool,
-    receipt: &crate::accounting::Receipt,
+    receipt: Option<&crate::accounting::Receipt>,
 ) -> Result<InferenceResponse, OipError> {
     let outputs = select_outputs(request.outputs.as_deref(), output.outputs.clone())?;
     let mut parameters = Map::new();
-    parameters.insert("receipt".into(), serde_json::to_value(receipt).unwrap_or(Value::Null));
+    if let Some(receipt) = receipt {
+        parameters.insert("receipt".into(), serde_json::to_value(receipt).unwrap_or(Value::Null));
+    }
     if trace {
         let steps: Vec<Value> = output
             .steps
@@ -257,7 +259,7 @@ pub fn pipeline_response(
         model_name: model_name.to_string(),
         model_version: None,
         id: request.id.clone(),
-        parameters: Some(parameters),
+        parameters: (!parameters.is_empty()).then_some(parameters),
         outputs: outputs.iter().map(tensor_to_output).collect(),
     })
 }

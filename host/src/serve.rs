@@ -30,6 +30,8 @@ struct AppState {
     settings: HttpSettings,
     slots: Semaphore,
     metrics: Metrics,
+    /// Price every invocation and return its receipt (on unless turned off).
+    receipts: bool,
 }
 
 /// An error response: `{"error": "..."}` with a status that says whose fault.
@@ -54,11 +56,12 @@ impl From<PipelineError> for ApiError {
     }
 }
 
-/// The router for `executor`'s pipelines.
-pub fn router(executor: Arc<Executor>) -> Router {
+/// The router for `executor`'s pipelines; `receipts` turns per-invocation
+/// receipts (and their metrics) on.
+pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
     let settings = executor.manifest().http.clone();
     let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
-    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new() });
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
@@ -76,10 +79,10 @@ pub fn router(executor: Arc<Executor>) -> Router {
 
 /// Serve until ctrl-c or SIGTERM. `on_listening` gets the bound address
 /// (useful with port 0).
-pub async fn serve(executor: Arc<Executor>, listen: &str, on_listening: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+pub async fn serve(executor: Arc<Executor>, listen: &str, receipts: bool, on_listening: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_listening(listener.local_addr()?);
-    axum::serve(listener, router(executor)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(executor, receipts)).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -214,9 +217,11 @@ async fn run_infer(state: &AppState, name: &str, body: &[u8]) -> Result<Response
             return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, format!("the invocation took longer than {:?} and was cancelled", state.settings.timeout)))
         }
     };
-    let receipt = output.receipt(&state.executor.manifest().accounting);
-    state.metrics.invocation(name, output.wall, &receipt);
-    let response = oip::pipeline_response(name, &request, &output, options.trace, &receipt).map_err(bad_request)?;
+    let receipt = state.receipts.then(|| output.receipt(&state.executor.manifest().accounting));
+    if let Some(receipt) = &receipt {
+        state.metrics.invocation(name, output.wall, receipt);
+    }
+    let response = oip::pipeline_response(name, &request, &output, options.trace, receipt.as_ref()).map_err(bad_request)?;
     let mut response = Json(response).into_response();
     if let Ok(id) = axum::http::HeaderValue::from_str(&output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);

@@ -120,7 +120,7 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         }
     }
     let receipt = output.receipt(&executor.manifest().accounting);
-    let response = oip::pipeline_response(&name, &request, &output, options.trace, &receipt).map_err(with_code(exit::BAD_INPUT))?;
+    let response = oip::pipeline_response(&name, &request, &output, options.trace, Some(&receipt)).map_err(with_code(exit::BAD_INPUT))?;
     write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
 }
 

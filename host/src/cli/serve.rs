@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Most bytes of models kept loaded (e.g. `2GiB`); least recently used go first.
     #[arg(long)]
     model_memory_budget: Option<String>,
+    /// Do not price invocations or return receipts (to measure what accounting costs).
+    #[arg(long)]
+    no_receipts: bool,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -67,7 +70,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         });
     }
     tokio
-        .block_on(weir::serve::serve(executor, &listen, |addr| {
+        .block_on(weir::serve::serve(executor, &listen, !args.no_receipts, |addr| {
             // Tests and scripts wait for this line.
             eprintln!("weir: serving {} on http://{addr}/v2", pipelines.join(", "));
         }))
