@@ -114,19 +114,7 @@ impl ProvenanceStore {
 
     /// Every record written at or after `since_ms` (unix milliseconds), oldest first.
     pub fn records_since(&self, since_ms: u64) -> Result<Vec<InvocationRecord>, ProvenanceError> {
-        let ids: Vec<String> = {
-            let tx = self.db.begin_read().map_err(err)?;
-            match tx.open_multimap_table(BY_TIME) {
-                Ok(table) => table
-                    .range(since_ms..)
-                    .map_err(err)?
-                    .filter_map(Result::ok)
-                    .flat_map(|(_, ids)| ids.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect::<Vec<_>>())
-                    .collect(),
-                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-                Err(e) => return Err(err(e)),
-            }
-        };
+        let ids = self.ids_written(since_ms..)?;
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
             records.extend(self.get(&id)?);
@@ -166,22 +154,28 @@ impl ProvenanceStore {
         Ok(erased)
     }
 
+    /// Ids of the records written in a range of unix milliseconds.
+    fn ids_written(&self, range: impl std::ops::RangeBounds<u64>) -> Result<Vec<String>, ProvenanceError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = match tx.open_multimap_table(BY_TIME) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in table.range::<u64>(range).map_err(err)? {
+            let (_, values) = entry.map_err(err)?;
+            for value in values {
+                ids.push(value.map_err(err)?.value().to_string());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Delete records written before `now - retention`.
     pub fn purge_expired(&self, now: u64) -> Result<usize, ProvenanceError> {
         let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
-        let expired: Vec<String> = {
-            let tx = self.db.begin_read().map_err(err)?;
-            match tx.open_multimap_table(BY_TIME) {
-                Ok(table) => table
-                    .range(..cutoff)
-                    .map_err(err)?
-                    .filter_map(Result::ok)
-                    .flat_map(|(_, ids)| ids.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect::<Vec<_>>())
-                    .collect(),
-                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-                Err(e) => return Err(err(e)),
-            }
-        };
+        let expired = self.ids_written(..cutoff)?;
         let mut purged = 0;
         for id in expired {
             purged += usize::from(self.erase(&id)?);
