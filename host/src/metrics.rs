@@ -40,6 +40,15 @@ struct EnergyLabel {
 
 type FloatCounter = Counter<f64, AtomicU64>;
 
+/// Decrements the in-flight gauge when dropped (also on errors and cancellation).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 10 µs .. ~20 s
     Histogram::new(exponential_buckets(1e-5, 2.0, 22))
@@ -56,6 +65,7 @@ pub struct Metrics {
     co2: Family<StepLabel, FloatCounter>,
     models_loaded: Gauge,
     model_loads: Gauge,
+    in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -76,6 +86,7 @@ impl Metrics {
         let co2 = Family::<StepLabel, FloatCounter>::default();
         let models_loaded = Gauge::default();
         let model_loads = Gauge::default();
+        let in_flight = Gauge::default();
         registry.register("requests", "Inference requests by pipeline and HTTP status", requests.clone());
         registry.register("request_duration_seconds", "Wall time of successful invocations", latency.clone());
         registry.register("step_duration_seconds", "Wall time of each step", step_latency.clone());
@@ -85,7 +96,14 @@ impl Metrics {
         registry.register("co2_grams", "gCO2e attributed to each step", co2.clone());
         registry.register("models_loaded", "Models held by the model cache now", models_loaded.clone());
         registry.register("model_loads", "Model loads since start (cold starts of models)", model_loads.clone());
-        Metrics { registry, requests, latency, step_latency, step_cpu, energy, cost, co2, models_loaded, model_loads }
+        registry.register("in_flight", "Invocations running now", in_flight.clone());
+        Metrics { registry, requests, latency, step_latency, step_cpu, energy, cost, co2, models_loaded, model_loads, in_flight }
+    }
+
+    /// Count an invocation as running until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     /// Count a request that ended with `status`.

@@ -210,6 +210,7 @@ async fn run_infer(state: &AppState, name: &str, body: &[u8]) -> Result<Response
             format!("{} invocations are already running (max_concurrency); retry later", state.settings.max_concurrency),
         ));
     };
+    let _in_flight = state.metrics.in_flight();
     let run = state.executor.run(name, inputs, &options);
     let output = match tokio::time::timeout(state.settings.timeout, run).await {
         Ok(result) => result?,

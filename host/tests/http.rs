@@ -222,17 +222,19 @@ fn limits_answer_413_429_504_and_step_failures_500() {
     });
     // Once the slow request holds the slot (on a loaded machine that can
     // take a moment), a second one is refused at once.
-    let deadline = Instant::now() + Duration::from_millis(1200);
-    let (status, response, took) = loop {
-        let started = Instant::now();
-        let (status, response) = post(&server, "/v2/models/fast/infer", X);
-        if status == 429 || Instant::now() > deadline {
-            break (status, response, started.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
+        if metrics.contains("weir_in_flight 1") {
+            break;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        assert!(Instant::now() < deadline, "the slow request never started:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let (status, response) = post(&server, "/v2/models/fast/infer", X);
     assert_eq!(status, 429, "{response}");
-    assert!(took < Duration::from_millis(500), "429 must come at once, took {took:?}");
+    assert!(started.elapsed() < Duration::from_millis(500), "429 must come at once, took {:?}", started.elapsed());
     let (status, body) = slow.join().unwrap();
     assert_eq!(status, 504, "the slow pipeline outlived the 800ms request timeout: {body}");
     assert_eq!(post(&server, "/v2/models/fast/infer", X).0, 200, "the server keeps serving");
