@@ -25,7 +25,10 @@ as_root() {
 }
 
 # --- Debian packages -------------------------------------------------------
-apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl)
+# docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
+# registry and interop tool; libssl-dev: TLS for the registry client.
+apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl libssl-dev
+  docker-registry skopeo apache2-utils)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -34,6 +37,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package's own service listens on every interface; tests start their
+  # own registry on loopback, so keep the packaged one off.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- Rust and the Wasm targets --------------------------------------------

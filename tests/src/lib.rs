@@ -23,3 +23,5 @@ pub const CLASSIFY: &str = env!("WEIR_GUEST_CLASSIFY");
 pub const CONCAT: &str = env!("WEIR_GUEST_CONCAT");
 /// `components/fare`: prices a ride.
 pub const FARE: &str = env!("WEIR_GUEST_FARE");
+
+pub mod services;

@@ -1,0 +1,87 @@
+//! Everything that can go wrong between weir and a registry, each naming the
+//! reference it concerns and, where there is one, what to do about it.
+
+use thiserror::Error;
+
+use crate::digest::Digest;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("`{reference}` is not an OCI reference: {why}")]
+    BadReference { reference: String, why: String },
+    #[error("cannot read `{path}`: {why}")]
+    Input { path: String, why: String },
+    #[error("`{what}` cannot be pushed: {why}")]
+    NotPushable { what: String, why: String },
+    #[error("credentials for `{registry}`: {why}")]
+    Credentials { registry: String, why: String },
+    #[error(
+        "{reference}: the registry refused our credentials ({message}); log in with `--username` and \
+         `--password-stdin`, set WEIR_REGISTRY_USERNAME and WEIR_REGISTRY_PASSWORD, or add them to ~/.docker/config.json"
+    )]
+    Unauthorized { reference: String, message: String },
+    #[error("{reference}: not found in the registry ({message})")]
+    NotFound { reference: String, message: String },
+    #[error("{reference}: the registry could not be reached or failed: {message}")]
+    Transport { reference: String, message: String },
+    #[error("{reference}: the manifest is not a single-artifact OCI image manifest: {why}")]
+    BadManifest { reference: String, why: String },
+    #[error("{reference}: it is a {found}, not a {wanted}")]
+    WrongKind { reference: String, wanted: String, found: String },
+    #[error("{reference}: {what} failed verification, nothing was run: {why}")]
+    Integrity { reference: String, what: String, why: String },
+    #[error(
+        "{reference}: the pinned digest {pinned} matches neither the manifest ({manifest}) nor the content \
+         ({content}); the tag now points at something else — update the pin if that is intended"
+    )]
+    PinMismatch { reference: String, pinned: Digest, manifest: Digest, content: Digest },
+    #[error("the local artifact cache at `{path}` failed: {why}")]
+    Store { path: String, why: String },
+}
+
+impl RegistryError {
+    /// Classify an oci-client error for `reference`.
+    pub(crate) fn from_oci(reference: impl ToString, error: oci_client::errors::OciDistributionError) -> RegistryError {
+        use oci_client::errors::OciDistributionError as E;
+        let reference = reference.to_string();
+        let message = error.to_string();
+        let status = match &error {
+            E::RequestError(e) => e.status().map(|s| s.as_u16()),
+            E::ServerError { code, .. } => Some(*code),
+            _ => None,
+        };
+        match status {
+            Some(401 | 403) => return RegistryError::Unauthorized { reference, message },
+            Some(404) => return RegistryError::NotFound { reference, message },
+            _ => {}
+        }
+        match &error {
+            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => RegistryError::Unauthorized { reference, message },
+            E::ImageManifestNotFoundError(_) => RegistryError::NotFound { reference, message },
+            E::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::Unauthorized | oci_client::errors::OciErrorCode::Denied
+                    )
+                }) =>
+            {
+                RegistryError::Unauthorized { reference, message }
+            }
+            E::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::ManifestUnknown
+                            | oci_client::errors::OciErrorCode::NameUnknown
+                            | oci_client::errors::OciErrorCode::BlobUnknown
+                    )
+                }) =>
+            {
+                RegistryError::NotFound { reference, message }
+            }
+            E::DigestError(_) => RegistryError::Integrity { reference, what: "a blob".into(), why: message },
+            _ => RegistryError::Transport { reference, message },
+        }
+    }
+}

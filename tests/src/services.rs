@@ -1,0 +1,109 @@
+//! Real services the tests run against, started on loopback from the test
+//! itself: a CNCF distribution registry (`docker-registry`). A missing
+//! binary skips the test with a message, except with `CI=true`, where it
+//! fails: CI must never pass by skipping.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Find `tool` on PATH (or in /usr/sbin, where Debian puts some daemons).
+/// `None` means skip; under `CI=true` a missing tool panics instead.
+pub fn require(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path.split(':').chain(["/usr/sbin", "/usr/bin"]).map(|dir| Path::new(dir).join(tool)).find(|p| p.is_file());
+    if found.is_none() {
+        let message = format!("`{tool}` is not installed; run scripts/setup.sh");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message} (CI=true: a missing service fails the test)");
+        }
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `docker-registry` on a loopback port with its storage in a temp dir.
+pub struct TestRegistry {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub storage: PathBuf,
+    /// `(user, password)` when started with basic auth.
+    pub credentials: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> Option<TestRegistry> {
+        Self::launch(None)
+    }
+
+    /// With basic auth (htpasswd, bcrypt) for `user`/`password`.
+    pub fn start_with_auth(user: &str, password: &str) -> Option<TestRegistry> {
+        Self::launch(Some((user.into(), password.into())))
+    }
+
+    fn launch(credentials: Option<(String, String)>) -> Option<TestRegistry> {
+        let binary = require("docker-registry")?;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let storage = dir.path().join("storage");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = &credentials {
+            let htpasswd = require("htpasswd")?;
+            let out = Command::new(htpasswd).args(["-Bbn", user, password]).output().expect("htpasswd runs");
+            assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            config += &format!("auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n", file.display());
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(binary)
+            .args(["serve", config_path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        wait_for_port(port, &mut child, "docker-registry");
+        Some(TestRegistry { child, addr: format!("127.0.0.1:{port}"), storage, credentials, _dir: dir })
+    }
+
+    /// `oci://127.0.0.1:PORT/<path>`
+    pub fn reference(&self, path: &str) -> String {
+        format!("oci://{}/{path}", self.addr)
+    }
+
+    /// Where the registry keeps the blob with this `sha256:` digest on disk.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
