@@ -95,6 +95,9 @@ pub struct StepReceipt {
     pub energy_method: EnergyMethod,
     pub cost: f64,
     pub gco2e: f64,
+    /// Present when this invocation had to load the step's component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<crate::residency::ColdStart>,
 }
 
 /// What one invocation cost: the sum of its steps.
@@ -140,6 +143,7 @@ pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepRecei
         energy_method: EnergyMethod::CpuModel,
         cost: cpu_seconds * pricing.cpu_second + gib_seconds * pricing.gib_second + kwh * pricing.kwh,
         gco2e: kwh * pricing.grid_gco2e_per_kwh,
+        cold_start: None,
     }
 }
 

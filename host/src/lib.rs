@@ -6,6 +6,7 @@
 //! sandboxed invocation with a step's grants and limits.
 
 pub mod accounting;
+pub mod artifacts;
 pub mod cache;
 pub mod component;
 pub mod engine;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod provenance;
 mod recording;
 pub mod report;
+pub mod residency;
 pub mod runtime;
 pub mod scaffold;
 pub mod serve;

@@ -25,6 +25,10 @@ enum Command {
     Graph(cli::graph::GraphArgs),
     /// Summarise energy, cost and CO2 per pipeline and step from the provenance store.
     Receipts(cli::receipts::ReceiptsArgs),
+    /// Push a component (.wasm) or model (.onnx) to an OCI registry.
+    Push(cli::oci::PushArgs),
+    /// Pull a component or model from an OCI registry into the local cache (or a file).
+    Pull(cli::oci::PullArgs),
     /// Scaffold a new step component crate wired to weir-sdk.
     New(cli::new::NewArgs),
 }
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => cli::graph::graph(args),
         Command::New(args) => cli::new::new_component(args),
         Command::Receipts(args) => cli::receipts::receipts(args),
+        Command::Push(args) => cli::oci::push(args),
+        Command::Pull(args) => cli::oci::pull(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

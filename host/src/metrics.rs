@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::accounting::Receipt;
+use crate::residency::ComponentStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PipelineStatus {
@@ -66,6 +67,14 @@ pub struct Metrics {
     models_loaded: Gauge,
     model_loads: Gauge,
     in_flight: Gauge,
+    components_resident: Gauge,
+    cold_starts: Family<ComponentLabel, Gauge>,
+    resident_memory: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabel {
+    component: String,
 }
 
 impl Default for Metrics {
@@ -87,6 +96,9 @@ impl Metrics {
         let models_loaded = Gauge::default();
         let model_loads = Gauge::default();
         let in_flight = Gauge::default();
+        let components_resident = Gauge::default();
+        let cold_starts = Family::<ComponentLabel, Gauge>::default();
+        let resident_memory = Gauge::default();
         registry.register("requests", "Inference requests by pipeline and HTTP status", requests.clone());
         registry.register("request_duration_seconds", "Wall time of successful invocations", latency.clone());
         registry.register("step_duration_seconds", "Wall time of each step", step_latency.clone());
@@ -97,7 +109,25 @@ impl Metrics {
         registry.register("models_loaded", "Models held by the model cache now", models_loaded.clone());
         registry.register("model_loads", "Model loads since start (cold starts of models)", model_loads.clone());
         registry.register("in_flight", "Invocations running now", in_flight.clone());
-        Metrics { registry, requests, latency, step_latency, step_cpu, energy, cost, co2, models_loaded, model_loads, in_flight }
+        registry.register("components_resident", "Components loaded in memory now (the rest scaled to zero)", components_resident.clone());
+        registry.register("component_cold_starts", "Cold starts (fetch, compile or cache load, link) of each component since start", cold_starts.clone());
+        registry.register("resident_memory_bytes", "Resident set size of the weir process", resident_memory.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            step_latency,
+            step_cpu,
+            energy,
+            cost,
+            co2,
+            models_loaded,
+            model_loads,
+            in_flight,
+            components_resident,
+            cold_starts,
+            resident_memory,
+        }
     }
 
     /// Count an invocation as running until the guard is dropped.
@@ -125,10 +155,15 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the model cache's current size.
-    pub fn encode(&self, models: &weir_nn::CacheStats) -> String {
+    /// The text exposition, with what is resident now.
+    pub fn encode(&self, models: &weir_nn::CacheStats, components: &[ComponentStatus], rss: Option<u64>) -> String {
         self.models_loaded.set(models.loaded.len() as i64);
         self.model_loads.set(models.loads as i64);
+        self.components_resident.set(components.iter().filter(|c| c.state == "warm").count() as i64);
+        for component in components {
+            self.cold_starts.get_or_create(&ComponentLabel { component: component.name.clone() }).set(component.cold_starts as i64);
+        }
+        self.resident_memory.set(rss.unwrap_or_default() as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -4,14 +4,16 @@
 //! error naming it; the other steps are cancelled, nothing hangs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::task::JoinSet;
 
 use crate::accounting::{new_invocation_id, price_step, receipt, Pricing, Receipt, StepUsage};
-use crate::component::{LoadError, StepComponent};
+use crate::artifacts::Resolver;
+use crate::component::StepComponent;
+use crate::residency::{ColdStart, Residency, ResidencyError};
 use crate::provenance::ProvenanceStore;
 use crate::recording::Recording;
 use crate::invoke::{InvokeError, StepStats};
@@ -30,7 +32,7 @@ pub enum PipelineError {
     #[error("step `{step}` needs `{wanted}`, but step `{from}` produced only {produced:?}")]
     MissingTensor { step: String, wanted: String, from: String, produced: Vec<String> },
     #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
-    Load { step: String, component: String, error: LoadError },
+    Load { step: String, component: String, error: ResidencyError },
     #[error("output `{output}` of pipeline `{pipeline}` is {got}, but the manifest declares {declared}")]
     OutputType { pipeline: String, output: String, declared: String, got: String },
     #[error(transparent)]
@@ -67,6 +69,8 @@ pub struct StepTrace {
     pub stats: StepStats,
     /// The step's outputs, when tracing.
     pub outputs: Vec<Tensor>,
+    /// Set when this invocation had to load the step's component.
+    pub cold_start: Option<ColdStart>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,17 +87,26 @@ pub struct PipelineOutput {
 pub struct Executor {
     runtime: Arc<Runtime>,
     manifest: Arc<Manifest>,
-    components: Mutex<HashMap<String, Arc<StepComponent>>>,
+    residency: Residency,
     provenance: Option<Arc<ProvenanceStore>>,
 }
 
 impl Executor {
-    /// Register the manifest's models with the runtime and get ready to run.
+    /// Get ready to run; nothing is fetched or compiled until first use.
     pub fn new(runtime: Arc<Runtime>, manifest: Manifest) -> Self {
-        for spec in manifest.models.values() {
-            runtime.register_model(spec.clone());
-        }
-        Executor { runtime, manifest: Arc::new(manifest), components: Mutex::new(HashMap::new()), provenance: None }
+        Self::with_resolver(runtime, manifest, Resolver::default())
+    }
+
+    /// Like `new`, fetching registry artifacts through `resolver`.
+    pub fn with_resolver(runtime: Arc<Runtime>, manifest: Manifest, resolver: Resolver) -> Self {
+        let manifest = Arc::new(manifest);
+        let residency = Residency::new(runtime.clone(), manifest.clone(), resolver);
+        Executor { runtime, manifest, residency, provenance: None }
+    }
+
+    /// What is loaded, and what the cold starts cost.
+    pub fn residency(&self) -> &Residency {
+        &self.residency
     }
 
     /// Keep a provenance record of every invocation in `store`.
@@ -121,24 +134,13 @@ impl Executor {
         })
     }
 
-    /// The loaded component of a step (compiled or taken from the cache once).
-    pub fn component(&self, step: &Step) -> Result<Arc<StepComponent>, PipelineError> {
-        if let Some(component) = self.lock_components().get(&step.component) {
-            return Ok(component.clone());
-        }
-        let declared = &self.manifest.components[&step.component];
-        let component = self.runtime.load_file(&declared.source).map_err(|error| PipelineError::Load {
-            step: step.name.clone(),
-            component: step.component.clone(),
-            error,
-        })?;
-        let component = Arc::new(component);
-        self.lock_components().insert(step.component.clone(), component.clone());
-        Ok(component)
-    }
-
-    fn lock_components(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StepComponent>>> {
-        self.components.lock().unwrap_or_else(|p| p.into_inner())
+    /// The loaded component of a step (fetched, compiled or taken from the
+    /// cache when cold), with the models it may use made available.
+    pub async fn component(&self, step: &Step) -> Result<(Arc<StepComponent>, Option<ColdStart>), PipelineError> {
+        let load_error = |error| PipelineError::Load { step: step.name.clone(), component: step.component.clone(), error };
+        let loaded = self.residency.component(&step.component).await.map_err(load_error)?;
+        self.residency.models_for(step).await.map_err(load_error)?;
+        Ok(loaded)
     }
 
     /// Run one invocation of `pipeline` on the request's tensors.
@@ -148,14 +150,16 @@ impl Executor {
         let wanted = wanted_steps(pipeline, options.until.as_deref())?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut produced: HashMap<String, Vec<Tensor>> = HashMap::new();
-        let mut pending: Vec<&Step> = pipeline.steps.iter().filter(|s| wanted.contains(s.name.as_str())).collect();
+        // Steps by their index in the pipeline (tasks hand back the index).
+        let mut pending: Vec<(usize, &Step)> =
+            pipeline.steps.iter().enumerate().filter(|(_, s)| wanted.contains(s.name.as_str())).collect();
         let mut running = JoinSet::new();
         let mut traces = Vec::new();
         let keep_tensors = self.manifest.provenance.as_ref().is_some_and(|p| p.keep_tensors);
         let mut recording = self.provenance.as_ref().map(|_| Recording::new(pipeline, keep_tensors));
         loop {
             // Start every step whose inputs are all there.
-            let (ready, waiting): (Vec<&Step>, Vec<&Step>) = pending.into_iter().partition(|step| {
+            let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, step)| {
                 step.inputs.iter().all(|r| match &r.source {
                     Source::Input(_) => true,
                     Source::Step { step, .. } => produced.contains_key(step),
@@ -165,27 +169,27 @@ impl Executor {
             let done = if ready.len() == 1 && running.is_empty() {
                 // A chain link with nothing beside it: run it right here,
                 // sparing a task spawn and a cross-thread wake-up.
-                let step = ready[0];
+                let (index, step) = ready[0];
                 let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
-                let component = self.component(step)?;
+                let (component, cold) = self.component(step).await?;
                 if let Some(recording) = &mut recording {
                     recording.step_started(step, &component, &step_inputs);
                 }
                 let started_after = started.elapsed();
                 let result = self.runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
-                (step.name.clone(), started_after, result)
+                (index, started_after, cold, result)
             } else {
-                for step in ready {
+                for (index, step) in ready {
                     let step_inputs = route_inputs(pipeline, step, &inputs, &produced)?;
-                    let component = self.component(step)?;
+                    let (component, cold) = self.component(step).await?;
                     if let Some(recording) = &mut recording {
                         recording.step_started(step, &component, &step_inputs);
                     }
-                    let (runtime, step) = (self.runtime.clone(), step.clone());
+                    let (runtime, owned) = (self.runtime.clone(), step.clone());
                     let started_after = started.elapsed();
                     running.spawn(async move {
-                        let result = runtime.invoke(&component, &step.name, &step.grants, &step.limits, step_inputs).await;
-                        (step.name, started_after, result)
+                        let result = runtime.invoke(&component, &owned.name, &owned.grants, &owned.limits, step_inputs).await;
+                        (index, started_after, cold, result)
                     });
                 }
                 let Some(done) = running.join_next().await else { break };
@@ -193,8 +197,13 @@ impl Executor {
                     PipelineError::Step(InvokeError::StepFailed { step: "?".into(), message: format!("step task failed: {e}") })
                 })?
             };
-            let (step, started_after, result) = done;
+            let (index, started_after, mut cold, result) = done;
+            let step = &pipeline.steps[index];
             let output = result?;
+            if let Some(cold) = &mut cold {
+                self.residency.cold_start_instantiated(&step.component, cold, output.stats.instantiate);
+            }
+            let step = step.name.clone();
             if let Some(recording) = &mut recording {
                 recording.step_finished(&step, &output.stats, &output.outputs);
             }
@@ -203,6 +212,7 @@ impl Executor {
                 started_after,
                 stats: output.stats,
                 outputs: if options.trace { output.outputs.clone() } else { Vec::new() },
+                cold_start: cold,
             });
             produced.insert(step, output.outputs);
         }
@@ -245,7 +255,9 @@ impl PipelineOutput {
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                 };
-                price_step(&step.step, &usage, pricing)
+                let mut priced = price_step(&step.step, &usage, pricing);
+                priced.cold_start = step.cold_start.clone();
+                priced
             })
             .collect();
         receipt(self.invocation_id.clone(), self.wall, steps)

@@ -70,6 +70,7 @@ pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/metrics", get(metrics))
+        .route("/v2/status", get(status))
         .route("/v2/invocations/{id}", get(get_invocation).delete(erase_invocation))
         .route("/v2/subjects/{subject}", axum::routing::delete(erase_subject))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see /v2 and /v2/models/{name}".into()) })
@@ -145,7 +146,7 @@ async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String
     let pipeline = pipeline(&state, &name)?;
     // Ready when every component can be loaded (compiled or from the cache).
     for step in &pipeline.steps {
-        state.executor.component(step).map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        state.executor.component(step).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     }
     Ok(Json(json!({ "name": name, "ready": true })))
 }
@@ -184,8 +185,27 @@ async fn erase_subject(State(state): State<Arc<AppState>>, Path(subject): Path<S
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.encode(&state.executor.runtime().models().stats());
+    let residency = state.executor.residency();
+    let text = state.metrics.encode(&state.executor.runtime().models().stats(), &residency.status(), crate::residency::resident_set_bytes());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// What is in memory now: components warm or cold with their last cold
+/// start by part, loaded models, and the process's resident memory.
+async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models = state.executor.runtime().models().stats();
+    Json(json!({
+        "pipelines": state.executor.manifest().pipelines.len(),
+        "components": state.executor.residency().status(),
+        "models": {
+            "registered": models.registered,
+            "loaded": models.loaded,
+            "loaded_bytes": models.charged_bytes,
+            "loads": models.loads,
+            "evictions": models.evictions,
+        },
+        "resident_memory_bytes": crate::residency::resident_set_bytes(),
+    }))
 }
 
 async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {

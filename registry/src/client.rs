@@ -187,7 +187,7 @@ impl Registry {
         &self,
         reference: &ArtifactRef,
         pin: Option<&Digest>,
-        want: ArtifactKind,
+        want: Option<ArtifactKind>,
         progress: &dyn Progress,
     ) -> Result<Fetched, RegistryError> {
         let started = Instant::now();
@@ -195,7 +195,11 @@ impl Registry {
         if let Some(pin) = pin.filter(|p| self.store.contains(p)) {
             let size = std::fs::metadata(self.store.path(pin)).map(|m| m.len()).unwrap_or_default();
             let path = self.store.path(pin);
-            return Ok(Fetched { path, kind: want, content: pin.clone(), manifest: None, size, downloaded: 0, elapsed: started.elapsed() });
+            let kind = ArtifactKind::sniff(&std::fs::read(&path).unwrap_or_default()).unwrap_or(ArtifactKind::Model);
+            if let Some(want) = want.filter(|w| *w != kind) {
+                return Err(RegistryError::WrongKind { reference: reference.to_string(), wanted: want.to_string(), found: kind.to_string() });
+            }
+            return Ok(Fetched { path, kind, content: pin.clone(), manifest: None, size, downloaded: 0, elapsed: started.elapsed() });
         }
         // Named by a manifest digest that is already here: no network either.
         let cached = reference.digest().or(pin).and_then(|d| Some((d.clone(), self.store.manifest(d)?)));
@@ -204,7 +208,7 @@ impl Registry {
             None => self.pull_manifest(reference).await?,
         };
         let manifest = parse_manifest(reference, &manifest_bytes)?;
-        let layer = single_layer(reference, &manifest, want)?;
+        let (layer, kind) = single_layer(reference, &manifest, want)?;
         let content: Digest = layer.digest.parse().map_err(|e| bad_manifest(reference, format!("layer digest: {e}")))?;
         if let Some(pin) = pin.filter(|p| **p != manifest_digest && **p != content) {
             return Err(RegistryError::PinMismatch {
@@ -225,7 +229,7 @@ impl Registry {
         }
         Ok(Fetched {
             path: self.store.path(&content),
-            kind: want,
+            kind,
             content,
             manifest: Some(manifest_digest),
             size,
@@ -299,22 +303,29 @@ fn parse_manifest(reference: &ArtifactRef, bytes: &[u8]) -> Result<OciImageManif
     serde_json::from_slice(bytes).map_err(|e| bad_manifest(reference, format!("it does not parse: {e}")))
 }
 
-/// The one layer of a weir artifact, of the wanted kind.
+/// The one layer of a weir artifact, of the wanted kind (any kind when `None`).
 fn single_layer<'m>(
     reference: &ArtifactRef,
     manifest: &'m OciImageManifest,
-    want: ArtifactKind,
-) -> Result<&'m oci_client::manifest::OciDescriptor, RegistryError> {
+    want: Option<ArtifactKind>,
+) -> Result<(&'m oci_client::manifest::OciDescriptor, ArtifactKind), RegistryError> {
     let [layer] = manifest.layers.as_slice() else {
         return Err(bad_manifest(reference, format!("it has {} layers; a weir artifact has exactly one", manifest.layers.len())));
     };
-    match ArtifactKind::of_layer(&layer.media_type) {
-        Some(kind) if kind == want => Ok(layer),
-        Some(kind) => Err(RegistryError::WrongKind { reference: reference.to_string(), wanted: want.to_string(), found: kind.to_string() }),
-        None => Err(RegistryError::WrongKind {
+    let wanted = want.map_or("component or model".to_string(), |w| w.to_string());
+    match (ArtifactKind::of_layer(&layer.media_type), want) {
+        (Some(kind), None) => Ok((layer, kind)),
+        (Some(kind), Some(want)) if kind == want => Ok((layer, kind)),
+        (Some(kind), Some(_)) => Err(RegistryError::WrongKind { reference: reference.to_string(), wanted, found: kind.to_string() }),
+        (None, _) => Err(RegistryError::WrongKind {
             reference: reference.to_string(),
-            wanted: want.to_string(),
-            found: format!("layer of media type `{}` (a {want} has `{}`)", layer.media_type, want.layer_media_type()),
+            wanted,
+            found: format!(
+                "layer of media type `{}` (weir reads `{}` and `{}`)",
+                layer.media_type,
+                ArtifactKind::Component.layer_media_type(),
+                ArtifactKind::Model.layer_media_type()
+            ),
         }),
     }
 }

@@ -41,19 +41,19 @@ async fn a_pushed_component_pulls_back_verified_and_is_cached() {
     assert_eq!(pushed.kind, ArtifactKind::Component);
     assert_eq!(pushed.content, Digest::of(&component()));
 
-    let fetched = weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap();
+    let fetched = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), component());
     assert_eq!((fetched.content.clone(), fetched.manifest.clone()), (pushed.content.clone(), Some(pushed.manifest.clone())));
     assert_eq!(fetched.downloaded, component().len() as u64);
     // The layer is cached by digest: not downloaded again.
-    assert_eq!(weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap().downloaded, 0);
+    assert_eq!(weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap().downloaded, 0);
 
     // By manifest digest, and pinned: both work with the registry gone.
     let by_digest = at.with_digest(&pushed.manifest);
     drop(registry);
-    let offline = weir.fetch(&by_digest, None, ArtifactKind::Component, &()).await.unwrap();
+    let offline = weir.fetch(&by_digest, None, Some(ArtifactKind::Component), &()).await.unwrap();
     assert_eq!(offline.path, fetched.path);
-    let pinned = weir.fetch(&at, Some(&pushed.content), ArtifactKind::Component, &()).await.unwrap();
+    let pinned = weir.fetch(&at, Some(&pushed.content), Some(ArtifactKind::Component), &()).await.unwrap();
     assert_eq!(pinned.path, fetched.path);
 }
 
@@ -65,16 +65,16 @@ async fn models_round_trip_and_kinds_are_checked() {
     let at = reference(&registry, "models/digits:v1");
     let pushed = weir.push(model(), Some("digits.onnx"), &at, &()).await.unwrap();
     assert_eq!(pushed.kind, ArtifactKind::Model);
-    let fetched = weir.fetch(&at, None, ArtifactKind::Model, &()).await.unwrap();
+    let fetched = weir.fetch(&at, None, Some(ArtifactKind::Model), &()).await.unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), model());
 
-    let error = weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap_err();
+    let error = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(matches!(error, RegistryError::WrongKind { .. }), "{error}");
     assert!(error.to_string().contains("models/digits:v1") && error.to_string().contains("not a component"), "{error}");
 
     let error = weir.push(b"#!/bin/sh\necho hi".to_vec(), Some("run.sh"), &at, &()).await.unwrap_err();
     assert!(error.to_string().contains("run.sh") && error.to_string().contains("neither"), "{error}");
-    let missing = weir.fetch(&reference(&registry, "models/absent:1"), None, ArtifactKind::Model, &()).await.unwrap_err();
+    let missing = weir.fetch(&reference(&registry, "models/absent:1"), None, Some(ArtifactKind::Model), &()).await.unwrap_err();
     assert!(matches!(missing, RegistryError::NotFound { .. }), "{missing}");
 }
 
@@ -86,7 +86,7 @@ async fn a_pin_that_does_not_match_is_refused() {
     let at = reference(&registry, "steps/noop:1");
     weir.push(component(), None, &at, &()).await.unwrap();
     let other = Digest::of(b"something else");
-    let error = weir.fetch(&at, Some(&other), ArtifactKind::Component, &()).await.unwrap_err();
+    let error = weir.fetch(&at, Some(&other), Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(matches!(error, RegistryError::PinMismatch { .. }), "{error}");
     assert!(error.to_string().contains(&other.to_string()), "{error}");
     assert!(!weir.store().contains(&Digest::of(&component())), "nothing is kept from a refused pull");
@@ -106,7 +106,7 @@ async fn a_tampered_blob_in_the_registry_is_never_used() {
     bytes[middle] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
 
-    let error = weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap_err();
+    let error = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(matches!(error, RegistryError::Integrity { .. }), "{error}");
     assert!(error.to_string().contains("steps/noop:1"), "{error}");
     assert!(!weir.store().contains(&pushed.content));
@@ -151,13 +151,13 @@ async fn malformed_manifests_are_refused_before_anything_runs() {
 
     // The registry accepts a descriptor with the wrong size; weir does not.
     let at = push_manifest(&registry, "bad/size:1", vec![wasm_layer(&bytes, bytes.len() as i64 - 1)], &[&bytes]).await;
-    let error = weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap_err();
+    let error = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(matches!(error, RegistryError::Integrity { .. }), "{error}");
     assert!(error.to_string().contains("bad/size:1") && error.to_string().contains("declares"), "{error}");
     assert!(!weir.store().contains(&Digest::of(&bytes)));
 
     let at = push_manifest(&registry, "bad/two:1", vec![wasm_layer(&bytes, bytes.len() as i64), wasm_layer(b"x", 1)], &[&bytes, b"x"]).await;
-    let error = weir.fetch(&at, None, ArtifactKind::Component, &()).await.unwrap_err();
+    let error = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(error.to_string().contains("bad/two:1") && error.to_string().contains("2 layers"), "{error}");
 }
 
@@ -181,7 +181,7 @@ async fn basic_auth_from_flags_and_from_the_docker_config() {
     // This test binary's only DOCKER_CONFIG user.
     unsafe { std::env::set_var("DOCKER_CONFIG", docker.path()) };
     let store = tempfile::tempdir().unwrap();
-    let fetched = client(store.path(), Credentials::Discover).fetch(&at, None, ArtifactKind::Component, &()).await;
+    let fetched = client(store.path(), Credentials::Discover).fetch(&at, None, Some(ArtifactKind::Component), &()).await;
     unsafe { std::env::remove_var("DOCKER_CONFIG") };
     assert_eq!(std::fs::read(fetched.unwrap().path).unwrap(), component());
 }
@@ -214,7 +214,7 @@ async fn two_pulls_of_the_same_blob_at_once_both_succeed() {
     anonymous(dir.path()).push(model(), None, &at, &()).await.unwrap();
     let store = tempfile::tempdir().unwrap();
     let (a, b) = (anonymous(store.path()), anonymous(store.path()));
-    let (x, y) = tokio::join!(a.fetch(&at, None, ArtifactKind::Model, &()), b.fetch(&at, None, ArtifactKind::Model, &()));
+    let (x, y) = tokio::join!(a.fetch(&at, None, Some(ArtifactKind::Model), &()), b.fetch(&at, None, Some(ArtifactKind::Model), &()));
     assert_eq!(std::fs::read(x.unwrap().path).unwrap(), model());
     assert_eq!(std::fs::read(y.unwrap().path).unwrap(), model());
 }

@@ -2,6 +2,7 @@
 
 pub mod graph;
 pub mod new;
+pub mod oci;
 pub mod receipts;
 pub mod run;
 pub mod serve;
@@ -16,6 +17,8 @@ pub mod exit {
     pub const BAD_COMPONENT: u8 = 3;
     /// A step ran and failed: trap, timeout, memory or fuel limit, step error, malformed output.
     pub const STEP_FAILED: u8 = 4;
+    /// An OCI registry refused or failed: credentials, not found, unreachable, or an artifact that failed verification.
+    pub const REGISTRY: u8 = 5;
 }
 
 /// An error with the exit code it deserves.

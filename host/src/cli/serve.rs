@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use weir::artifacts::Resolver;
+use weir_registry::{BlobStore, RegistryOptions};
 
 use weir::manifest::Manifest;
 use weir::pipeline::Executor;
@@ -20,9 +24,20 @@ pub struct ServeArgs {
     /// Step instances that may be alive at once (sizes the pooling allocator).
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
-    /// Unload a model nobody used for this long (e.g. `10m`); default: keep loaded.
+    /// Drop components and models nobody used for this long from memory
+    /// (scale-to-zero); `never` keeps them.
+    #[arg(long, default_value = "5m")]
+    idle_timeout: String,
+    /// Idle time for models only (default: --idle-timeout).
     #[arg(long)]
     model_idle_timeout: Option<String>,
+    /// Fetch, compile and load every component and model before listening
+    /// (default: on first use).
+    #[arg(long)]
+    preload: bool,
+    /// Reach registries over plain HTTP (loopback registries always are).
+    #[arg(long)]
+    insecure_registry: bool,
     /// Most bytes of models kept loaded (e.g. `2GiB`); least recently used go first.
     #[arg(long)]
     model_memory_budget: Option<String>,
@@ -39,11 +54,19 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let listen = args.listen.clone().unwrap_or_else(|| manifest.http.listen.clone());
     let fuel = manifest.pipelines.values().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some());
     let bad = |flag: &str, e: String| with_code::<anyhow::Error>(exit::BAD_INPUT)(anyhow::anyhow!("{flag}: {e}"));
+    let idle = |text: &str, flag: &str| match text {
+        "never" => Ok(None),
+        text => units::parse_duration(text).map(Some).map_err(|e| bad(flag, e)),
+    };
+    let component_idle = idle(&args.idle_timeout, "--idle-timeout")?;
     let models = CacheOptions {
-        idle_timeout: args.model_idle_timeout.as_deref().map(units::parse_duration).transpose().map_err(|e| bad("--model-idle-timeout", e))?,
+        idle_timeout: match &args.model_idle_timeout {
+            Some(text) => idle(text, "--model-idle-timeout")?,
+            None => component_idle,
+        },
         memory_budget_bytes: args.model_memory_budget.as_deref().map(units::parse_bytes).transpose().map_err(|e| bad("--model-memory-budget", e))?,
     };
-    let idle_timeout = models.idle_timeout;
+    let model_idle = models.idle_timeout;
     let options = RuntimeOptions {
         engine: EngineOptions { max_instances: args.max_instances, fuel, ..EngineOptions::default() },
         models,
@@ -52,20 +75,35 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let runtime = Arc::new(Runtime::new(options).map_err(with_code(exit::INTERNAL))?);
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
     let provenance = super::run::open_provenance(&manifest)?;
-    let mut executor = Executor::new(runtime, manifest);
+    let registry = RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() };
+    let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
+    let mut executor = Executor::with_resolver(runtime, manifest, resolver);
     if let Some(store) = provenance {
         executor = executor.with_provenance(store);
     }
     let executor = Arc::new(executor);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
-    if let Some(idle) = idle_timeout {
-        // Idle models go even when no request comes to notice them.
-        let models = executor.runtime().models().clone();
+    if args.preload {
+        tokio.block_on(executor.residency().preload()).map_err(with_code(exit::BAD_COMPONENT))?;
+    }
+    if let Some(shortest) = [component_idle, model_idle].into_iter().flatten().min() {
+        // Idle components and models go even when no request comes to notice them.
+        let executor = executor.clone();
         tokio.spawn(async move {
-            let mut every = tokio::time::interval((idle / 4).max(std::time::Duration::from_millis(100)));
+            let mut every = tokio::time::interval((shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
             loop {
                 every.tick().await;
-                models.unload_idle();
+                if let Some(idle) = component_idle {
+                    executor.residency().evict_idle(idle);
+                }
+                if model_idle.is_some() {
+                    let models = executor.runtime().models();
+                    let before = models.stats().loaded.len();
+                    models.unload_idle();
+                    if models.stats().loaded.len() < before {
+                        weir::residency::release_freed_memory();
+                    }
+                }
             }
         });
     }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::invoke::{StepGrants, StepLimits};
-use weir_nn::ModelSpec;
+use weir_nn::{DeviceChoice, ModelSpec};
+
+use crate::artifacts::ArtifactDecl;
 
 pub use validate::parse;
 
@@ -112,7 +114,26 @@ impl Pipeline {
 #[derive(Debug, Clone)]
 pub struct ComponentDecl {
     pub name: String,
-    pub source: PathBuf,
+    pub artifact: ArtifactDecl,
+}
+
+/// A declared model: where it comes from and how to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDecl {
+    pub name: String,
+    pub artifact: ArtifactDecl,
+    pub device: DeviceChoice,
+    pub threads: usize,
+}
+
+impl ModelDecl {
+    /// The runtime's spec, once the model's bytes are at `path`.
+    pub fn spec(&self, path: PathBuf) -> ModelSpec {
+        let mut spec = ModelSpec::new(self.name.clone(), path);
+        spec.device = self.device;
+        spec.threads = self.threads;
+        spec
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +158,7 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub path: PathBuf,
-    pub models: BTreeMap<String, ModelSpec>,
+    pub models: BTreeMap<String, ModelDecl>,
     pub components: BTreeMap<String, ComponentDecl>,
     pub pipelines: BTreeMap<String, Pipeline>,
     pub http: HttpSettings,

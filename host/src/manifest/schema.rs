@@ -47,6 +47,8 @@ pub struct RawAccounting {
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     pub source: Spanned<String>,
+    /// `sha256:…` the artifact must have (content or OCI manifest digest).
+    pub digest: Option<Spanned<String>>,
     #[serde(default)]
     pub device: Option<Spanned<String>>,
     #[serde(default)]
@@ -57,6 +59,7 @@ pub struct RawModel {
 #[serde(deny_unknown_fields)]
 pub struct RawComponent {
     pub source: Spanned<String>,
+    pub digest: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
-use weir_nn::{ModelSpec, NnGrants};
+use weir_nn::{DeviceChoice, NnGrants};
+use weir_registry::{ArtifactRef, Digest};
 
 use super::schema::{RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
-use super::{ComponentDecl, HttpSettings, Manifest, ManifestError, Pipeline, Route, Source, Step, TensorDecl};
+use super::{ComponentDecl, HttpSettings, ModelDecl, Manifest, ManifestError, Pipeline, Route, Source, Step, TensorDecl};
+use crate::artifacts::{ArtifactDecl, ArtifactSource};
 use crate::invoke::{StepGrants, StepLimits};
 use crate::units::{parse_bytes, parse_duration};
 
@@ -56,7 +58,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let models = raw
         .models
         .iter()
-        .map(|(name, model)| Ok((name.clone(), model_spec(&place, name, model)?)))
+        .map(|(name, model)| Ok((name.clone(), model_decl(&place, name, model)?)))
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
     let components = raw
         .components
@@ -93,33 +95,51 @@ fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), M
     Ok(())
 }
 
-fn model_spec(place: &Place, name: &str, model: &RawModel) -> Result<ModelSpec, ManifestError> {
-    let path = place.resolve(model.source.get_ref());
-    if !path.is_file() {
-        return Err(place.at(&model.source, format!("models.{name}.source: model file `{}` does not exist", path.display())));
-    }
-    let mut spec = ModelSpec::new(name, path);
+/// A `source` (file path or `oci://` reference) and its optional `digest` pin.
+fn artifact_decl(
+    place: &Place,
+    key: &str,
+    source: &Spanned<String>,
+    digest: &Option<Spanned<String>>,
+    missing_hint: &str,
+) -> Result<ArtifactDecl, ManifestError> {
+    let pin = match digest {
+        Some(digest) => Some(digest.get_ref().parse::<Digest>().map_err(|e| place.at(digest, format!("{key}.digest: {e}")))?),
+        None => None,
+    };
+    let text = source.get_ref();
+    let source = if ArtifactRef::is_oci(text) {
+        ArtifactSource::Oci(text.parse().map_err(|e| place.at(source, format!("{key}.source: {e}")))?)
+    } else {
+        let path = place.resolve(text);
+        if !path.is_file() {
+            return Err(place.at(source, format!("{key}.source: file `{}` does not exist{missing_hint}", path.display())));
+        }
+        ArtifactSource::File(path)
+    };
+    Ok(ArtifactDecl { source, pin })
+}
+
+fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, ManifestError> {
+    let key = format!("models.{name}");
+    let artifact = artifact_decl(place, &key, &model.source, &model.digest, "")?;
+    let mut decl = ModelDecl { name: name.into(), artifact, device: DeviceChoice::Cpu, threads: 1 };
     if let Some(device) = &model.device {
-        spec.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("models.{name}.device: {e}")))?;
+        decl.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("{key}.device: {e}")))?;
     }
     if let Some(threads) = &model.threads {
         if *threads.get_ref() == 0 {
-            return Err(place.at(threads, format!("models.{name}.threads must be at least 1")));
+            return Err(place.at(threads, format!("{key}.threads must be at least 1")));
         }
-        spec.threads = *threads.get_ref();
+        decl.threads = *threads.get_ref();
     }
-    Ok(spec)
+    Ok(decl)
 }
 
 fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result<ComponentDecl, ManifestError> {
-    let path = place.resolve(component.source.get_ref());
-    if !path.is_file() {
-        return Err(place.at(
-            &component.source,
-            format!("components.{name}.source: component file `{}` does not exist (build it first?)", path.display()),
-        ));
-    }
-    Ok(ComponentDecl { name: name.into(), source: path })
+    let key = format!("components.{name}");
+    let artifact = artifact_decl(place, &key, &component.source, &component.digest, " (build it first?)")?;
+    Ok(ComponentDecl { name: name.into(), artifact })
 }
 
 /// `input.x`, `step.tensor`, optionally prefixed with `name=` to rename.
@@ -180,7 +200,7 @@ fn step_decl(
     place: &Place,
     pipeline: &str,
     raw: &RawStep,
-    models: &BTreeMap<String, ModelSpec>,
+    models: &BTreeMap<String, ModelDecl>,
     components: &BTreeMap<String, ComponentDecl>,
 ) -> Result<Step, ManifestError> {
     let name = raw.name.get_ref();
@@ -227,7 +247,7 @@ fn pipeline_decl(
     place: &Place,
     name: &str,
     raw: &RawPipeline,
-    models: &BTreeMap<String, ModelSpec>,
+    models: &BTreeMap<String, ModelDecl>,
     components: &BTreeMap<String, ComponentDecl>,
 ) -> Result<Pipeline, ManifestError> {
     let mut inputs = Vec::new();

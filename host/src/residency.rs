@@ -1,0 +1,272 @@
+//! What is resident in memory and what is not: components are fetched,
+//! compiled (or taken from the compiled cache) and linked on first use, and
+//! dropped again after idling (scale-to-zero); models from registries are
+//! fetched and registered the first time a step that may use them runs.
+//! Every cold start is timed by part (pull, compile, link, instantiate).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use weir_registry::ArtifactKind;
+
+use crate::artifacts::{ResolveError, Resolver};
+use crate::cache::CompileSource;
+use crate::component::{LoadError, StepComponent};
+use crate::manifest::{Manifest, Step};
+use crate::runtime::Runtime;
+
+/// Why a component or model could not be made resident.
+#[derive(Debug, thiserror::Error)]
+pub enum ResidencyError {
+    #[error("{kind} `{name}` could not be fetched: {error}")]
+    Fetch { kind: ArtifactKind, name: String, error: ResolveError },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// How long one cold start took, by part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColdStart {
+    /// Resolving the source and downloading (0 for local files).
+    pub pull_us: u64,
+    pub downloaded_bytes: u64,
+    pub compile_us: u64,
+    /// `compiled` (Cranelift ran) or `cache` (the compiled cache had it).
+    pub compile_source: &'static str,
+    pub link_us: u64,
+    /// The first instantiation after loading (filled in once it ran).
+    pub instantiate_us: Option<u64>,
+    /// When it happened (Unix milliseconds).
+    pub at_unix_ms: u64,
+}
+
+/// One component as `/v2/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentStatus {
+    pub name: String,
+    pub source: String,
+    /// `warm` (loaded, ready to instantiate) or `cold` (not in memory).
+    pub state: &'static str,
+    pub digest: Option<String>,
+    pub idle_ms: Option<u64>,
+    pub cold_starts: u64,
+    pub last_cold_start: Option<ColdStart>,
+}
+
+struct Resident {
+    component: Arc<StepComponent>,
+    /// Milliseconds since the `Residency` was made (cheap to bump per call).
+    last_used_ms: AtomicU64,
+}
+
+#[derive(Default)]
+struct History {
+    cold_starts: u64,
+    last: Option<ColdStart>,
+}
+
+pub struct Residency {
+    runtime: Arc<Runtime>,
+    manifest: Arc<Manifest>,
+    resolver: Resolver,
+    residents: Mutex<HashMap<String, Resident>>,
+    history: Mutex<HashMap<String, History>>,
+    registered_models: Mutex<HashSet<String>>,
+    /// One load at a time: concurrent first calls wait for it instead of
+    /// compiling the same component twice.
+    loading: tokio::sync::Mutex<()>,
+    origin: Instant,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+impl Residency {
+    /// Register the manifest's local, unpinned models at once (that costs
+    /// nothing: they load lazily); the rest wait for first use.
+    pub fn new(runtime: Arc<Runtime>, manifest: Arc<Manifest>, resolver: Resolver) -> Residency {
+        let mut registered = HashSet::new();
+        for model in manifest.models.values() {
+            if let (false, crate::artifacts::ArtifactSource::File(path)) = (model.artifact.is_deferred(), &model.artifact.source) {
+                runtime.register_model(model.spec(path.clone()));
+                registered.insert(model.name.clone());
+            }
+        }
+        Residency {
+            runtime,
+            manifest,
+            resolver,
+            residents: Mutex::new(HashMap::new()),
+            history: Mutex::new(HashMap::new()),
+            registered_models: Mutex::new(registered),
+            loading: tokio::sync::Mutex::new(()),
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// The component, loading it if it is cold. The second value is the cold
+    /// start this call caused, if it caused one.
+    pub async fn component(&self, name: &str) -> Result<(Arc<StepComponent>, Option<ColdStart>), ResidencyError> {
+        if let Some(component) = self.warm(name) {
+            return Ok((component, None));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(component) = self.warm(name) {
+            return Ok((component, None));
+        }
+        let declared = &self.manifest.components[name];
+        let fetch_error = |error| ResidencyError::Fetch { kind: ArtifactKind::Component, name: name.into(), error };
+        let resolved = self.resolver.resolve(&declared.artifact, ArtifactKind::Component).await.map_err(fetch_error)?;
+        // Compiling takes milliseconds to seconds: keep it off the async workers.
+        let runtime = self.runtime.clone();
+        let (display, path) = (declared.artifact.source.to_string(), resolved.path.clone());
+        let component = tokio::task::spawn_blocking(move || {
+            let bytes = crate::component::read_file(&path)?;
+            runtime.load_bytes(display, &bytes)
+        })
+        .await
+        .map_err(|e| LoadError::Compile { what: name.into(), message: format!("the compile task failed: {e}") })??;
+        let component = Arc::new(component);
+        let cold = ColdStart {
+            pull_us: micros(resolved.pull),
+            downloaded_bytes: resolved.downloaded,
+            compile_us: micros(component.load.compile_time),
+            compile_source: match component.load.compile_source {
+                CompileSource::Compiled => "compiled",
+                CompileSource::Cache => "cache",
+            },
+            link_us: micros(component.load.link_time),
+            instantiate_us: None,
+            at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        };
+        let resident = Resident { component: component.clone(), last_used_ms: AtomicU64::new(self.now_ms()) };
+        lock(&self.residents).insert(name.to_string(), resident);
+        let mut history = lock(&self.history);
+        let entry = history.entry(name.to_string()).or_default();
+        entry.cold_starts += 1;
+        entry.last = Some(cold.clone());
+        Ok((component, Some(cold)))
+    }
+
+    fn warm(&self, name: &str) -> Option<Arc<StepComponent>> {
+        let residents = lock(&self.residents);
+        let resident = residents.get(name)?;
+        resident.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        Some(resident.component.clone())
+    }
+
+    /// Record the first instantiation after a cold start.
+    pub fn cold_start_instantiated(&self, name: &str, cold: &mut ColdStart, instantiate: Duration) {
+        cold.instantiate_us = Some(micros(instantiate));
+        if let Some(last) = lock(&self.history).get_mut(name).and_then(|h| h.last.as_mut()) {
+            last.instantiate_us = cold.instantiate_us;
+        }
+    }
+
+    /// Make every model `step` may use available to it (fetching registry
+    /// models the first time).
+    pub async fn models_for(&self, step: &Step) -> Result<(), ResidencyError> {
+        for name in &step.grants.nn.models {
+            if lock(&self.registered_models).contains(name) {
+                continue;
+            }
+            let _loading = self.loading.lock().await;
+            if lock(&self.registered_models).contains(name) {
+                continue;
+            }
+            let declared = &self.manifest.models[name];
+            let resolved = self.resolver.resolve(&declared.artifact, ArtifactKind::Model).await.map_err(|error| {
+                ResidencyError::Fetch { kind: ArtifactKind::Model, name: name.clone(), error }
+            })?;
+            self.runtime.register_model(declared.spec(resolved.path));
+            lock(&self.registered_models).insert(name.clone());
+        }
+        Ok(())
+    }
+
+    /// Fetch and load everything now (`weir serve --preload`).
+    pub async fn preload(&self) -> Result<(), ResidencyError> {
+        for name in self.manifest.components.keys() {
+            self.component(name).await?;
+        }
+        for step in self.manifest.pipelines.values().flat_map(|p| &p.steps) {
+            self.models_for(step).await?;
+        }
+        Ok(())
+    }
+
+    /// Drop components nobody used for `idle`; returns how many went.
+    /// Invocations still running keep theirs alive until they finish.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let now = self.now_ms();
+        let idle_ms = idle.as_millis() as u64;
+        let evicted = {
+            let mut residents = lock(&self.residents);
+            let before = residents.len();
+            residents.retain(|_, r| now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed)) < idle_ms);
+            before - residents.len()
+        };
+        if evicted > 0 {
+            release_freed_memory();
+        }
+        evicted
+    }
+
+    pub fn resident_components(&self) -> usize {
+        lock(&self.residents).len()
+    }
+
+    pub fn status(&self) -> Vec<ComponentStatus> {
+        let now = self.now_ms();
+        let residents = lock(&self.residents);
+        let history = lock(&self.history);
+        self.manifest
+            .components
+            .values()
+            .map(|declared| {
+                let resident = residents.get(&declared.name);
+                let past = history.get(&declared.name);
+                ComponentStatus {
+                    name: declared.name.clone(),
+                    source: declared.artifact.source.to_string(),
+                    state: if resident.is_some() { "warm" } else { "cold" },
+                    digest: resident.map(|r| r.component.digest.to_string()),
+                    idle_ms: resident.map(|r| now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed))),
+                    cold_starts: past.map_or(0, |h| h.cold_starts),
+                    last_cold_start: past.and_then(|h| h.last.clone()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Hand freed heap back to the OS so that resident memory really drops
+/// after components and models go (glibc keeps freed memory otherwise).
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// This process's resident set size, in bytes (Linux; `None` elsewhere).
+pub fn resident_set_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(1) as u64)
+}
