@@ -215,7 +215,10 @@ impl Residency {
         let evicted = {
             let mut residents = lock(&self.residents);
             let before = residents.len();
-            residents.retain(|_, r| now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed)) < idle_ms);
+            // A component a running invocation holds is in use, not idle.
+            residents.retain(|_, r| {
+                Arc::strong_count(&r.component) > 1 || now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed)) < idle_ms
+            });
             before - residents.len()
         };
         if evicted > 0 {

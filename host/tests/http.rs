@@ -3,61 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::server::{agent, get, post, start};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weir_test_guests::{HOSTILE, SCALE};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(manifest: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("WEIR_CACHE_DIR", common::shared_cache_dir())
-        .env("WEIR_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().expect("weir serve printed nothing").unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.strip_suffix("/v2")).unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base: format!("http://{addr}") }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
-}
-
-fn get(server: &Server, path: &str) -> (u16, Value) {
-    let mut response = agent().get(format!("{}{path}", server.base)).call().unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
-}
-
-fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
-    let mut response = agent()
-        .post(format!("{}{path}", server.base))
-        .header("content-type", "application/json")
-        .send(body)
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
-}
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/digits/weir.toml")

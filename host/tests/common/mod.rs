@@ -1,6 +1,8 @@
 //! Helpers shared by weir's integration tests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use weir::tensor::split_bytes_elements;
 use weir::{Datatype, Tensor};
 

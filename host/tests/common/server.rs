@@ -1,0 +1,71 @@
+//! `weir serve` as a child process on a free loopback port, and a tiny HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub fn start(manifest: &Path) -> Server {
+    start_with(manifest, &[], &[])
+}
+
+/// Start with extra arguments and environment.
+pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("WEIR_CACHE_DIR", super::shared_cache_dir())
+        .env("WEIR_LOG", "warn")
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().expect("weir serve printed nothing").unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.strip_suffix("/v2")).unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base: format!("http://{addr}") }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+}
+
+pub fn get(server: &Server, path: &str) -> (u16, Value) {
+    let mut response = agent().get(format!("{}{path}", server.base)).call().unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
+
+pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
+    let mut response = agent()
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
