@@ -73,6 +73,13 @@ fn push_and_pull_from_the_command_line() {
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(SCALE).unwrap());
     assert_exit(&weir(&["pull", &reference], fresh.path(), None), 0, "from the local cache");
 
+    // `weir run` takes a reference as well as a file.
+    let noop = registry.reference("steps/noop:1");
+    assert_exit(&weir(&["push", NOOP, &noop], cache.path(), None), 0, "pushed component");
+    let request = r#"{"inputs": [{"name": "x", "datatype": "INT32", "shape": [2], "data": [4, 2]}]}"#;
+    let out = weir(&["run", &noop, "--input", "-"], fresh.path(), Some(request));
+    assert_exit(&out, 0, "\"data\":[4,2]");
+
     // Bad input is exit 2, what the registry says is exit 5.
     assert_exit(&weir(&["push", SCALE, "not a reference"], cache.path(), None), 2, "not an OCI reference");
     assert_exit(&weir(&["push", "/nonexistent.wasm", &reference], cache.path(), None), 2, "cannot read");

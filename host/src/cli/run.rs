@@ -224,8 +224,8 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
     for model in models {
         runtime.register_model(model);
     }
-    let component = runtime.load_file(&args.target).map_err(load_failure)?;
-    let step = step_name(&args.target);
+    let (path, step) = component_path(&args.target)?;
+    let component = runtime.load_file(&path).map_err(load_failure)?;
     if args.verbose {
         eprintln!(
             "loaded {} ({}): {:?} in {:?}, linked in {:?}",
@@ -279,9 +279,22 @@ fn invoke_failure(error: InvokeError) -> Failure {
     Failure { code, error: error.into() }
 }
 
-/// The step's name in logs and responses: the component's file stem.
-fn step_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "step".into())
+/// The component's local path (fetched into the OCI cache for an `oci://`
+/// target) and the step's name in logs and responses: the file stem, or the
+/// last part of the repository.
+fn component_path(target: &Path) -> Result<(PathBuf, String), Failure> {
+    let text = target.to_string_lossy();
+    if !weir_registry::ArtifactRef::is_oci(&text) {
+        let step = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "step".into());
+        return Ok((target.to_path_buf(), step));
+    }
+    let reference: weir_registry::ArtifactRef = text.parse().map_err(with_code(exit::BAD_INPUT))?;
+    let step = reference.repository().rsplit('/').next().unwrap_or("step").to_string();
+    let decl = weir::artifacts::ArtifactDecl { source: weir::artifacts::ArtifactSource::Oci(reference), pin: None };
+    let resolved = tokio_runtime()?
+        .block_on(weir::artifacts::Resolver::default().resolve(&decl, weir_registry::ArtifactKind::Component))
+        .map_err(with_code(exit::REGISTRY))?;
+    Ok((resolved.path, step))
 }
 
 fn write_response(response: &InferenceResponse, output: Option<&Path>, pretty: bool) -> Result<()> {

@@ -1,0 +1,102 @@
+//! ONNX Runtime's intra-op threads, created by weir (through ort's
+//! `ThreadManager`) so that their CPU time can be read and charged to the
+//! calls they work for. With `threads = 1` there are none: the calling
+//! thread does all the work and its own CPU clock already counts it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ort::environment::{ThreadManager, ThreadWorker};
+
+/// The CPU clocks of one session's pool threads.
+#[derive(Default)]
+pub struct PoolThreads {
+    clocks: Mutex<Vec<libc::clockid_t>>,
+    in_flight: AtomicUsize,
+}
+
+impl PoolThreads {
+    fn clocks(&self) -> std::sync::MutexGuard<'_, Vec<libc::clockid_t>> {
+        self.clocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Threads in the pool now.
+    pub fn len(&self) -> usize {
+        self.clocks().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// CPU time all pool threads have used so far.
+    fn cpu(&self) -> Duration {
+        self.clocks().iter().map(|&clock| thread_cpu(clock)).sum()
+    }
+
+    /// Start metering one call.
+    pub fn begin(self: &Arc<Self>) -> PoolCall {
+        let overlap = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        PoolCall { pool: self.clone(), start: self.cpu(), overlap }
+    }
+}
+
+/// One call being metered. Calls that overlap on one session share its pool,
+/// so the pool's CPU time during a call is split evenly among them (an
+/// apportionment, exact when calls do not overlap).
+pub struct PoolCall {
+    pool: Arc<PoolThreads>,
+    start: Duration,
+    overlap: usize,
+}
+
+impl PoolCall {
+    /// The pool CPU time charged to this call.
+    pub fn finish(self) -> Duration {
+        let used = self.pool.cpu().saturating_sub(self.start);
+        let overlap = self.overlap.max(self.pool.in_flight.load(Ordering::Acquire)).max(1);
+        self.pool.in_flight.fetch_sub(1, Ordering::AcqRel);
+        used / overlap as u32
+    }
+}
+
+fn thread_cpu(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; a clock of a thread that has
+    // just exited makes the call fail, which counts as nothing.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Creates ONNX Runtime's pool threads, recording each one's CPU clock.
+pub struct MeteredThreads(pub Arc<PoolThreads>);
+
+impl ThreadManager for MeteredThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&mut self, worker: ThreadWorker) -> ort::Result<Self::Thread> {
+        let pool = self.0.clone();
+        std::thread::Builder::new()
+            .name("weir-ort".into())
+            .spawn(move || {
+                let mut clock: libc::clockid_t = 0;
+                // SAFETY: asks for the CPU clock of the current thread.
+                let known = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0;
+                if known {
+                    pool.clocks().push(clock);
+                }
+                worker.work();
+                if known {
+                    pool.clocks().retain(|&c| c != clock);
+                }
+            })
+            .map_err(|e| ort::Error::new(format!("cannot start an ONNX Runtime thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread.join().map_err(|_| ort::Error::new("an ONNX Runtime thread panicked"))
+    }
+}
