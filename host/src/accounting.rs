@@ -77,6 +77,10 @@ impl Default for Pricing {
 pub enum EnergyMethod {
     /// CPU seconds × watts per core: modelled, not measured.
     CpuModel,
+    /// Linux powercap (RAPL) package energy, split by CPU-time share: measured.
+    Rapl,
+    /// Some steps measured, some modelled (invocation totals only).
+    Mixed,
 }
 
 /// What one step of one invocation cost.
@@ -84,7 +88,11 @@ pub enum EnergyMethod {
 pub struct StepReceipt {
     pub step: String,
     pub wall_us: u64,
+    /// All CPU time the step used, including ONNX Runtime's pool threads.
     pub cpu_us: u64,
+    /// The part of `cpu_us` on ONNX Runtime's intra-op pool threads.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ort_threads_cpu_us: u64,
     pub inference_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
@@ -105,6 +113,8 @@ pub struct StepReceipt {
 pub struct Receipt {
     pub invocation_id: String,
     pub wall_us: u64,
+    /// From the request's arrival to the start of the pipeline.
+    pub queue_wait_us: u64,
     pub cpu_us: u64,
     pub energy_j: f64,
     pub energy_method: EnergyMethod,
@@ -117,7 +127,11 @@ pub struct Receipt {
 #[derive(Debug, Clone, Default)]
 pub struct StepUsage {
     pub wall: Duration,
+    /// Including `ort_threads_cpu`.
     pub cpu: Duration,
+    pub ort_threads_cpu: Duration,
+    /// Joules and how they were obtained; `None` = the CPU model of `Pricing`.
+    pub energy: Option<(f64, EnergyMethod)>,
     pub inference: Duration,
     pub fuel: Option<u64>,
     pub peak_memory_bytes: u64,
@@ -127,20 +141,21 @@ pub struct StepUsage {
 
 pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepReceipt {
     let cpu_seconds = usage.cpu.as_secs_f64();
-    let energy_j = cpu_seconds * pricing.watts_per_core;
+    let (energy_j, energy_method) = usage.energy.unwrap_or((cpu_seconds * pricing.watts_per_core, EnergyMethod::CpuModel));
     let kwh = energy_j / 3.6e6;
     let gib_seconds = usage.peak_memory_bytes as f64 / (1u64 << 30) as f64 * usage.wall.as_secs_f64();
     StepReceipt {
         step: step.to_string(),
         wall_us: usage.wall.as_micros() as u64,
         cpu_us: usage.cpu.as_micros() as u64,
+        ort_threads_cpu_us: usage.ort_threads_cpu.as_micros() as u64,
         inference_us: usage.inference.as_micros() as u64,
         fuel: usage.fuel,
         peak_memory_bytes: usage.peak_memory_bytes,
         bytes_in: usage.bytes_in,
         bytes_out: usage.bytes_out,
         energy_j,
-        energy_method: EnergyMethod::CpuModel,
+        energy_method,
         cost: cpu_seconds * pricing.cpu_second + gib_seconds * pricing.gib_second + kwh * pricing.kwh,
         gco2e: kwh * pricing.grid_gco2e_per_kwh,
         cold_start: None,
@@ -148,17 +163,27 @@ pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepRecei
 }
 
 /// Sum step receipts into the invocation's.
-pub fn receipt(invocation_id: String, wall: Duration, steps: Vec<StepReceipt>) -> Receipt {
+pub fn receipt(invocation_id: String, wall: Duration, queue_wait: Duration, steps: Vec<StepReceipt>) -> Receipt {
+    let energy_method = match steps.first() {
+        Some(first) if steps.iter().all(|s| s.energy_method == first.energy_method) => first.energy_method,
+        Some(_) => EnergyMethod::Mixed,
+        None => EnergyMethod::CpuModel,
+    };
     Receipt {
         invocation_id,
         wall_us: wall.as_micros() as u64,
+        queue_wait_us: queue_wait.as_micros() as u64,
         cpu_us: steps.iter().map(|s| s.cpu_us).sum(),
         energy_j: steps.iter().map(|s| s.energy_j).sum(),
-        energy_method: EnergyMethod::CpuModel,
+        energy_method,
         cost: steps.iter().map(|s| s.cost).sum(),
         gco2e: steps.iter().map(|s| s.gco2e).sum(),
         steps,
     }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// A new invocation id: time, process and a counter, unique per host.
@@ -199,7 +224,7 @@ mod tests {
         assert!((light.energy_j - 0.01 * 10.0).abs() < 1e-12, "10 ms at 10 W is 0.1 J");
         assert!((heavy.gco2e / light.gco2e - 4.0).abs() < 1e-9);
         assert_eq!(light.energy_method, EnergyMethod::CpuModel);
-        let total = receipt("id".into(), Duration::from_millis(60), vec![light.clone(), heavy.clone()]);
+        let total = receipt("id".into(), Duration::from_millis(60), Duration::ZERO, vec![light.clone(), heavy.clone()]);
         assert!((total.energy_j - light.energy_j - heavy.energy_j).abs() < 1e-12);
         assert_eq!(total.cpu_us, 50_000);
     }

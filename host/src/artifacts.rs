@@ -79,6 +79,16 @@ impl Resolver {
         Resolver { registry: Registry::new(store, options) }
     }
 
+    /// Build the registry clients these declarations will need, without
+    /// touching the network (blocking: it loads TLS roots).
+    pub fn prepare<'a>(&self, decls: impl IntoIterator<Item = &'a ArtifactDecl>) {
+        for decl in decls {
+            if let ArtifactSource::Oci(reference) = &decl.source {
+                self.registry.prepare(reference);
+            }
+        }
+    }
+
     /// Get the artifact local and verified. Pins on local files are checked
     /// by hashing the file; registry artifacts are verified by the registry
     /// client before they enter the cache.

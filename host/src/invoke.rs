@@ -66,8 +66,9 @@ pub struct StepStats {
     pub fuel_consumed: Option<u64>,
     /// Models used, inference calls and time inside ONNX Runtime.
     pub nn: NnUsage,
-    /// CPU time spent on the step (guest, host calls, and inference run on
-    /// the calling thread), summed over every thread it ran on.
+    /// CPU time spent on the step (guest, host calls, inference on the
+    /// calling thread, and ONNX Runtime's pool threads working for it),
+    /// summed over every thread it ran on.
     pub cpu: Duration,
     /// Tensor bytes in and out.
     pub bytes_in: u64,
@@ -255,8 +256,9 @@ pub async fn invoke(
         instantiate,
         peak_memory_bytes: limiter.peak,
         fuel_consumed,
+        // ONNX Runtime's pool threads worked for this step too.
+        cpu: cpu + nn.pool_cpu,
         nn,
-        cpu,
         bytes_in,
         bytes_out,
     };

@@ -9,6 +9,7 @@ pub mod accounting;
 pub mod artifacts;
 pub mod cache;
 pub mod component;
+pub mod energy;
 pub mod engine;
 pub mod graph;
 pub mod invoke;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinSet;
 
-use crate::accounting::{new_invocation_id, price_step, receipt, Pricing, Receipt, StepUsage};
+use crate::accounting::{new_invocation_id, price_step, receipt, EnergyMethod, Pricing, Receipt, StepUsage};
+use crate::energy::EnergyMeter;
 use crate::artifacts::Resolver;
 use crate::component::StepComponent;
 use crate::residency::{ColdStart, Residency, ResidencyError};
@@ -59,6 +60,8 @@ pub struct RunOptions {
     pub until: Option<String>,
     /// Whose data this is (request parameter `subject`), for erasure.
     pub subject: Option<String>,
+    /// When the request arrived (for the receipt's queue wait).
+    pub received: Option<Instant>,
 }
 
 /// One step as it ran, for traces.
@@ -71,6 +74,8 @@ pub struct StepTrace {
     pub outputs: Vec<Tensor>,
     /// Set when this invocation had to load the step's component.
     pub cold_start: Option<ColdStart>,
+    /// Joules attributed when the step finished, and how.
+    pub energy: (f64, EnergyMethod),
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +86,8 @@ pub struct PipelineOutput {
     /// Every step that ran, in completion order.
     pub steps: Vec<StepTrace>,
     pub wall: Duration,
+    /// From arrival to the start of the pipeline.
+    pub queue_wait: Duration,
 }
 
 /// Runs a manifest's pipelines, loading each component on first use.
@@ -88,6 +95,7 @@ pub struct Executor {
     runtime: Arc<Runtime>,
     manifest: Arc<Manifest>,
     residency: Residency,
+    energy: EnergyMeter,
     provenance: Option<Arc<ProvenanceStore>>,
 }
 
@@ -101,12 +109,19 @@ impl Executor {
     pub fn with_resolver(runtime: Arc<Runtime>, manifest: Manifest, resolver: Resolver) -> Self {
         let manifest = Arc::new(manifest);
         let residency = Residency::new(runtime.clone(), manifest.clone(), resolver);
-        Executor { runtime, manifest, residency, provenance: None }
+        let energy = EnergyMeter::detect();
+        Executor { runtime, manifest, residency, energy, provenance: None }
     }
 
     /// What is loaded, and what the cold starts cost.
     pub fn residency(&self) -> &Residency {
         &self.residency
+    }
+
+    /// Measure (or model) energy with `meter` instead of what was detected.
+    pub fn with_energy(mut self, meter: EnergyMeter) -> Self {
+        self.energy = meter;
+        self
     }
 
     /// Keep a provenance record of every invocation in `store`.
@@ -203,6 +218,7 @@ impl Executor {
             if let Some(cold) = &mut cold {
                 self.residency.cold_start_instantiated(&step.component, cold, output.stats.instantiate);
             }
+            let energy = self.energy.attribute(output.stats.cpu, self.manifest.accounting.watts_per_core);
             let step = step.name.clone();
             if let Some(recording) = &mut recording {
                 recording.step_finished(&step, &output.stats, &output.outputs);
@@ -213,6 +229,7 @@ impl Executor {
                 stats: output.stats,
                 outputs: if options.trace { output.outputs.clone() } else { Vec::new() },
                 cold_start: cold,
+                energy,
             });
             produced.insert(step, output.outputs);
         }
@@ -225,7 +242,8 @@ impl Executor {
                 .collect::<Result<_, _>>()?,
         };
         check_declared(pipeline, &outputs)?;
-        let output = PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed() };
+        let queue_wait = options.received.map_or(Duration::ZERO, |received| started.saturating_duration_since(received));
+        let output = PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed(), queue_wait };
         if let (Some(store), Some(recording)) = (&self.provenance, recording) {
             let receipt = serde_json::to_value(output.receipt(&self.manifest.accounting)).unwrap_or_default();
             let record = recording.finish(pipeline, &output.invocation_id, options.subject.clone(), &inputs, &output.outputs, receipt);
@@ -249,6 +267,8 @@ impl PipelineOutput {
                 let usage = StepUsage {
                     wall: s.wall,
                     cpu: s.cpu,
+                    ort_threads_cpu: s.nn.pool_cpu,
+                    energy: Some(step.energy),
                     inference: s.nn.inference_time,
                     fuel: s.fuel_consumed,
                     peak_memory_bytes: s.peak_memory_bytes,
@@ -260,7 +280,7 @@ impl PipelineOutput {
                 priced
             })
             .collect();
-        receipt(self.invocation_id.clone(), self.wall, steps)
+        receipt(self.invocation_id.clone(), self.wall, self.queue_wait, steps)
     }
 }
 

@@ -196,6 +196,13 @@ impl Residency {
         Ok(())
     }
 
+    /// Get registry clients ready (no network, nothing pulled), so that the
+    /// first cold start does not pay for building them. Blocking.
+    pub fn prepare_registries(&self) {
+        let components = self.manifest.components.values().map(|c| &c.artifact);
+        self.resolver.prepare(components.chain(self.manifest.models.values().map(|m| &m.artifact)));
+    }
+
     /// Fetch and load everything now (`weir serve --preload`).
     pub async fn preload(&self) -> Result<(), ResidencyError> {
         for name in self.manifest.components.keys() {

@@ -209,8 +209,9 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let received = std::time::Instant::now();
     pipeline(&state, &name)?;
-    let result = run_infer(&state, &name, &body).await;
+    let result = run_infer(&state, &name, &body, received).await;
     let status = match &result {
         Ok(_) => 200,
         Err(ApiError(status, _)) => status.as_u16(),
@@ -219,11 +220,12 @@ async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, bod
     result
 }
 
-async fn run_infer(state: &AppState, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+async fn run_infer(state: &AppState, name: &str, body: &[u8], received: std::time::Instant) -> Result<Response, ApiError> {
     let bad_request = |e: oip::OipError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
     let request = oip::parse_request(body).map_err(bad_request)?;
     let inputs = oip::request_tensors(&request).map_err(bad_request)?;
-    let options = oip::run_options(&request).map_err(bad_request)?;
+    let mut options = oip::run_options(&request).map_err(bad_request)?;
+    options.received = Some(received);
     let Ok(_slot) = state.slots.try_acquire() else {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,

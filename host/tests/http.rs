@@ -310,3 +310,50 @@ label = "classify.label"
 fn sha256_hex(bytes: &[u8]) -> String {
     weir_registry::Digest::of(bytes).hex().to_string()
 }
+
+/// With readable powercap counters, energy is measured (`rapl`): package
+/// joules per busy CPU-second, times each step's CPU time. The counters here
+/// are files the test advances, at 50 W.
+#[test]
+fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
+    let powercap = tempfile::tempdir().unwrap();
+    let zone = powercap.path().join("intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), u64::MAX.to_string()).unwrap();
+    std::fs::write(zone.join("energy_uj"), "0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticking = {
+        let (stop, counter) = (stop.clone(), zone.join("energy_uj"));
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // 50 W: 50 µJ per µs; also keeps a CPU busy so that busy time moves.
+                let uj = started.elapsed().as_micros() as u64 * 50;
+                // Replace the file whole, as sysfs reads are: never half-written.
+                let next = counter.with_extension("next");
+                std::fs::write(&next, uj.to_string()).unwrap();
+                std::fs::rename(&next, &counter).unwrap();
+            }
+        })
+    };
+    let server = common::server::start_with(&example(), &[], &[("WEIR_POWERCAP_ROOT", powercap.path())]);
+    let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let receipt = loop {
+        let (status, response) = post(&server, "/v2/models/digits/infer", &request);
+        assert_eq!(status, 200, "{response}");
+        let receipt = response["parameters"]["receipt"].clone();
+        if receipt["energy_method"] == "rapl" || std::time::Instant::now() > deadline {
+            break receipt;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticking.join().unwrap();
+    assert_eq!(receipt["energy_method"], "rapl", "{receipt}");
+    for step in receipt["steps"].as_array().unwrap() {
+        assert_eq!(step["energy_method"], "rapl");
+        assert!(step["energy_j"].as_f64().unwrap() > 0.0, "{step}");
+    }
+    assert!(receipt["queue_wait_us"].as_u64().is_some());
+}

@@ -105,7 +105,8 @@ fn executor(body: &str) -> (tempfile::TempDir, Executor) {
     let dir = tempfile::tempdir().unwrap();
     let manifest = Manifest::load(&write(dir.path(), body)).unwrap();
     let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(common::shared_cache_dir()), ..RuntimeOptions::default() }).unwrap();
-    (dir, Executor::new(Arc::new(runtime), manifest))
+    // Energy is modelled here whatever the machine offers, for exact figures.
+    (dir, Executor::new(Arc::new(runtime), manifest).with_energy(weir::energy::EnergyMeter::CpuModel))
 }
 
 /// Fan-out (input.x read by two steps), join (`both` reads both), renames,

@@ -66,6 +66,8 @@ pub struct NnUsage {
     pub computes: u64,
     /// Time spent inside ONNX Runtime.
     pub inference_time: Duration,
+    /// CPU time of ONNX Runtime's pool threads working for these calls.
+    pub pool_cpu: Duration,
 }
 
 /// Per-invocation `wasi:nn` state.
@@ -228,9 +230,10 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
             named.push((name, self.table.delete(tensor)?));
         }
         match model.run(&named) {
-            Ok((outputs, elapsed)) => {
+            Ok((outputs, timing)) => {
                 self.ctx.usage.computes += 1;
-                self.ctx.usage.inference_time += elapsed;
+                self.ctx.usage.inference_time += timing.inference;
+                self.ctx.usage.pool_cpu += timing.pool_cpu;
                 let mut result = Vec::with_capacity(outputs.len());
                 for (name, tensor) in outputs {
                     result.push((name, self.table.push(tensor)?));

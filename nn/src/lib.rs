@@ -14,6 +14,7 @@ pub mod error;
 pub mod host;
 pub mod library;
 pub mod model;
+mod pool;
 mod shared_run;
 pub mod tensor;
 
@@ -21,5 +22,5 @@ pub use cache::{CacheOptions, CacheStats, ModelCache};
 pub use device::DeviceChoice;
 pub use error::{NnError, NnErrorCode};
 pub use host::{add_to_linker, ModelUse, NnCtx, NnGrants, NnUsage, NnView};
-pub use model::{LoadedModel, ModelSource, ModelSpec};
+pub use model::{LoadedModel, ModelSource, ModelSpec, RunTiming};
 pub use tensor::{NnTensor, NnType};

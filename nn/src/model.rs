@@ -13,6 +13,7 @@ use ort::value::ValueType;
 
 use crate::device::{Device, DeviceChoice, Placement};
 use crate::error::{NnError, NnErrorCode};
+use crate::pool::{MeteredThreads, PoolThreads};
 use crate::shared_run::run_shared;
 use crate::tensor::{outputs_from_ort, NnTensor, NnType};
 
@@ -117,6 +118,18 @@ pub struct LoadedModel {
     session: Session,
     input_names: Vec<CString>,
     output_names: Vec<CString>,
+    /// ONNX Runtime's intra-op threads for this session (none with `threads = 1`).
+    pool: Arc<PoolThreads>,
+}
+
+/// Where one inference's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTiming {
+    /// Wall time inside ONNX Runtime.
+    pub inference: Duration,
+    /// CPU time ONNX Runtime's own pool threads spent on this call (the
+    /// calling thread's share is on the caller's clock).
+    pub pool_cpu: Duration,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -125,12 +138,14 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
-fn build_session(spec: &ModelSpec, device: Device) -> Result<Session, NnError> {
+fn build_session(spec: &ModelSpec, device: Device, pool: &Arc<PoolThreads>) -> Result<Session, NnError> {
     let fail = |e: ort::Error| NnError::runtime(format!("loading model `{}` from {}: {e}", spec.name, spec.source));
     let mut builder = Session::builder()
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
         .and_then(|b| b.with_intra_threads(spec.threads.max(1)))
         .and_then(|b| b.with_inter_threads(1))
+        // weir starts the pool threads itself, to read their CPU clocks.
+        .and_then(|b| b.with_thread_manager(MeteredThreads(pool.clone())))
         .map_err(fail)?;
     if let Device::Gpu { index } = device {
         builder = with_cuda(builder, index).map_err(fail)?;
@@ -172,7 +187,8 @@ impl LoadedModel {
             tracing::warn!(model = %spec.name, %reason, "device `auto`: running on the CPU");
         }
         let (file_bytes, digest) = spec.size_and_digest()?;
-        let session = build_session(&spec, placement.device)?;
+        let pool = Arc::new(PoolThreads::default());
+        let session = build_session(&spec, placement.device, &pool)?;
         let inputs = session.inputs.iter().map(|i| tensor_spec(&i.name, &i.input_type)).collect();
         let outputs = session.outputs.iter().map(|o| tensor_spec(&o.name, &o.output_type)).collect();
         let c_names = |specs: &Vec<TensorSpec>| -> Result<Vec<CString>, NnError> {
@@ -192,6 +208,7 @@ impl LoadedModel {
             session,
             input_names,
             output_names,
+            pool,
             spec,
         })
     }
@@ -236,9 +253,14 @@ impl LoadedModel {
         Ok(())
     }
 
-    /// Run one inference; returns every declared output and the time spent
-    /// inside ONNX Runtime. Safe to call from many threads at once.
-    pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, Duration), NnError> {
+    /// ONNX Runtime pool threads this model's session has.
+    pub fn pool_threads(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Run one inference; returns every declared output and where the time
+    /// went. Safe to call from many threads at once.
+    pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {
         self.check_inputs(inputs)?;
         let values = inputs
             .iter()
@@ -249,11 +271,13 @@ impl LoadedModel {
             .collect::<Result<Vec<_>, ort::Error>>()
             .map_err(|e| NnError::runtime(format!("preparing inputs of model `{}`: {e}", self.spec.name)))?;
         let named: Vec<_> = values.iter().map(|(index, value)| (self.input_names[*index].as_c_str(), value)).collect();
+        let metered = (!self.pool.is_empty()).then(|| self.pool.begin());
         let started = Instant::now();
-        let outputs = run_shared(&self.session, &named, &self.output_names)
-            .map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.spec.name)))?;
-        let elapsed = started.elapsed();
+        let outputs = run_shared(&self.session, &named, &self.output_names);
+        let inference = started.elapsed();
+        let pool_cpu = metered.map(|call| call.finish()).unwrap_or_default();
+        let outputs = outputs.map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.spec.name)))?;
         let names: Vec<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
-        Ok((outputs_from_ort(&self.spec.name, &names, &outputs)?, elapsed))
+        Ok((outputs_from_ort(&self.spec.name, &names, &outputs)?, RunTiming { inference, pool_cpu }))
     }
 }

@@ -32,8 +32,9 @@ fn digits_model_classifies_a_held_out_sample() {
     cache.register(ModelSpec::new("digits", model_path("digits.onnx")));
     let model = cache.get("digits").expect("load digits");
     let (x, label) = digits_sample();
-    let (outputs, elapsed) = model.run(&[("input".into(), f32_tensor(&[1, 64], &x))]).unwrap();
-    assert!(elapsed > Duration::ZERO);
+    let (outputs, timing) = model.run(&[("input".into(), f32_tensor(&[1, 64], &x))]).unwrap();
+    assert!(timing.inference > Duration::ZERO);
+    assert_eq!((model.pool_threads(), timing.pool_cpu), (0, Duration::ZERO), "threads = 1: no pool, the caller does the work");
     let (name, predicted) = &outputs[0];
     assert_eq!(name, "label");
     assert_eq!(predicted.ty, NnType::I64, "sklearn labels are int64");
@@ -168,4 +169,26 @@ fn unknown_and_broken_models_are_clear_errors() {
     assert!(err.message.contains("loading model `garbage`"), "{err}");
     cache.register(ModelSpec::new("missing", "/nonexistent/model.onnx"));
     assert_eq!(cache.get("missing").unwrap_err().code, NnErrorCode::NotFound);
+}
+
+/// With `threads > 1` ONNX Runtime works on pool threads too; weir starts
+/// them and charges their CPU time to the calls they served.
+#[test]
+fn pool_threads_cpu_time_is_attributed_to_the_call() {
+    let cache = ModelCache::new(CacheOptions::default());
+    let mut spec = ModelSpec::new("digits", model_path("digits.onnx"));
+    spec.threads = 3;
+    cache.register(spec);
+    let model = cache.get("digits").expect("load digits");
+    assert_eq!(model.pool_threads(), 2, "ONNX Runtime runs threads - 1 pool threads beside the caller");
+    // A batch big enough that MLAS splits the matrix products across threads.
+    let (x, _) = digits_sample();
+    let rows = 4096;
+    let batch: Vec<f32> = x.iter().copied().cycle().take(64 * rows).collect();
+    let mut pool_cpu = Duration::ZERO;
+    for _ in 0..20 {
+        let (_, timing) = model.run(&[("input".into(), f32_tensor(&[rows as u32, 64], &batch))]).unwrap();
+        pool_cpu += timing.pool_cpu;
+    }
+    assert!(pool_cpu > Duration::ZERO, "the pool threads' CPU time was not counted");
 }

@@ -4,10 +4,10 @@
 //! size before the blob becomes visible. Anything cached by digest is never
 //! fetched again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -83,33 +83,49 @@ pub struct Fetched {
 pub struct Registry {
     store: BlobStore,
     options: RegistryOptions,
-    clients: Mutex<HashMap<String, Client>>,
+    /// One HTTP client per protocol (plain, TLS), shared by every registry
+    /// and built once: building one costs ~80 ms (TLS set-up), too slow to
+    /// repeat in a cold start, and concurrent first users wait for the one.
+    plain_client: OnceLock<Client>,
+    tls_client: OnceLock<Client>,
+    /// Registries whose credentials the clients hold.
+    authenticated: tokio::sync::Mutex<HashSet<String>>,
 }
 
 impl Registry {
     pub fn new(store: BlobStore, options: RegistryOptions) -> Registry {
-        Registry { store, options, clients: Mutex::new(HashMap::new()) }
+        Registry { store, options, plain_client: OnceLock::new(), tls_client: OnceLock::new(), authenticated: Default::default() }
+    }
+
+    fn plain_http(&self, reference: &ArtifactRef) -> bool {
+        self.options.insecure || reference.is_loopback()
+    }
+
+    /// Build the client `reference` will need now, so that a first pull
+    /// does not pay for it (blocking: run it off the async workers).
+    pub fn prepare(&self, reference: &ArtifactRef) {
+        self.http_client(self.plain_http(reference));
+    }
+
+    fn http_client(&self, plain_http: bool) -> Client {
+        let (cell, protocol) =
+            if plain_http { (&self.plain_client, ClientProtocol::Http) } else { (&self.tls_client, ClientProtocol::Https) };
+        cell.get_or_init(|| Client::new(ClientConfig { protocol, ..Default::default() })).clone()
     }
 
     pub fn store(&self) -> &BlobStore {
         &self.store
     }
 
-    /// One client per registry, kept: it holds the connection pool and tokens.
+    /// The client for `reference`, holding its registry's credentials.
     async fn client(&self, reference: &ArtifactRef) -> Result<Client, RegistryError> {
-        let registry = reference.registry().to_string();
-        if let Some(client) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&registry) {
-            return Ok(client.clone());
+        let client = self.http_client(self.plain_http(reference));
+        let registry = reference.registry();
+        let mut authenticated = self.authenticated.lock().await;
+        if !authenticated.contains(registry) {
+            client.store_auth_if_needed(registry, &self.options.credentials.resolve(registry)?).await;
+            authenticated.insert(registry.to_string());
         }
-        let protocol = if self.options.insecure || reference.is_loopback() {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        let client = Client::new(ClientConfig { protocol, ..Default::default() });
-        let auth = self.options.credentials.resolve(&registry)?;
-        client.store_auth_if_needed(&registry, &auth).await;
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(registry, client.clone());
         Ok(client)
     }
 

@@ -218,3 +218,4 @@ async fn two_pulls_of_the_same_blob_at_once_both_succeed() {
     assert_eq!(std::fs::read(x.unwrap().path).unwrap(), model());
     assert_eq!(std::fs::read(y.unwrap().path).unwrap(), model());
 }
+

@@ -37,6 +37,8 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
         .args(args)
         .env("WEIR_CACHE_DIR", super::shared_cache_dir())
         .env("WEIR_LOG", "warn")
+        // No RAPL counters unless a test provides some: energy is modelled.
+        .env("WEIR_POWERCAP_ROOT", "/nonexistent")
         .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
