@@ -25,6 +25,7 @@ pub mod residency;
 pub mod runtime;
 pub mod scaffold;
 pub mod serve;
+pub mod telemetry;
 pub mod tensor;
 pub mod units;
 

@@ -42,12 +42,14 @@ pub(crate) fn stderr_tail(lines: &[LogLine], count: usize) -> Option<String> {
     (!tail.is_empty()).then(|| tail.join(" | "))
 }
 
-/// Emit a step's captured output as tracing events tagged with the step.
-pub fn emit(step: &str, lines: &[LogLine]) {
+/// Emit a step's captured output as tracing events tagged with the step and,
+/// in a pipeline, the invocation.
+pub fn emit(step: &str, invocation: Option<&str>, lines: &[LogLine]) {
+    let invocation = invocation.unwrap_or("");
     for line in lines {
         match line.stream {
-            LogStream::Stdout => tracing::info!(target: "weir::step", step, stream = "stdout", "{}", line.line),
-            LogStream::Stderr => tracing::warn!(target: "weir::step", step, stream = "stderr", "{}", line.line),
+            LogStream::Stdout => tracing::info!(target: "weir::step", invocation, step, stream = "stdout", "{}", line.line),
+            LogStream::Stderr => tracing::warn!(target: "weir::step", invocation, step, stream = "stderr", "{}", line.line),
         }
     }
 }

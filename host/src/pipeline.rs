@@ -161,6 +161,7 @@ impl Executor {
     /// Run one invocation of `pipeline` on the request's tensors.
     pub async fn run(&self, pipeline: &str, inputs: Vec<Tensor>, options: &RunOptions) -> Result<PipelineOutput, PipelineError> {
         let started = Instant::now();
+        let invocation_id = new_invocation_id();
         let pipeline = self.pipeline(pipeline)?;
         let wanted = wanted_steps(pipeline, options.until.as_deref())?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
@@ -218,6 +219,7 @@ impl Executor {
             if let Some(cold) = &mut cold {
                 self.residency.cold_start_instantiated(&step.component, cold, output.stats.instantiate);
             }
+            crate::logs::emit(&step.name, Some(&invocation_id), &output.logs);
             let energy = self.energy.attribute(output.stats.cpu, self.manifest.accounting.watts_per_core);
             let step = step.name.clone();
             if let Some(recording) = &mut recording {
@@ -243,7 +245,7 @@ impl Executor {
         };
         check_declared(pipeline, &outputs)?;
         let queue_wait = options.received.map_or(Duration::ZERO, |received| started.saturating_duration_since(received));
-        let output = PipelineOutput { invocation_id: new_invocation_id(), outputs, steps: traces, wall: started.elapsed(), queue_wait };
+        let output = PipelineOutput { invocation_id, outputs, steps: traces, wall: started.elapsed(), queue_wait };
         if let (Some(store), Some(recording)) = (&self.provenance, recording) {
             let receipt = serde_json::to_value(output.receipt(&self.manifest.accounting)).unwrap_or_default();
             let record = recording.finish(pipeline, &output.invocation_id, options.subject.clone(), &inputs, &output.outputs, receipt);

@@ -23,6 +23,7 @@ use crate::manifest::{HttpSettings, Pipeline};
 use crate::metrics::Metrics;
 use crate::oip;
 use crate::pipeline::{Executor, PipelineError};
+use crate::telemetry::{self, TraceContext, Tracer};
 use crate::tensor::datatype_name;
 
 struct AppState {
@@ -32,6 +33,8 @@ struct AppState {
     metrics: Metrics,
     /// Price every invocation and return its receipt (on unless turned off).
     receipts: bool,
+    /// OpenTelemetry span export, when an OTLP endpoint is configured.
+    tracer: Option<Tracer>,
 }
 
 /// An error response: `{"error": "..."}` with a status that says whose fault.
@@ -61,7 +64,8 @@ impl From<PipelineError> for ApiError {
 pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
     let settings = executor.manifest().http.clone();
     let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
-    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts });
+    let tracer = Tracer::from_env();
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts, tracer });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
@@ -208,19 +212,41 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-async fn infer(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
     pipeline(&state, &name)?;
-    let result = run_infer(&state, &name, &body, received).await;
+    // The caller's trace, continued; a new one when there is none.
+    let trace = state.tracer.as_ref().map(|_| {
+        let parent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::from_traceparent);
+        parent.unwrap_or_else(TraceContext::new_root)
+    });
+    let result = run_infer(&state, &name, &body, received, trace).await;
     let status = match &result {
         Ok(_) => 200,
-        Err(ApiError(status, _)) => status.as_u16(),
+        Err(ApiError(status, message)) => {
+            tracing::warn!(pipeline = %name, status = status.as_u16(), error = %message, "invocation failed");
+            if let (Some(tracer), Some(trace)) = (&state.tracer, trace) {
+                tracer.record([telemetry::failed_invocation_span(&name, trace, received.elapsed(), message)]);
+            }
+            status.as_u16()
+        }
     };
     state.metrics.request(&name, status);
     result
 }
 
-async fn run_infer(state: &AppState, name: &str, body: &[u8], received: std::time::Instant) -> Result<Response, ApiError> {
+async fn run_infer(
+    state: &AppState,
+    name: &str,
+    body: &[u8],
+    received: std::time::Instant,
+    trace: Option<TraceContext>,
+) -> Result<Response, ApiError> {
     let bad_request = |e: oip::OipError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
     let request = oip::parse_request(body).map_err(bad_request)?;
     let inputs = oip::request_tensors(&request).map_err(bad_request)?;
@@ -248,6 +274,14 @@ async fn run_infer(state: &AppState, name: &str, body: &[u8], received: std::tim
     let mut response = Json(response).into_response();
     if let Ok(id) = axum::http::HeaderValue::from_str(&output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);
+    }
+    if let (Some(tracer), Some(trace)) = (&state.tracer, trace) {
+        let (spans, span_id) = telemetry::invocation_spans(name, trace, &output);
+        tracer.record(spans);
+        let traceparent = format!("00-{}-{}-01", hex::encode(trace.trace_id), hex::encode(span_id));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&traceparent) {
+            response.headers_mut().insert("traceparent", value);
+        }
     }
     Ok(response)
 }

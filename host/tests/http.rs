@@ -357,3 +357,81 @@ fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
     }
     assert!(receipt["queue_wait_us"].as_u64().is_some());
 }
+
+/// A minimal OTLP/HTTP collector: every POSTed JSON body comes out of the channel.
+fn collector() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sender, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = sender.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), bodies)
+}
+
+#[test]
+fn invocations_and_steps_are_exported_as_opentelemetry_spans() {
+    let (endpoint, bodies) = collector();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", Path::new(&endpoint)), ("OTEL_BSP_SCHEDULE_DELAY", Path::new("50"))];
+    let server = common::server::start_with(&example(), &[], &env);
+    let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = agent()
+        .post(format!("{}/v2/models/digits/infer", server.base))
+        .header("traceparent", caller)
+        .send(request.as_str())
+        .unwrap();
+    let traceparent = response.headers().get("traceparent").expect("traceparent in the response").to_str().unwrap().to_string();
+    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+    // A failure is a span too, with an error status.
+    assert_eq!(post(&server, "/v2/models/digits/infer", r#"{"inputs": []}"#).0, 400);
+
+    let mut spans: Vec<Value> = Vec::new();
+    while spans.len() < 5 {
+        let body = bodies.recv_timeout(std::time::Duration::from_secs(20)).expect("spans exported within 20 s");
+        assert_eq!(body["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"], "weir");
+        spans.extend(body["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().iter().cloned());
+    }
+    let named = |name: &str| spans.iter().filter(|s| s["name"] == name).cloned().collect::<Vec<_>>();
+    let invocations = named("invoke digits");
+    let ok = invocations.iter().find(|s| s["status"]["code"] == 1).expect("the successful invocation");
+    assert_eq!(ok["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(ok["parentSpanId"], "00f067aa0ba902b7", "a child of the caller's span");
+    assert!(traceparent.contains(ok["spanId"].as_str().unwrap()));
+    for step in ["normalise", "classify", "top3"] {
+        let span = &named(&format!("step {step}"))[0];
+        assert_eq!(span["parentSpanId"], ok["spanId"], "{span}");
+        assert_eq!(span["traceId"], ok["traceId"]);
+        let start: u128 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u128 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(start <= end);
+    }
+    let failed = invocations.iter().find(|s| s["status"]["code"] == 2).expect("the failed invocation");
+    assert!(failed["status"]["message"].as_str().unwrap().contains("pixels"), "{failed}");
+}

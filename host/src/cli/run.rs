@@ -235,7 +235,7 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
 
     let result = tokio_runtime()?.block_on(runtime.invoke(&component, &step, &grants, &limits, inputs));
     let output = result.map_err(invoke_failure)?;
-    weir::logs::emit(&step, &output.logs);
+    weir::logs::emit(&step, None, &output.logs);
     if args.verbose {
         let s = &output.stats;
         eprintln!(
