@@ -83,6 +83,17 @@ pub enum EnergyMethod {
     Mixed,
 }
 
+impl EnergyMethod {
+    /// The name receipts and metric labels use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergyMethod::CpuModel => "cpu-model",
+            EnergyMethod::Rapl => "rapl",
+            EnergyMethod::Mixed => "mixed",
+        }
+    }
+}
+
 /// What one step of one invocation cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepReceipt {

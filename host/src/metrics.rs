@@ -2,7 +2,9 @@
 //! and latency per pipeline and step, energy, cost and CO2 counters, and the
 //! model cache's size.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::accounting::Receipt;
+use crate::accounting::{EnergyMethod, Receipt};
 use crate::residency::ComponentStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +72,32 @@ pub struct Metrics {
     components_resident: Gauge,
     cold_starts: Family<ComponentLabel, Gauge>,
     resident_memory: Gauge,
+    /// Handles of each pipeline's metrics, looked up once: recording a
+    /// request then allocates nothing (label sets are owned strings).
+    handles: RwLock<HashMap<String, PipelineHandles>>,
+}
+
+struct PipelineHandles {
+    ok: Counter,
+    latency: Histogram,
+    steps: HashMap<String, StepHandles>,
+}
+
+struct StepHandles {
+    latency: Histogram,
+    cpu: FloatCounter,
+    cost: FloatCounter,
+    co2: FloatCounter,
+    /// One counter per energy method, made on first use.
+    energy: [Option<FloatCounter>; 3],
+}
+
+fn method_index(method: EnergyMethod) -> usize {
+    match method {
+        EnergyMethod::CpuModel => 0,
+        EnergyMethod::Rapl => 1,
+        EnergyMethod::Mixed => 2,
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,7 +155,51 @@ impl Metrics {
             components_resident,
             cold_starts,
             resident_memory,
+            handles: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Run `record` with the pipeline's handles, making them the first time.
+    fn with_pipeline(&self, pipeline: &str, record: impl FnOnce(&PipelineHandles)) {
+        if let Some(handles) = self.handles.read().unwrap_or_else(|p| p.into_inner()).get(pipeline) {
+            return record(handles);
+        }
+        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        let handles = handles.entry(pipeline.into()).or_insert_with(|| PipelineHandles {
+            ok: self.requests.get_or_create(&PipelineStatus { pipeline: pipeline.into(), status: "200".into() }).clone(),
+            latency: self.latency.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).clone(),
+            steps: HashMap::new(),
+        });
+        record(handles);
+    }
+
+    /// Run `record` with the step's handles, making them the first time.
+    fn with_step(&self, pipeline: &str, step: &str, method: EnergyMethod, record: impl FnOnce(&StepHandles, &FloatCounter)) {
+        {
+            let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(step) = handles.get(pipeline).and_then(|p| p.steps.get(step)) {
+                if let Some(energy) = &step.energy[method_index(method)] {
+                    return record(step, energy);
+                }
+            }
+        }
+        let label = StepLabel { pipeline: pipeline.into(), step: step.into() };
+        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        // `invocation` made the pipeline's handles before its steps'.
+        let Some(pipeline_handles) = handles.get_mut(pipeline) else { return };
+        let step_handles = pipeline_handles.steps.entry(step.into()).or_insert_with(|| StepHandles {
+            latency: self.step_latency.get_or_create(&label).clone(),
+            cpu: self.step_cpu.get_or_create(&label).clone(),
+            cost: self.cost.get_or_create(&label).clone(),
+            co2: self.co2.get_or_create(&label).clone(),
+            energy: [None, None, None],
+        });
+        let energy = step_handles.energy[method_index(method)].get_or_insert_with(|| {
+            let label = EnergyLabel { pipeline: label.pipeline.clone(), step: label.step.clone(), method: method.as_str().into() };
+            self.energy.get_or_create(&label).clone()
+        });
+        let energy = energy.clone();
+        record(step_handles, &energy);
     }
 
     /// Count an invocation as running until the guard is dropped.
@@ -138,20 +210,25 @@ impl Metrics {
 
     /// Count a request that ended with `status`.
     pub fn request(&self, pipeline: &str, status: u16) {
+        if status == 200 {
+            return self.with_pipeline(pipeline, |handles| {
+                handles.ok.inc();
+            });
+        }
         self.requests.get_or_create(&PipelineStatus { pipeline: pipeline.into(), status: status.to_string() }).inc();
     }
 
     /// Record a successful invocation and its receipt.
     pub fn invocation(&self, pipeline: &str, wall: Duration, receipt: &Receipt) {
-        self.latency.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).observe(wall.as_secs_f64());
+        self.with_pipeline(pipeline, |handles| handles.latency.observe(wall.as_secs_f64()));
         for step in &receipt.steps {
-            let label = StepLabel { pipeline: pipeline.into(), step: step.step.clone() };
-            self.step_latency.get_or_create(&label).observe(step.wall_us as f64 / 1e6);
-            self.step_cpu.get_or_create(&label).inc_by(step.cpu_us as f64 / 1e6);
-            self.cost.get_or_create(&label).inc_by(step.cost);
-            self.co2.get_or_create(&label).inc_by(step.gco2e);
-            let method = serde_json::to_value(step.energy_method).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            self.energy.get_or_create(&EnergyLabel { pipeline: pipeline.into(), step: step.step.clone(), method }).inc_by(step.energy_j);
+            self.with_step(pipeline, &step.step, step.energy_method, |handles, energy| {
+                handles.latency.observe(step.wall_us as f64 / 1e6);
+                handles.cpu.inc_by(step.cpu_us as f64 / 1e6);
+                handles.cost.inc_by(step.cost);
+                handles.co2.inc_by(step.gco2e);
+                energy.inc_by(step.energy_j);
+            });
         }
     }
 
