@@ -193,6 +193,24 @@ pub fn receipt(invocation_id: String, wall: Duration, queue_wait: Duration, step
     }
 }
 
+impl Receipt {
+    /// The totals only, for responses: the full receipt (every step) is one
+    /// request parameter or one provenance lookup away.
+    pub fn compact(&self) -> serde_json::Value {
+        serde_json::json!({
+            "invocation_id": self.invocation_id,
+            "wall_us": self.wall_us,
+            "queue_wait_us": self.queue_wait_us,
+            "cpu_us": self.cpu_us,
+            "energy_j": self.energy_j,
+            "energy_method": self.energy_method.as_str(),
+            "cost": self.cost,
+            "gco2e": self.gco2e,
+            "cold_start": self.steps.iter().any(|s| s.cold_start.is_some()),
+        })
+    }
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }

@@ -12,6 +12,7 @@ pub mod component;
 pub mod energy;
 pub mod engine;
 pub mod graph;
+pub mod jobs;
 pub mod invoke;
 pub mod logs;
 pub mod manifest;
@@ -27,6 +28,7 @@ pub mod scaffold;
 pub mod serve;
 pub mod telemetry;
 pub mod tensor;
+pub mod trigger;
 pub mod units;
 
 /// Host bindings for the `weir:pipeline` WIT.

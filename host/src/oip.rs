@@ -203,7 +203,8 @@ pub fn select_outputs(requested: Option<&[RequestOutput]>, outputs: Vec<Tensor>)
 }
 
 /// Request parameters weir understands: `trace` (return every edge's
-/// tensors and per-step timings), `until` (run up to a named step) and
+/// tensors and per-step timings), `until` (run up to a named step),
+/// `receipt` (`"compact"`, the default, or `"full"` with every step) and
 /// `subject` (whose data this is, for erasure from the provenance store).
 pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOptions, OipError> {
     let mut options = crate::pipeline::RunOptions::default();
@@ -215,6 +216,13 @@ pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOpt
         let step = until.as_str().ok_or_else(|| OipError(format!("parameters.until must be a step name, got {until}")))?;
         options.until = Some(step.to_string());
     }
+    if let Some(detail) = parameters.get("receipt") {
+        options.full_receipt = match detail.as_str() {
+            Some("full") => true,
+            Some("compact") => false,
+            _ => return Err(OipError(format!("parameters.receipt must be \"compact\" or \"full\", got {detail}"))),
+        };
+    }
     if let Some(subject) = parameters.get("subject") {
         let subject = subject.as_str().ok_or_else(|| OipError(format!("parameters.subject must be a string, got {subject}")))?;
         options.subject = Some(subject.to_string());
@@ -223,19 +231,22 @@ pub fn run_options(request: &InferenceRequest) -> Result<crate::pipeline::RunOpt
 }
 
 /// The OIP response for a pipeline run: `parameters.receipt` holds the
-/// invocation's receipt (when accounting is on); with `trace`, `parameters.trace` lists every
+/// invocation's receipt (when accounting is on): its totals, or with
+/// `full_receipt` every step's too; with `trace`, `parameters.trace` lists every
 /// step with its timings and the tensors it produced.
 pub fn pipeline_response(
     model_name: &str,
     request: &InferenceRequest,
     output: &crate::pipeline::PipelineOutput,
-    trace: bool,
+    options: &crate::pipeline::RunOptions,
     receipt: Option<&crate::accounting::Receipt>,
 ) -> Result<InferenceResponse, OipError> {
+    let trace = options.trace;
     let outputs = select_outputs(request.outputs.as_deref(), output.outputs.clone())?;
     let mut parameters = Map::new();
     if let Some(receipt) = receipt {
-        parameters.insert("receipt".into(), serde_json::to_value(receipt).unwrap_or(Value::Null));
+        let receipt = if options.full_receipt { serde_json::to_value(receipt).unwrap_or(Value::Null) } else { receipt.compact() };
+        parameters.insert("receipt".into(), receipt);
     }
     if trace {
         let steps: Vec<Value> = output

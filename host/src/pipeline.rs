@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub until: Option<String>,
     /// Whose data this is (request parameter `subject`), for erasure.
     pub subject: Option<String>,
+    /// Return the full receipt (every step) rather than its totals.
+    pub full_receipt: bool,
     /// When the request arrived (for the receipt's queue wait).
     pub received: Option<Instant>,
 }

@@ -21,9 +21,10 @@ use tokio::sync::Semaphore;
 
 use crate::manifest::{HttpSettings, Pipeline};
 use crate::metrics::Metrics;
-use crate::oip;
 use crate::pipeline::{Executor, PipelineError};
 use crate::telemetry::{self, TraceContext, Tracer};
+use crate::jobs::{JobError, Jobs};
+use crate::trigger;
 use crate::tensor::datatype_name;
 
 struct AppState {
@@ -35,6 +36,8 @@ struct AppState {
     receipts: bool,
     /// OpenTelemetry span export, when an OTLP endpoint is configured.
     tracer: Option<Tracer>,
+    /// Asynchronous invocations, or why they are off.
+    jobs: Result<Jobs, String>,
 }
 
 /// An error response: `{"error": "..."}` with a status that says whose fault.
@@ -48,24 +51,23 @@ impl IntoResponse for ApiError {
 
 impl From<PipelineError> for ApiError {
     fn from(error: PipelineError) -> Self {
-        let status = match &error {
-            PipelineError::UnknownPipeline { .. } => StatusCode::NOT_FOUND,
-            e if e.is_caller_error() => StatusCode::BAD_REQUEST,
-            PipelineError::Step(crate::InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            PipelineError::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, error.to_string())
+        trigger::Failure::from(error).into()
+    }
+}
+
+impl From<trigger::Failure> for ApiError {
+    fn from(failure: trigger::Failure) -> Self {
+        ApiError(StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), failure.message)
     }
 }
 
 /// The router for `executor`'s pipelines; `receipts` turns per-invocation
 /// receipts (and their metrics) on.
-pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
+pub fn router(executor: Arc<Executor>, receipts: bool, jobs: Result<Jobs, String>) -> Router {
     let settings = executor.manifest().http.clone();
     let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
     let tracer = Tracer::from_env();
-    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts, tracer });
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts, tracer, jobs });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
@@ -75,6 +77,7 @@ pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
         .route("/v2/models/{name}/infer", post(infer))
         .route("/metrics", get(metrics))
         .route("/v2/status", get(status))
+        .route("/v2/jobs/{id}", get(get_job))
         .route("/v2/invocations/{id}", get(get_invocation).delete(erase_invocation))
         .route("/v2/subjects/{subject}", axum::routing::delete(erase_subject))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see /v2 and /v2/models/{name}".into()) })
@@ -85,9 +88,20 @@ pub fn router(executor: Arc<Executor>, receipts: bool) -> Router {
 /// Serve until ctrl-c or SIGTERM. `on_listening` gets the bound address
 /// (useful with port 0).
 pub async fn serve(executor: Arc<Executor>, listen: &str, receipts: bool, on_listening: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+    let settings = executor.manifest().jobs.clone();
+    let jobs = match Jobs::start(executor.clone(), &settings, receipts) {
+        Ok(jobs) => Ok(jobs),
+        Err(error) if settings.configured => return Err(std::io::Error::other(error.to_string())),
+        Err(error) => {
+            // The default store is per manifest; a second server on the same
+            // manifest finds it locked, and serves synchronously only.
+            tracing::warn!(%error, "asynchronous invocations are off (set [triggers.jobs] path to give this server its own store)");
+            Err(format!("asynchronous invocations are off on this server: {error}"))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_listening(listener.local_addr()?);
-    axum::serve(listener, router(executor, receipts)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(executor, receipts, jobs)).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -220,6 +234,9 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
     pipeline(&state, &name)?;
+    if wants_async(&headers) {
+        return submit_job(&state, &name, &body, received);
+    }
     // The caller's trace, continued; a new one when there is none.
     let trace = state.tracer.as_ref().map(|_| {
         let parent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::from_traceparent);
@@ -240,6 +257,38 @@ async fn infer(
     result
 }
 
+/// `Prefer: respond-async` (RFC 7240) asks for a job instead of an answer.
+fn wants_async(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|p| p.trim() == "respond-async")
+}
+
+/// Check the request, keep it durably, answer 202 with where to look.
+fn submit_job(state: &AppState, name: &str, body: &[u8], received: std::time::Instant) -> Result<Response, ApiError> {
+    let jobs = state.jobs.as_ref().map_err(|why| ApiError(StatusCode::SERVICE_UNAVAILABLE, why.clone()))?;
+    trigger::prepare(body, received)?;
+    let job = jobs.submit(name, body).map_err(|error| match error {
+        JobError::Full(_) => ApiError(StatusCode::TOO_MANY_REQUESTS, error.to_string()),
+        JobError::Store { .. } => ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    })?;
+    state.metrics.request(name, 202);
+    let location = format!("/v2/jobs/{}", job.id);
+    let mut response = (StatusCode::ACCEPTED, Json(json!({ "id": job.id, "status": job.status, "location": location }))).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(axum::http::header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// A job's status and, once finished, its OIP response or error.
+async fn get_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let jobs = state.jobs.as_ref().map_err(|why| ApiError(StatusCode::NOT_FOUND, why.clone()))?;
+    match jobs.get(&id) {
+        Ok(Some(job)) => Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null))),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no job `{id}` (never submitted here, or its result expired)"))),
+        Err(error) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
+    }
+}
+
 async fn run_infer(
     state: &AppState,
     name: &str,
@@ -247,11 +296,7 @@ async fn run_infer(
     received: std::time::Instant,
     trace: Option<TraceContext>,
 ) -> Result<Response, ApiError> {
-    let bad_request = |e: oip::OipError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
-    let request = oip::parse_request(body).map_err(bad_request)?;
-    let inputs = oip::request_tensors(&request).map_err(bad_request)?;
-    let mut options = oip::run_options(&request).map_err(bad_request)?;
-    options.received = Some(received);
+    let prepared = trigger::prepare(body, received)?;
     let Ok(_slot) = state.slots.try_acquire() else {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
@@ -259,24 +304,17 @@ async fn run_infer(
         ));
     };
     let _in_flight = state.metrics.in_flight();
-    let run = state.executor.run(name, inputs, &options);
-    let output = match tokio::time::timeout(state.settings.timeout, run).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, format!("the invocation took longer than {:?} and was cancelled", state.settings.timeout)))
-        }
-    };
-    let receipt = state.receipts.then(|| output.receipt(&state.executor.manifest().accounting));
-    if let Some(receipt) = &receipt {
+    let completed = trigger::execute(&state.executor, name, prepared, state.receipts, state.settings.timeout).await?;
+    let output = &completed.output;
+    if let Some(receipt) = &completed.receipt {
         state.metrics.invocation(name, output.wall, receipt);
     }
-    let response = oip::pipeline_response(name, &request, &output, options.trace, receipt.as_ref()).map_err(bad_request)?;
-    let mut response = Json(response).into_response();
+    let mut response = Json(completed.response).into_response();
     if let Ok(id) = axum::http::HeaderValue::from_str(&output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);
     }
     if let (Some(tracer), Some(trace)) = (&state.tracer, trace) {
-        let (spans, span_id) = telemetry::invocation_spans(name, trace, &output);
+        let (spans, span_id) = telemetry::invocation_spans(name, trace, output);
         tracer.record(spans);
         let traceparent = format!("00-{}-{}-01", hex::encode(trace.trace_id), hex::encode(span_id));
         if let Ok(value) = axum::http::HeaderValue::from_str(&traceparent) {

@@ -36,8 +36,12 @@ fn the_digits_pipeline_speaks_open_inference_protocol() {
     let (status, response) = post(&server, "/v2/models/digits/infer", &request);
     assert_eq!(status, 200, "{response}");
     let receipt = &response["parameters"]["receipt"];
-    assert_eq!(receipt["steps"].as_array().unwrap().len(), 3);
+    assert!(receipt.get("steps").is_none(), "responses carry the compact receipt by default: {receipt}");
     assert_eq!(receipt["energy_method"], "cpu-model");
+    let mut full: Value = serde_json::from_str(&request).unwrap();
+    full["parameters"] = json!({"receipt": "full"});
+    let (_, with_steps) = post(&server, "/v2/models/digits/infer", &full.to_string());
+    assert_eq!(with_steps["parameters"]["receipt"]["steps"].as_array().unwrap().len(), 3, "{with_steps}");
     assert!(receipt["cpu_us"].as_u64().unwrap() > 0 && receipt["cost"].as_f64().unwrap() > 0.0, "{receipt}");
     assert_ne!(receipt["invocation_id"].as_str().unwrap(), id, "each invocation gets its own id");
     assert_eq!(response["id"], "digits-request-1");
@@ -62,10 +66,10 @@ fn the_digits_pipeline_speaks_open_inference_protocol() {
     // Prometheus metrics count what happened, energy labelled with its method.
     let metrics = agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
     for needle in [
-        "weir_requests_total{pipeline=\"digits\",status=\"200\"} 3",
+        "weir_requests_total{pipeline=\"digits\",status=\"200\"} 4",
         "weir_step_cpu_seconds_total{pipeline=\"digits\",step=\"classify\"}",
         "weir_energy_joules_total{pipeline=\"digits\",step=\"top3\",method=\"cpu-model\"}",
-        "weir_request_duration_seconds_count{pipeline=\"digits\"} 3",
+        "weir_request_duration_seconds_count{pipeline=\"digits\"} 4",
         "weir_models_loaded 1",
     ] {
         assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
@@ -337,7 +341,9 @@ fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
         })
     };
     let server = common::server::start_with(&example(), &[], &[("WEIR_POWERCAP_ROOT", powercap.path())]);
-    let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let mut request: Value = serde_json::from_str(&std::fs::read_to_string(example().with_file_name("request.json")).unwrap()).unwrap();
+    request["parameters"] = json!({"receipt": "full"});
+    let request = request.to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let receipt = loop {
         let (status, response) = post(&server, "/v2/models/digits/infer", &request);

@@ -150,7 +150,9 @@ fn serve_pulls_on_first_use_and_scales_to_zero() {
     assert!(before["components"].as_array().unwrap().iter().all(|c| c["state"] == "cold" && c["cold_starts"] == 0), "{before}");
     assert!(!oci.exists(), "nothing is pulled before the first invocation");
 
-    let request = std::fs::read_to_string(examples().join("digits/request.json")).unwrap();
+    let mut request: Value = serde_json::from_str(&std::fs::read_to_string(examples().join("digits/request.json")).unwrap()).unwrap();
+    request["parameters"] = serde_json::json!({"receipt": "full"});
+    let request = request.to_string();
     let (code, response) = post(&server, "/v2/models/digits/infer", &request);
     assert_eq!(code, 200, "{response}");
     assert_eq!(response["outputs"][0]["data"], serde_json::json!([2, 0, 4]));

@@ -102,6 +102,9 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
     let mut options = oip::run_options(&request).map_err(|e| fail(exit::BAD_INPUT)(input_error(&args.input, e)))?;
     options.trace |= args.trace;
     options.until = args.until.clone().or(options.until);
+    // One run at a terminal: the whole receipt, unless the request asks for totals.
+    let compact_asked = request.parameters.as_ref().and_then(|p| p.get("receipt")).is_some_and(|r| r == "compact");
+    options.full_receipt |= !compact_asked;
     let runtime_options = RuntimeOptions {
         cache_dir: if args.no_cache { None } else { Some(args.cache_dir.clone().unwrap_or_else(weir::cache::CompiledCache::default_root)) },
         engine: EngineOptions { fuel: manifest.pipelines.values().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some()), ..EngineOptions::default() },
@@ -120,7 +123,7 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         }
     }
     let receipt = output.receipt(&executor.manifest().accounting);
-    let response = oip::pipeline_response(&name, &request, &output, options.trace, Some(&receipt)).map_err(with_code(exit::BAD_INPUT))?;
+    let response = oip::pipeline_response(&name, &request, &output, &options, Some(&receipt)).map_err(with_code(exit::BAD_INPUT))?;
     write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
 }
 

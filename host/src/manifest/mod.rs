@@ -3,7 +3,10 @@
 //! was expected.
 
 mod schema;
+mod triggers;
 mod validate;
+
+pub use triggers::{NatsConsumer, NatsSettings};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -162,6 +165,10 @@ pub struct Manifest {
     pub components: BTreeMap<String, ComponentDecl>,
     pub pipelines: BTreeMap<String, Pipeline>,
     pub http: HttpSettings,
+    /// Asynchronous invocations (`Prefer: respond-async`).
+    pub jobs: crate::jobs::JobSettings,
+    /// NATS JetStream consumers, when `[triggers.nats]` is set.
+    pub nats: Option<NatsSettings>,
     /// Prices and factors for receipts (`[accounting]`).
     pub accounting: crate::accounting::Pricing,
     /// The provenance store, when `[provenance]` is set.

@@ -74,6 +74,8 @@ pub struct RawPipeline {
     #[serde(default)]
     pub sensitive: Vec<Spanned<String>>,
     pub steps: Vec<RawStep>,
+    /// A NATS JetStream consumer that feeds this pipeline.
+    pub nats: Option<RawNatsConsumer>,
     /// `name = "step.tensor"`, or `name = { from = "step.tensor", datatype = "INT64", shape = [-1] }`.
     /// (Read as plain TOML values: the two forms are told apart by hand,
     /// since untagged enums would lose the source spans.)
@@ -116,6 +118,41 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawTriggers {
     pub http: Option<RawHttp>,
+    pub jobs: Option<RawJobs>,
+    pub nats: Option<RawNats>,
+}
+
+/// `[triggers.jobs]`: asynchronous invocations kept in an embedded store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobs {
+    pub path: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
+    pub max_queued: Option<Spanned<usize>>,
+    pub workers: Option<Spanned<usize>>,
+}
+
+/// `[triggers.nats]`: the NATS server; each pipeline's consumer is
+/// `[pipelines.NAME.nats]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNats {
+    pub url: Spanned<String>,
+}
+
+/// `[pipelines.NAME.nats]`: a JetStream durable consumer feeding the pipeline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNatsConsumer {
+    pub stream: Spanned<String>,
+    pub subject: Spanned<String>,
+    pub durable: Spanned<String>,
+    /// Where results go; without it, to each message's reply subject.
+    pub results: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub ack_wait: Option<Spanned<String>>,
+    pub max_deliver: Option<Spanned<i64>>,
+    pub dead_letter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,8 +17,8 @@ use crate::invoke::{StepGrants, StepLimits};
 use crate::units::{parse_bytes, parse_duration};
 
 /// Turns byte spans into line and column.
-struct Place<'a> {
-    file: &'a Path,
+pub(super) struct Place<'a> {
+    pub(super) file: &'a Path,
     text: &'a str,
 }
 
@@ -30,7 +30,7 @@ impl Place<'_> {
         ManifestError { file: self.file.to_path_buf(), line, column, message: message.into() }
     }
 
-    fn at<T>(&self, value: &Spanned<T>, message: impl Into<String>) -> ManifestError {
+    pub(super) fn at<T>(&self, value: &Spanned<T>, message: impl Into<String>) -> ManifestError {
         self.error(value.span(), message)
     }
 
@@ -39,7 +39,7 @@ impl Place<'_> {
     }
 
     /// A path in the manifest, relative to the manifest's folder.
-    fn resolve(&self, path: &str) -> PathBuf {
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
         if path.is_absolute() {
             return path.to_path_buf();
@@ -83,7 +83,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
             keep_tensors: p.keep_tensors,
         }),
     };
-    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http, accounting, provenance })
+    let jobs = super::triggers::jobs_settings(&place, &raw)?;
+    let nats = super::triggers::nats_settings(&place, &raw)?;
+    Ok(Manifest { path: file.to_path_buf(), models, components, pipelines, http, jobs, nats, accounting, provenance })
 }
 
 fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {

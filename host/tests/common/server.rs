@@ -23,6 +23,12 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kill the server the hard way (SIGKILL: no shutdown code runs).
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub fn start(manifest: &Path) -> Server {
