@@ -26,9 +26,10 @@ as_root() {
 
 # --- Debian packages -------------------------------------------------------
 # docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
-# registry and interop tool; libssl-dev: TLS for the registry client.
+# registry and interop tool; nats-server: the queue tests' broker (JetStream);
+# libssl-dev: TLS for the registry client.
 apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl libssl-dev
-  docker-registry skopeo apache2-utils)
+  docker-registry skopeo apache2-utils nats-server)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -39,8 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   # The package's own service listens on every interface; tests start their
   # own registry on loopback, so keep the packaged one off.
-  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for service in docker-registry nats-server; do
+      if [[ " ${missing[*]} " == *" $service "* ]]; then as_root systemctl disable --now "$service" >/dev/null 2>&1 || true; fi
+    done
   fi
 fi
 

@@ -17,6 +17,7 @@ pub mod invoke;
 pub mod logs;
 pub mod manifest;
 pub mod metrics;
+pub mod nats;
 pub mod oip;
 pub mod pipeline;
 pub mod provenance;

@@ -99,6 +99,9 @@ pub async fn serve(executor: Arc<Executor>, listen: &str, receipts: bool, on_lis
             Err(format!("asynchronous invocations are off on this server: {error}"))
         }
     };
+    if let Some(nats) = &executor.manifest().nats {
+        crate::nats::start(executor.clone(), nats, receipts).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_listening(listener.local_addr()?);
     axum::serve(listener, router(executor, receipts, jobs)).with_graceful_shutdown(shutdown_signal()).await

@@ -49,6 +49,14 @@ pub struct Prepared {
     options: RunOptions,
 }
 
+impl Prepared {
+    /// Answer with the full receipt unless the request asked for the compact one.
+    pub fn prefer_full_receipt(&mut self) {
+        let asked = self.request.parameters.as_ref().and_then(|p| p.get("receipt")).is_some();
+        self.options.full_receipt |= !asked;
+    }
+}
+
 /// Parse an OIP request body; `received` starts the queue-wait clock.
 pub fn prepare(body: &[u8], received: Instant) -> Result<Prepared, Failure> {
     let bad_request = |e: oip::OipError| Failure::new(400, e.to_string());

@@ -107,3 +107,35 @@ impl Drop for TestRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A `nats-server` with JetStream on a loopback port, its store in a temp dir.
+pub struct TestNats {
+    child: Child,
+    /// `nats://127.0.0.1:PORT`
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNats {
+    pub fn start() -> Option<TestNats> {
+        let binary = require("nats-server")?;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = dir.path().join("jetstream");
+        let port = free_port();
+        let mut child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd", store.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        wait_for_port(port, &mut child, "nats-server");
+        Some(TestNats { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir })
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -51,7 +51,12 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
     }
     let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().expect("weir serve printed nothing").unwrap();
+    // Warnings may come first; the address is on the `serving` line.
+    let line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("weir: serving"))
+        .expect("weir serve exited before serving");
     let addr = line.split("http://").nth(1).and_then(|s| s.strip_suffix("/v2")).unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
