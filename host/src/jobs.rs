@@ -348,7 +348,9 @@ async fn run_job(store: &JobStore, executor: &Executor, id: &str, receipts: bool
         Ok(None) => return,
         Err(error) => return tracing::error!(job = id, %error, "could not start a job"),
     };
-    let received = Instant::now();
+    // Queue wait counts from submission (across restarts too).
+    let waited = Duration::from_millis(now_ms().saturating_sub(job.submitted_unix_ms));
+    let received = Instant::now().checked_sub(waited).unwrap_or_else(Instant::now);
     let outcome = match trigger::prepare(job.request.as_bytes(), received) {
         Ok(prepared) => trigger::execute(executor, &job.pipeline, prepared, receipts, timeout)
             .await
