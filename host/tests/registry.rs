@@ -160,8 +160,11 @@ fn serve_pulls_on_first_use_and_scales_to_zero() {
     assert!(receipt_steps.iter().all(|s| s["cold_start"]["pull_us"].as_u64() > Some(0)), "{receipt_steps:?}");
 
     let warm = status(&server);
+    // topk ran last, so it is warm whatever the machine's speed.
+    let topk = component(&warm, "topk");
+    assert_eq!((&topk["state"], &topk["cold_starts"]), (&"warm".into(), &1.into()), "{warm}");
     let classify = component(&warm, "classify");
-    assert_eq!((&classify["state"], &classify["cold_starts"]), (&"warm".into(), &1.into()), "{warm}");
+    assert_eq!(classify["cold_starts"], 1, "{warm}");
     let cold = &classify["last_cold_start"];
     assert!(cold["downloaded_bytes"].as_u64() > Some(0) && cold["instantiate_us"].as_u64().is_some(), "{cold}");
     assert_eq!(cold["compile_source"], "compiled");
