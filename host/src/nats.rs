@@ -25,6 +25,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::manifest::{NatsConsumer, NatsSettings};
+use crate::metrics::Metrics;
 use crate::pipeline::Executor;
 use crate::trigger::{self, Failure};
 
@@ -41,7 +42,7 @@ pub enum NatsError {
 }
 
 /// Connect and start one consumer loop per configured pipeline.
-pub async fn start(executor: Arc<Executor>, settings: &NatsSettings, receipts: bool) -> Result<(), NatsError> {
+pub async fn start(executor: Arc<Executor>, settings: &NatsSettings, receipts: bool, metrics: Arc<Metrics>) -> Result<(), NatsError> {
     let client = async_nats::ConnectOptions::new()
         .name("weir")
         .connect(settings.url.as_str())
@@ -51,7 +52,7 @@ pub async fn start(executor: Arc<Executor>, settings: &NatsSettings, receipts: b
     for config in &settings.consumers {
         let consumer = consumer(&context, config).await?;
         tracing::info!(pipeline = %config.pipeline, subject = %config.subject, durable = %config.durable, "consuming from NATS JetStream");
-        let worker = Worker { executor: executor.clone(), client: client.clone(), config: config.clone(), receipts };
+        let worker = Worker { executor: executor.clone(), client: client.clone(), config: config.clone(), receipts, metrics: metrics.clone() };
         tokio::spawn(worker.run(consumer));
     }
     Ok(())
@@ -95,6 +96,7 @@ struct Worker {
     client: async_nats::Client,
     config: NatsConsumer,
     receipts: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -146,6 +148,9 @@ impl Worker {
             }
             Err(failure) => Err(failure),
         };
+        if let Err(failure) = &outcome {
+            self.metrics.request(&self.config.pipeline, failure.status);
+        }
         let done = match outcome {
             Ok((response, invocation_id)) => self.publish_result(&message, &response, &invocation_id).await,
             Err(failure) if failure.is_permanent() || delivered >= self.config.max_deliver => {
@@ -177,6 +182,10 @@ impl Worker {
                 }
             }
         };
+        self.metrics.request(&self.config.pipeline, 200);
+        if let Some(receipt) = &completed.receipt {
+            self.metrics.invocation(&self.config.pipeline, completed.output.wall, receipt);
+        }
         let body = serde_json::to_vec(&completed.response).map_err(|e| Failure::new(500, e.to_string()))?;
         Ok((body, completed.output.invocation_id))
     }

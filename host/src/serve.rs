@@ -31,7 +31,7 @@ struct AppState {
     executor: Arc<Executor>,
     settings: HttpSettings,
     slots: Semaphore,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     /// Price every invocation and return its receipt (on unless turned off).
     receipts: bool,
     /// OpenTelemetry span export, when an OTLP endpoint is configured.
@@ -63,11 +63,11 @@ impl From<trigger::Failure> for ApiError {
 
 /// The router for `executor`'s pipelines; `receipts` turns per-invocation
 /// receipts (and their metrics) on.
-pub fn router(executor: Arc<Executor>, receipts: bool, jobs: Result<Jobs, String>) -> Router {
+pub fn router(executor: Arc<Executor>, receipts: bool, jobs: Result<Jobs, String>, metrics: Arc<Metrics>) -> Router {
     let settings = executor.manifest().http.clone();
     let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
     let tracer = Tracer::from_env();
-    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics: Metrics::new(), receipts, tracer, jobs });
+    let state = Arc::new(AppState { slots: Semaphore::new(settings.max_concurrency), executor, settings, metrics, receipts, tracer, jobs });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
         .route("/v2/health/ready", get(|| async { Json(json!({ "ready": true })) }))
@@ -75,7 +75,7 @@ pub fn router(executor: Arc<Executor>, receipts: bool, jobs: Result<Jobs, String
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .route("/v2/status", get(status))
         .route("/v2/jobs/{id}", get(get_job))
         .route("/v2/invocations/{id}", get(get_invocation).delete(erase_invocation))
@@ -99,12 +99,14 @@ pub async fn serve(executor: Arc<Executor>, listen: &str, receipts: bool, on_lis
             Err(format!("asynchronous invocations are off on this server: {error}"))
         }
     };
+    // One set of metrics for every trigger.
+    let metrics = Arc::new(Metrics::new());
     if let Some(nats) = &executor.manifest().nats {
-        crate::nats::start(executor.clone(), nats, receipts).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::nats::start(executor.clone(), nats, receipts, metrics.clone()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_listening(listener.local_addr()?);
-    axum::serve(listener, router(executor, receipts, jobs)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(executor, receipts, jobs, metrics)).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -205,7 +207,7 @@ async fn erase_subject(State(state): State<Arc<AppState>>, Path(subject): Path<S
     Ok(Json(json!({ "erased": erased })))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let residency = state.executor.residency();
     let text = state.metrics.encode(&state.executor.runtime().models().stats(), &residency.status(), crate::residency::resident_set_bytes());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()

@@ -44,6 +44,17 @@ outputs = {{ x = "boom.x" }}
 steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 100 }} }}]
 outputs = {{ x = "busy.x" }}
 {}
+[pipelines.long]
+steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 2500 }} }}]
+outputs = {{ x = "busy.x" }}
+[pipelines.long.nats]
+stream = "LONG"
+subject = "infer.long"
+durable = "weir-long"
+results = "results.long"
+concurrency = 2
+ack_wait = "1s"
+max_deliver = 3
 [triggers.nats]
 url = "{url}"
 "#,
@@ -97,7 +108,7 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     let mut dead_fast = client.subscribe("dlq.fast").await.unwrap();
     let mut dead_broken = client.subscribe("dlq.broken").await.unwrap();
     let mut inbox = client.subscribe("inbox.me").await.unwrap();
-    let _server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
+    let server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
 
     let js = jetstream::new(client.clone());
     for i in 0..10 {
@@ -126,6 +137,11 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     assert!(letter["error"]["message"].as_str().unwrap().contains("boom"));
     // No `results` subject: the answer goes where the message asked.
     assert_eq!(json(&collect(&mut inbox, |m| m.len() == 1).await[0])["id"], "to-me");
+    // Queue invocations count in the same metrics as HTTP ones.
+    let metrics = common::server::agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
+    for needle in ["weir_requests_total{pipeline=\"fast\",status=\"200\"} 10", "weir_requests_total{pipeline=\"fast\",status=\"400\"} 1"] {
+        assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,4 +195,21 @@ async fn a_host_killed_mid_stream_loses_nothing() {
     .await;
     got.extend(rest);
     assert_eq!(unique(&got).len(), N, "every message was processed");
+}
+
+/// An invocation longer than `ack_wait` is kept alive by progress acks:
+/// JetStream does not redeliver it, so it runs and answers once.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_invocations_send_progress_and_are_not_redelivered() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.long").await.unwrap();
+    let _server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
+    publish(&jetstream::new(client.clone()), "infer.long", request("slow-one")).await;
+    let first = collect(&mut results, |m| m.len() == 1).await;
+    assert_eq!(json(&first[0])["id"], "slow-one");
+    // A redelivery (ack_wait is 1 s, the step takes 2.5 s) would answer again.
+    let again = tokio::time::timeout(Duration::from_secs(4), results.next()).await;
+    assert!(again.is_err(), "answered twice: the message was redelivered while it ran");
 }
