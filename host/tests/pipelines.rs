@@ -355,3 +355,33 @@ b = "light.x"
         "accounting.kwh must be a number >= 0",
     );
 }
+
+/// Registry sources, pins and the queue triggers are checked when the
+/// manifest loads, each error at its line.
+#[test]
+fn bad_sources_and_trigger_settings_are_located_and_explained() {
+    let p = "[[pipelines.p.steps]]\nname = \"s\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"s.y\"\n";
+    assert_manifest_error("[components.remote]\nsource = \"oci://steps/scale:1\"\n", "source = \"oci://steps/scale:1\"", "not a registry host");
+    assert_manifest_error(
+        "[components.pinned]\nsource = \"oci://localhost:5000/s:1\"\ndigest = \"sha256:nothex\"\n",
+        "digest = \"sha256:nothex\"",
+        "components.pinned.digest",
+    );
+    assert_manifest_error(
+        &format!("{p}[pipelines.p.nats]\nstream = \"S\"\nsubject = \"in.p\"\ndurable = \"d\"\n"),
+        "stream = \"S\"",
+        "add [triggers.nats]",
+    );
+    assert_manifest_error(
+        &format!("{p}[pipelines.p.nats]\nstream = \"S\"\nsubject = \"in.p\"\ndurable = \"d\"\nconcurrency = 0\n[triggers.nats]\nurl = \"nats://127.0.0.1:4222\"\n"),
+        "concurrency = 0",
+        "at least 1",
+    );
+    assert_manifest_error(
+        &format!("{p}[pipelines.p.nats]\nstream = \"a.b\"\nsubject = \"in.p\"\ndurable = \"d\"\n[triggers.nats]\nurl = \"nats://127.0.0.1:4222\"\n"),
+        "stream = \"a.b\"",
+        "cannot contain `.`",
+    );
+    assert_manifest_error(&format!("{p}[triggers.nats]\nurl = \"http://x\"\n"), "url = \"http://x\"", "not a NATS URL");
+    assert_manifest_error(&format!("{p}[triggers.jobs]\nmax_queued = 0\n"), "max_queued = 0", "at least 1");
+}
