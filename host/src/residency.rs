@@ -52,6 +52,8 @@ pub struct ComponentStatus {
     pub state: &'static str,
     pub digest: Option<String>,
     pub idle_ms: Option<u64>,
+    /// When it was last used (Unix milliseconds), warm or since dropped.
+    pub last_used_unix_ms: Option<u64>,
     pub cold_starts: u64,
     pub last_cold_start: Option<ColdStart>,
 }
@@ -66,6 +68,8 @@ struct Resident {
 struct History {
     cold_starts: u64,
     last: Option<ColdStart>,
+    /// Last use before it was dropped (ms since `origin`).
+    last_used_ms: Option<u64>,
 }
 
 pub struct Residency {
@@ -79,6 +83,7 @@ pub struct Residency {
     /// compiling the same component twice.
     loading: tokio::sync::Mutex<()>,
     origin: Instant,
+    origin_unix_ms: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,6 +114,7 @@ impl Residency {
             registered_models: Mutex::new(registered),
             loading: tokio::sync::Mutex::new(()),
             origin: Instant::now(),
+            origin_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
         }
     }
 
@@ -221,10 +227,16 @@ impl Residency {
         let idle_ms = idle.as_millis() as u64;
         let evicted = {
             let mut residents = lock(&self.residents);
+            let mut history = lock(&self.history);
             let before = residents.len();
             // A component a running invocation holds is in use, not idle.
-            residents.retain(|_, r| {
-                Arc::strong_count(&r.component) > 1 || now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed)) < idle_ms
+            residents.retain(|name, r| {
+                let last_used = r.last_used_ms.load(Ordering::Relaxed);
+                let keep = Arc::strong_count(&r.component) > 1 || now.saturating_sub(last_used) < idle_ms;
+                if !keep {
+                    history.entry(name.clone()).or_default().last_used_ms = Some(last_used);
+                }
+                keep
             });
             before - residents.len()
         };
@@ -254,6 +266,10 @@ impl Residency {
                     state: if resident.is_some() { "warm" } else { "cold" },
                     digest: resident.map(|r| r.component.digest.to_string()),
                     idle_ms: resident.map(|r| now.saturating_sub(r.last_used_ms.load(Ordering::Relaxed))),
+                    last_used_unix_ms: resident
+                        .map(|r| r.last_used_ms.load(Ordering::Relaxed))
+                        .or_else(|| past.and_then(|h| h.last_used_ms))
+                        .map(|ms| self.origin_unix_ms + ms),
                     cold_starts: past.map_or(0, |h| h.cold_starts),
                     last_cold_start: past.and_then(|h| h.last.clone()),
                 }

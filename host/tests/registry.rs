@@ -179,6 +179,9 @@ fn serve_pulls_on_first_use_and_scales_to_zero() {
         let now = status(&server);
         now["components"].as_array().unwrap().iter().all(|c| c["state"] == "cold") && now["models"]["loaded"] == serde_json::json!([])
     });
+    let dropped = status(&server);
+    assert!(component(&dropped, "topk")["last_used_unix_ms"].as_u64().is_some(), "a cold component still says when it was last used");
+    assert_eq!(dropped["models"]["loaded_bytes"], 0);
     let metrics = common::server::agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
     assert!(metrics.contains("weir_components_resident 0"), "{metrics}");
 
@@ -187,6 +190,9 @@ fn serve_pulls_on_first_use_and_scales_to_zero() {
     assert_eq!(code, 200);
     let again = component(&status(&server), "classify").clone();
     assert_eq!(again["cold_starts"], 2);
+    // Two clocks a millisecond apart at most: the use is not before the load.
+    let (used, loaded) = (again["last_used_unix_ms"].as_u64().unwrap(), again["last_cold_start"]["at_unix_ms"].as_u64().unwrap());
+    assert!(used + 5 >= loaded, "{again}");
     assert_eq!((&again["last_cold_start"]["compile_source"], &again["last_cold_start"]["downloaded_bytes"]), (&"cache".into(), &0.into()));
 }
 
