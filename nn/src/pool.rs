@@ -71,32 +71,39 @@ fn thread_cpu(clock: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Creates ONNX Runtime's pool threads, recording each one's CPU clock.
+/// Creates ONNX Runtime's pool threads, recording each one's CPU clock
+/// before `create` returns (so no call can miss a thread that started late).
 pub struct MeteredThreads(pub Arc<PoolThreads>);
 
+/// A pool thread and the clock it is known by.
+pub struct PoolThread {
+    handle: std::thread::JoinHandle<()>,
+    pool: Arc<PoolThreads>,
+    clock: Option<libc::clockid_t>,
+}
+
 impl ThreadManager for MeteredThreads {
-    type Thread = std::thread::JoinHandle<()>;
+    type Thread = PoolThread;
 
     fn create(&mut self, worker: ThreadWorker) -> ort::Result<Self::Thread> {
-        let pool = self.0.clone();
-        std::thread::Builder::new()
+        use std::os::unix::thread::JoinHandleExt;
+        let handle = std::thread::Builder::new()
             .name("weir-ort".into())
-            .spawn(move || {
-                let mut clock: libc::clockid_t = 0;
-                // SAFETY: asks for the CPU clock of the current thread.
-                let known = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0;
-                if known {
-                    pool.clocks().push(clock);
-                }
-                worker.work();
-                if known {
-                    pool.clocks().retain(|&c| c != clock);
-                }
-            })
-            .map_err(|e| ort::Error::new(format!("cannot start an ONNX Runtime thread: {e}")))
+            .spawn(move || worker.work())
+            .map_err(|e| ort::Error::new(format!("cannot start an ONNX Runtime thread: {e}")))?;
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: the thread is alive until joined, so its pthread_t is valid.
+        let clock = (unsafe { libc::pthread_getcpuclockid(handle.as_pthread_t(), &mut clock) } == 0).then_some(clock);
+        if let Some(clock) = clock {
+            self.0.clocks().push(clock);
+        }
+        Ok(PoolThread { handle, pool: self.0.clone(), clock })
     }
 
     fn join(thread: Self::Thread) -> ort::Result<()> {
-        thread.join().map_err(|_| ort::Error::new("an ONNX Runtime thread panicked"))
+        if let Some(clock) = thread.clock {
+            thread.pool.clocks().retain(|&c| c != clock);
+        }
+        thread.handle.join().map_err(|_| ort::Error::new("an ONNX Runtime thread panicked"))
     }
 }
