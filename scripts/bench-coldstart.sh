@@ -18,7 +18,7 @@ out="$root/target/bench-coldstart"
 rm -rf "$out" && mkdir -p "$out"
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
-cargo build --release --locked --quiet -p weir
+cargo build --release --locked --quiet -p weir-cli
 bash scripts/build-components.sh >/dev/null
 
 port=18090

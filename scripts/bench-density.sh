@@ -11,7 +11,7 @@ out="$root/target/bench-density"
 mkdir -p "$out"
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
-cargo build --release --locked --quiet -p weir
+cargo build --release --locked --quiet -p weir-cli
 bash scripts/build-components.sh >/dev/null
 
 python3 - "$out" "$n" <<'PY'

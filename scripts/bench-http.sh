@@ -19,7 +19,7 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk 
 python3 -c 'import mlserver, mlserver_sklearn' 2>/dev/null || python3 -m pip install -q mlserver mlserver-sklearn
 
 cd "$root"
-cargo build --release --locked --quiet -p weir
+cargo build --release --locked --quiet -p weir-cli
 bash scripts/build-components.sh >/dev/null
 python3 examples/models/train.py --joblib --out "$out/models" >/dev/null
 

@@ -10,7 +10,7 @@ bash "$root/scripts/setup.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
 echo "== building weir and the reference components" >&2
-cargo build --release --locked --quiet -p weir
+cargo build --release --locked --quiet -p weir-cli
 bash scripts/build-components.sh >/dev/null
 weir="$root/target/release/weir"
 port=${WEIR_DEMO_PORT:-18080}

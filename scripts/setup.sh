@@ -105,6 +105,15 @@ else
   fi
 fi
 
+# rustfmt and clippy enforce the house rules (scripts/test.sh, scripts/lint.sh).
+installed_components=$(rustup component list --installed 2>/dev/null || true)
+for component in rustfmt clippy; do
+  if ! grep -q "^$component" <<<"$installed_components"; then
+    say "adding Rust component $component"
+    rustup component add "$component" || say "could not add $component (the house-rule checks need it)"
+  fi
+done
+
 # --- cargo-component -------------------------------------------------------
 if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION"; then
   say "building cargo-component $CARGO_COMPONENT_VERSION from crates.io (takes several minutes once)"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (idempotent), then runs
-# every test of the workspace. Guest components are built from source by the
-# build (tests/build.rs).
+# The test command: installs what the tests need (idempotent), checks the
+# house rules (formatting, documentation links), then runs every test of
+# the workspace. Guest components are built from source by the build
+# (tests/build.rs). Lints and rustdoc run in .ci/run (scripts/lint.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
+cargo fmt --all --check
+bash scripts/check-docs.sh
 cargo test --workspace --locked "$@"

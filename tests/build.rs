@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// (workspace folder, crates in it) relative to the repository root.
-const GUEST_WORKSPACES: &[(&str, &[&str])] = &[("components", &["scale", "topk", "classify", "concat", "fare"]), ("tests/guests", &["hostile", "noop"])];
+const GUEST_WORKSPACES: &[(&str, &[&str])] =
+    &[("components", &["scale", "topk", "classify", "concat", "fare"]), ("tests/guests", &["hostile", "noop"])];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository root").to_path_buf();
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository root").to_path_buf();
     let target_dir = root.join("target").join("guests");
     for watched in ["sdk/src", "sdk/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

@@ -2,6 +2,7 @@
 //! them apart from their bytes and from a manifest.
 
 use std::fmt;
+use weir_core::wasm::WasmKind;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,11 +37,14 @@ impl ArtifactKind {
     /// an ONNX file is a protobuf `ModelProto`, whose first field on disk is
     /// `ir_version` (field 1, varint: tag byte 0x08).
     pub fn sniff(bytes: &[u8]) -> Result<ArtifactKind, String> {
-        if bytes.starts_with(b"\0asm") {
-            if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-                return Err("it is a core WebAssembly module, not a component (build it with `cargo component build`)".into());
+        match WasmKind::of(bytes) {
+            WasmKind::CoreModule => {
+                return Err(
+                    "it is a core WebAssembly module, not a component (build it with `cargo component build`)".into()
+                )
             }
-            return Ok(ArtifactKind::Component);
+            WasmKind::Component => return Ok(ArtifactKind::Component),
+            WasmKind::NotWasm => {}
         }
         if bytes.first() == Some(&0x08) {
             return Ok(ArtifactKind::Model);

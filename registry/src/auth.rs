@@ -22,7 +22,10 @@ pub enum Credentials {
     #[default]
     Discover,
     /// This user and password for every registry.
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Anonymous,
 }
 
@@ -79,7 +82,10 @@ fn docker_config_path() -> Option<PathBuf> {
 fn from_docker_config(registry: &str) -> Result<RegistryAuth, RegistryError> {
     let Some(path) = docker_config_path() else { return Ok(RegistryAuth::Anonymous) };
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(RegistryAuth::Anonymous) };
-    let fail = |why: String| RegistryError::Credentials { registry: registry.into(), why: format!("{}: {why}", path.display()) };
+    let fail = |why: String| RegistryError::Credentials {
+        registry: registry.into(),
+        why: format!("{}: {why}", path.display()),
+    };
     let config: DockerConfig = serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
     // Docker writes keys as `host`, `https://host` or `http://host/v1/`.
     let entry = config.auths.iter().find(|(key, _)| {
@@ -91,9 +97,11 @@ fn from_docker_config(registry: &str) -> Result<RegistryAuth, RegistryError> {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .map_err(|e| fail(format!("the `auth` of `{registry}` is not base64: {e}")))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| fail(format!("the `auth` of `{registry}` is not UTF-8")))?;
-            let (username, password) =
-                decoded.split_once(':').ok_or_else(|| fail(format!("the `auth` of `{registry}` is not `user:password`")))?;
+            let decoded =
+                String::from_utf8(decoded).map_err(|_| fail(format!("the `auth` of `{registry}` is not UTF-8")))?;
+            let (username, password) = decoded
+                .split_once(':')
+                .ok_or_else(|| fail(format!("the `auth` of `{registry}` is not `user:password`")))?;
             return Ok(RegistryAuth::Basic(username.into(), password.into()));
         }
         if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
@@ -130,8 +138,8 @@ fn credential_helper(helper: &str, registry: &str) -> Result<RegistryAuth, Strin
         // Helpers answer "credentials not found" with a failure: that is anonymous.
         return Ok(RegistryAuth::Anonymous);
     }
-    let reply: Reply =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("credential helper `{program}` answered something else than JSON: {e}"))?;
+    let reply: Reply = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("credential helper `{program}` answered something else than JSON: {e}"))?;
     Ok(RegistryAuth::Basic(reply.username, reply.secret))
 }
 
@@ -143,7 +151,9 @@ mod tests {
     fn reads_inline_docker_auths() {
         let dir = tempfile::tempdir().unwrap();
         let encoded = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        let config = format!(r#"{{"auths": {{"https://127.0.0.1:5999": {{"auth": "{encoded}"}}, "other.io": {{"username": "bob", "password": "pw"}}}}}}"#);
+        let config = format!(
+            r#"{{"auths": {{"https://127.0.0.1:5999": {{"auth": "{encoded}"}}, "other.io": {{"username": "bob", "password": "pw"}}}}}}"#
+        );
         std::fs::write(dir.path().join("config.json"), config).unwrap();
         // Only this test touches DOCKER_CONFIG in this crate's test binary.
         unsafe { std::env::set_var("DOCKER_CONFIG", dir.path()) };

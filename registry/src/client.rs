@@ -21,10 +21,10 @@ use tokio::io::AsyncWrite;
 
 use crate::artifact::{ArtifactKind, ModelConfig, MODEL_CONFIG_MEDIA_TYPE};
 use crate::auth::Credentials;
-use crate::digest::Digest;
 use crate::error::RegistryError;
 use crate::reference::ArtifactRef;
 use crate::store::BlobStore;
+use weir_core::Digest;
 
 /// Chunk size of a layer upload (each chunk advances the progress bar).
 const PUSH_CHUNK: usize = 1 << 20;
@@ -94,7 +94,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: BlobStore, options: RegistryOptions) -> Registry {
-        Registry { store, options, plain_client: OnceLock::new(), tls_client: OnceLock::new(), authenticated: Default::default() }
+        Registry {
+            store,
+            options,
+            plain_client: OnceLock::new(),
+            tls_client: OnceLock::new(),
+            authenticated: Default::default(),
+        }
     }
 
     fn plain_http(&self, reference: &ArtifactRef) -> bool {
@@ -108,8 +114,11 @@ impl Registry {
     }
 
     fn http_client(&self, plain_http: bool) -> Client {
-        let (cell, protocol) =
-            if plain_http { (&self.plain_client, ClientProtocol::Http) } else { (&self.tls_client, ClientProtocol::Https) };
+        let (cell, protocol) = if plain_http {
+            (&self.plain_client, ClientProtocol::Http)
+        } else {
+            (&self.tls_client, ClientProtocol::Https)
+        };
         cell.get_or_init(|| Client::new(ClientConfig { protocol, ..Default::default() })).clone()
     }
 
@@ -159,7 +168,10 @@ impl Registry {
                     layer_digests: vec![content.to_string()],
                 };
                 let config = serde_json::to_vec(&config).map_err(|e| not_pushable(e.to_string()))?;
-                (Config::new(config, MODEL_CONFIG_MEDIA_TYPE.into(), None), ImageLayer::new(bytes, kind.layer_media_type().into(), None))
+                (
+                    Config::new(config, MODEL_CONFIG_MEDIA_TYPE.into(), None),
+                    ImageLayer::new(bytes, kind.layer_media_type().into(), None),
+                )
             }
         };
         let mut annotations = BTreeMap::new();
@@ -213,9 +225,21 @@ impl Registry {
             let path = self.store.path(pin);
             let kind = ArtifactKind::sniff(&std::fs::read(&path).unwrap_or_default()).unwrap_or(ArtifactKind::Model);
             if let Some(want) = want.filter(|w| *w != kind) {
-                return Err(RegistryError::WrongKind { reference: reference.to_string(), wanted: want.to_string(), found: kind.to_string() });
+                return Err(RegistryError::WrongKind {
+                    reference: reference.to_string(),
+                    wanted: want.to_string(),
+                    found: kind.to_string(),
+                });
             }
-            return Ok(Fetched { path, kind, content: pin.clone(), manifest: None, size, downloaded: 0, elapsed: started.elapsed() });
+            return Ok(Fetched {
+                path,
+                kind,
+                content: pin.clone(),
+                manifest: None,
+                size,
+                downloaded: 0,
+                elapsed: started.elapsed(),
+            });
         }
         // Named by a manifest digest that is already here: no network either.
         let cached = reference.digest().or(pin).and_then(|d| Some((d.clone(), self.store.manifest(d)?)));
@@ -225,7 +249,8 @@ impl Registry {
         };
         let manifest = parse_manifest(reference, &manifest_bytes)?;
         let (layer, kind) = single_layer(reference, &manifest, want)?;
-        let content: Digest = layer.digest.parse().map_err(|e| bad_manifest(reference, format!("layer digest: {e}")))?;
+        let content: Digest =
+            layer.digest.parse().map_err(|e| bad_manifest(reference, format!("layer digest: {e}")))?;
         if let Some(pin) = pin.filter(|p| **p != manifest_digest && **p != content) {
             return Err(RegistryError::PinMismatch {
                 reference: reference.to_string(),
@@ -234,9 +259,13 @@ impl Registry {
                 content,
             });
         }
-        let size = u64::try_from(layer.size).map_err(|_| bad_manifest(reference, format!("layer size {} is negative", layer.size)))?;
+        let size = u64::try_from(layer.size)
+            .map_err(|_| bad_manifest(reference, format!("layer size {} is negative", layer.size)))?;
         if size > self.options.max_blob_bytes {
-            return Err(bad_manifest(reference, format!("the layer is {size} bytes, over the {} byte limit", self.options.max_blob_bytes)));
+            return Err(bad_manifest(
+                reference,
+                format!("the layer is {size} bytes, over the {} byte limit", self.options.max_blob_bytes),
+            ));
         }
         self.store.put_manifest(&manifest_digest, &manifest_bytes)?;
         let mut downloaded = 0;
@@ -281,12 +310,18 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let client = self.client(reference).await?;
         let staged = self.store.staging()?;
-        let file = staged.reopen().map_err(|e| RegistryError::Store { path: self.store.root().display().to_string(), why: e.to_string() })?;
+        let file = staged
+            .reopen()
+            .map_err(|e| RegistryError::Store { path: self.store.root().display().to_string(), why: e.to_string() })?;
         let mut writer = VerifyingWriter::new(tokio::fs::File::from_std(file), size, progress);
         progress.begin(&reference.to_string(), size);
         let pulled = client.pull_blob(reference.oci(), layer, &mut writer).await;
         progress.end();
-        let integrity = |why: String| RegistryError::Integrity { reference: reference.to_string(), what: format!("layer {content}"), why };
+        let integrity = |why: String| RegistryError::Integrity {
+            reference: reference.to_string(),
+            what: format!("layer {content}"),
+            why,
+        };
         if writer.overflowed {
             return Err(integrity(format!("the registry sent more than the {size} bytes the manifest declares")));
         }
@@ -326,13 +361,18 @@ fn single_layer<'m>(
     want: Option<ArtifactKind>,
 ) -> Result<(&'m oci_client::manifest::OciDescriptor, ArtifactKind), RegistryError> {
     let [layer] = manifest.layers.as_slice() else {
-        return Err(bad_manifest(reference, format!("it has {} layers; a weir artifact has exactly one", manifest.layers.len())));
+        return Err(bad_manifest(
+            reference,
+            format!("it has {} layers; a weir artifact has exactly one", manifest.layers.len()),
+        ));
     };
     let wanted = want.map_or("component or model".to_string(), |w| w.to_string());
     match (ArtifactKind::of_layer(&layer.media_type), want) {
         (Some(kind), None) => Ok((layer, kind)),
         (Some(kind), Some(want)) if kind == want => Ok((layer, kind)),
-        (Some(kind), Some(_)) => Err(RegistryError::WrongKind { reference: reference.to_string(), wanted, found: kind.to_string() }),
+        (Some(kind), Some(_)) => {
+            Err(RegistryError::WrongKind { reference: reference.to_string(), wanted, found: kind.to_string() })
+        }
         (None, _) => Err(RegistryError::WrongKind {
             reference: reference.to_string(),
             wanted,

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::digest::Digest;
+use weir_core::Digest;
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -56,7 +56,9 @@ impl RegistryError {
             _ => {}
         }
         match &error {
-            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => RegistryError::Unauthorized { reference, message },
+            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
+                RegistryError::Unauthorized { reference, message }
+            }
             E::ImageManifestNotFoundError(_) => RegistryError::NotFound { reference, message },
             E::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|e| {
@@ -82,6 +84,19 @@ impl RegistryError {
             }
             E::DigestError(_) => RegistryError::Integrity { reference, what: "a blob".into(), why: message },
             _ => RegistryError::Transport { reference, message },
+        }
+    }
+}
+
+impl weir_core::Classify for RegistryError {
+    /// What the user typed is their input; what the registry said (or
+    /// served) is the registry's.
+    fn kind(&self) -> weir_core::ErrorKind {
+        match self {
+            RegistryError::BadReference { .. } | RegistryError::Input { .. } | RegistryError::NotPushable { .. } => {
+                weir_core::ErrorKind::InvalidInput
+            }
+            _ => weir_core::ErrorKind::Registry,
         }
     }
 }

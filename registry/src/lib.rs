@@ -10,15 +10,16 @@
 mod artifact;
 mod auth;
 mod client;
-mod digest;
 mod error;
 mod reference;
 mod store;
 
-pub use artifact::{ArtifactKind, MODEL_CONFIG_MEDIA_TYPE, MODEL_LAYER_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+pub use artifact::{
+    ArtifactKind, MODEL_CONFIG_MEDIA_TYPE, MODEL_LAYER_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+};
 pub use auth::{Credentials, PASSWORD_ENV, USERNAME_ENV};
 pub use client::{Fetched, Progress, Pushed, Registry, RegistryOptions};
-pub use digest::{Digest, DigestError};
 pub use error::RegistryError;
 pub use reference::ArtifactRef;
 pub use store::BlobStore;
+pub use weir_core::{Digest, DigestError};

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use oci_client::Reference;
 
-use crate::digest::Digest;
 use crate::error::RegistryError;
+use weir_core::Digest;
 
 /// The scheme prefix of an OCI source in `weir.toml`.
 pub const OCI_SCHEME: &str = "oci://";
@@ -79,10 +79,13 @@ impl FromStr for ArtifactRef {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| RegistryError::BadReference {
             reference: text.into(),
-            why: format!("{why}; expected `oci://HOST[:PORT]/REPOSITORY:TAG` or `oci://HOST[:PORT]/REPOSITORY@sha256:DIGEST`"),
+            why: format!(
+                "{why}; expected `oci://HOST[:PORT]/REPOSITORY:TAG` or `oci://HOST[:PORT]/REPOSITORY@sha256:DIGEST`"
+            ),
         };
         let bare = text.strip_prefix(OCI_SCHEME).unwrap_or(text);
-        let (registry, _) = bare.split_once('/').ok_or_else(|| bad("there is no repository after the registry host"))?;
+        let (registry, _) =
+            bare.split_once('/').ok_or_else(|| bad("there is no repository after the registry host"))?;
         let looks_like_host = registry.contains('.') || registry.contains(':') || registry == "localhost";
         if !looks_like_host {
             return Err(bad(&format!("`{registry}` is not a registry host (name one, e.g. `localhost:5000/{bare}`)")));
@@ -126,7 +129,13 @@ mod tests {
 
     #[test]
     fn rejects_references_without_host_or_tag() {
-        for bad in ["oci://scale:1", "oci://ubuntu/scale:1", "oci://localhost:5000", "oci://host.io/Bad Repo:1", "oci://h.io/x@sha256:12"] {
+        for bad in [
+            "oci://scale:1",
+            "oci://ubuntu/scale:1",
+            "oci://localhost:5000",
+            "oci://host.io/Bad Repo:1",
+            "oci://h.io/x@sha256:12",
+        ] {
             let error = bad.parse::<ArtifactRef>().unwrap_err().to_string();
             assert!(error.contains(bad) && error.contains("expected `oci://"), "{error}");
         }

@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
 use crate::error::RegistryError;
+use weir_core::Digest;
 
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -24,14 +24,7 @@ impl BlobStore {
 
     /// `$WEIR_OCI_CACHE`, else `$XDG_CACHE_HOME/weir/oci`, else `~/.cache/weir/oci`.
     pub fn default_root() -> PathBuf {
-        if let Some(dir) = std::env::var_os("WEIR_OCI_CACHE") {
-            return dir.into();
-        }
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        cache.join("weir").join("oci")
+        weir_core::paths::oci_cache_dir()
     }
 
     pub fn root(&self) -> &Path {

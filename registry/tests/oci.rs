@@ -7,9 +7,11 @@ use std::path::Path;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use weir_registry::{ArtifactKind, ArtifactRef, BlobStore, Credentials, Digest, Registry, RegistryError, RegistryOptions};
-use weir_test_guests::services::{require, TestRegistry};
-use weir_test_guests::NOOP;
+use weir_registry::{
+    ArtifactKind, ArtifactRef, BlobStore, Credentials, Digest, Registry, RegistryError, RegistryOptions,
+};
+use weir_tests::services::{require, TestRegistry};
+use weir_tests::NOOP;
 
 fn component() -> Vec<u8> {
     std::fs::read(NOOP).unwrap()
@@ -43,7 +45,10 @@ async fn a_pushed_component_pulls_back_verified_and_is_cached() {
 
     let fetched = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), component());
-    assert_eq!((fetched.content.clone(), fetched.manifest.clone()), (pushed.content.clone(), Some(pushed.manifest.clone())));
+    assert_eq!(
+        (fetched.content.clone(), fetched.manifest.clone()),
+        (pushed.content.clone(), Some(pushed.manifest.clone()))
+    );
     assert_eq!(fetched.downloaded, component().len() as u64);
     // The layer is cached by digest: not downloaded again.
     assert_eq!(weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap().downloaded, 0);
@@ -74,7 +79,8 @@ async fn models_round_trip_and_kinds_are_checked() {
 
     let error = weir.push(b"#!/bin/sh\necho hi".to_vec(), Some("run.sh"), &at, &()).await.unwrap_err();
     assert!(error.to_string().contains("run.sh") && error.to_string().contains("neither"), "{error}");
-    let missing = weir.fetch(&reference(&registry, "models/absent:1"), None, Some(ArtifactKind::Model), &()).await.unwrap_err();
+    let missing =
+        weir.fetch(&reference(&registry, "models/absent:1"), None, Some(ArtifactKind::Model), &()).await.unwrap_err();
     assert!(matches!(missing, RegistryError::NotFound { .. }), "{missing}");
 }
 
@@ -113,7 +119,12 @@ async fn a_tampered_blob_in_the_registry_is_never_used() {
 }
 
 /// Push a hand-made manifest (what a buggy or hostile pusher could do).
-async fn push_manifest(registry: &TestRegistry, path: &str, layers: Vec<OciDescriptor>, blobs: &[&[u8]]) -> ArtifactRef {
+async fn push_manifest(
+    registry: &TestRegistry,
+    path: &str,
+    layers: Vec<OciDescriptor>,
+    blobs: &[&[u8]],
+) -> ArtifactRef {
     let at = reference(registry, path);
     let raw = oci_client::Reference::try_from(at.to_string().trim_start_matches("oci://")).unwrap();
     let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
@@ -139,7 +150,12 @@ async fn push_manifest(registry: &TestRegistry, path: &str, layers: Vec<OciDescr
 }
 
 fn wasm_layer(bytes: &[u8], size: i64) -> OciDescriptor {
-    OciDescriptor { media_type: "application/wasm".into(), digest: Digest::of(bytes).to_string(), size, ..Default::default() }
+    OciDescriptor {
+        media_type: "application/wasm".into(),
+        digest: Digest::of(bytes).to_string(),
+        size,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -156,7 +172,13 @@ async fn malformed_manifests_are_refused_before_anything_runs() {
     assert!(error.to_string().contains("bad/size:1") && error.to_string().contains("declares"), "{error}");
     assert!(!weir.store().contains(&Digest::of(&bytes)));
 
-    let at = push_manifest(&registry, "bad/two:1", vec![wasm_layer(&bytes, bytes.len() as i64), wasm_layer(b"x", 1)], &[&bytes, b"x"]).await;
+    let at = push_manifest(
+        &registry,
+        "bad/two:1",
+        vec![wasm_layer(&bytes, bytes.len() as i64), wasm_layer(b"x", 1)],
+        &[&bytes, b"x"],
+    )
+    .await;
     let error = weir.fetch(&at, None, Some(ArtifactKind::Component), &()).await.unwrap_err();
     assert!(error.to_string().contains("bad/two:1") && error.to_string().contains("2 layers"), "{error}");
 }
@@ -177,11 +199,16 @@ async fn basic_auth_from_flags_and_from_the_docker_config() {
     // A fresh cache, credentials only in a Docker config file.
     let docker = tempfile::tempdir().unwrap();
     let auth = "YWxpY2U6d29uZGVybGFuZA=="; // base64("alice:wonderland")
-    std::fs::write(docker.path().join("config.json"), format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.addr)).unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.addr),
+    )
+    .unwrap();
     // This test binary's only DOCKER_CONFIG user.
     unsafe { std::env::set_var("DOCKER_CONFIG", docker.path()) };
     let store = tempfile::tempdir().unwrap();
-    let fetched = client(store.path(), Credentials::Discover).fetch(&at, None, Some(ArtifactKind::Component), &()).await;
+    let fetched =
+        client(store.path(), Credentials::Discover).fetch(&at, None, Some(ArtifactKind::Component), &()).await;
     unsafe { std::env::remove_var("DOCKER_CONFIG") };
     assert_eq!(std::fs::read(fetched.unwrap().path).unwrap(), component());
 }
@@ -195,13 +222,20 @@ async fn skopeo_pulls_what_weir_pushed() {
     let pushed = weir.push(component(), None, &reference(&registry, "steps/noop:1"), &()).await.unwrap();
     let out = dir.path().join("copied");
     let status = std::process::Command::new(skopeo)
-        .args(["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{}/steps/noop:1", registry.addr), &format!("dir:{}", out.display())])
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}/steps/noop:1", registry.addr),
+            &format!("dir:{}", out.display()),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
     // `dir:` transport: each blob is a file named by its hex digest.
     assert_eq!(std::fs::read(out.join(pushed.content.hex())).unwrap(), component());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
     assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
 }
@@ -214,8 +248,10 @@ async fn two_pulls_of_the_same_blob_at_once_both_succeed() {
     anonymous(dir.path()).push(model(), None, &at, &()).await.unwrap();
     let store = tempfile::tempdir().unwrap();
     let (a, b) = (anonymous(store.path()), anonymous(store.path()));
-    let (x, y) = tokio::join!(a.fetch(&at, None, Some(ArtifactKind::Model), &()), b.fetch(&at, None, Some(ArtifactKind::Model), &()));
+    let (x, y) = tokio::join!(
+        a.fetch(&at, None, Some(ArtifactKind::Model), &()),
+        b.fetch(&at, None, Some(ArtifactKind::Model), &())
+    );
     assert_eq!(std::fs::read(x.unwrap().path).unwrap(), model());
     assert_eq!(std::fs::read(y.unwrap().path).unwrap(), model());
 }
-

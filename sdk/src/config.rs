@@ -26,10 +26,7 @@ where
     match get(key)? {
         None => Ok(None),
         Some(raw) => raw.trim().parse::<T>().map(Some).map_err(|e| {
-            StepError::Failed(format!(
-                "config `{key}` = {raw:?} is not a valid {}: {e}",
-                std::any::type_name::<T>()
-            ))
+            StepError::Failed(format!("config `{key}` = {raw:?} is not a valid {}: {e}", std::any::type_name::<T>()))
         }),
     }
 }
@@ -62,9 +59,9 @@ where
     let Some(raw) = get(key)? else { return Ok(None) };
     raw.split(',')
         .map(|item| {
-            item.trim().parse::<T>().map_err(|e| {
-                StepError::Failed(format!("config `{key}`: item {:?} is not valid: {e}", item.trim()))
-            })
+            item.trim()
+                .parse::<T>()
+                .map_err(|e| StepError::Failed(format!("config `{key}`: item {:?} is not valid: {e}", item.trim())))
         })
         .collect::<Result<Vec<T>, _>>()
         .map(Some)

@@ -89,7 +89,7 @@ macro_rules! export_step {
                 }
             }
 
-            $crate::bindings::__export_step_world!(__WeirStepExport with_types_in $crate::bindings);
+    $crate::bindings::__export_step_world!(__WeirStepExport with_types_in $crate::bindings);
         };
     };
 }

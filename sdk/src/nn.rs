@@ -67,7 +67,10 @@ fn to_nn(tensor: &Tensor) -> Result<nn_tensor::Tensor, StepError> {
     let dims = tensor
         .shape
         .iter()
-        .map(|&d| u32::try_from(d).map_err(|_| StepError::InvalidInput(format!("tensor `{}`: dimension {d} is too large", tensor.name))))
+        .map(|&d| {
+            u32::try_from(d)
+                .map_err(|_| StepError::InvalidInput(format!("tensor `{}`: dimension {d} is too large", tensor.name)))
+        })
         .collect::<Result<Vec<u32>, StepError>>()?;
     Ok(nn_tensor::Tensor::new(&dims, ty, &tensor.data))
 }
@@ -89,7 +92,5 @@ fn from_nn(name: String, tensor: &nn_tensor::Tensor) -> Result<Tensor, StepError
 }
 
 fn bf16_to_f32_bytes(data: &[u8]) -> Vec<u8> {
-    data.chunks_exact(2)
-        .flat_map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
-        .collect()
+    data.chunks_exact(2).flat_map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes()).collect()
 }

@@ -101,12 +101,7 @@ impl Tensor {
                 values.len()
             )));
         }
-        Ok(Tensor {
-            name,
-            datatype: T::DATATYPE,
-            shape,
-            data: bytemuck::cast_slice(values).to_vec(),
-        })
+        Ok(Tensor { name, datatype: T::DATATYPE, shape, data: bytemuck::cast_slice(values).to_vec() })
     }
 
     /// A BOOL tensor.
@@ -203,10 +198,7 @@ impl Tensor {
             .map(|&b| match b {
                 0 => Ok(false),
                 1 => Ok(true),
-                other => Err(TensorError(format!(
-                    "tensor `{}`: BOOL element holds {other}, not 0 or 1",
-                    self.name
-                ))),
+                other => Err(TensorError(format!("tensor `{}`: BOOL element holds {other}, not 0 or 1", self.name))),
             })
             .collect()
     }
@@ -250,12 +242,7 @@ impl Tensor {
             return Ok(());
         }
         let want: Vec<String> = expected.iter().map(Dim::to_string).collect();
-        Err(TensorError(format!(
-            "tensor `{}`: expected shape [{}], got {:?}",
-            self.name,
-            want.join(", "),
-            self.shape
-        )))
+        Err(TensorError(format!("tensor `{}`: expected shape [{}], got {:?}", self.name, want.join(", "), self.shape)))
     }
 
     /// The same tensor under another name.

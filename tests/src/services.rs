@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// `None` means skip; under `CI=true` a missing tool panics instead.
 pub fn require(tool: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let found = path.split(':').chain(["/usr/sbin", "/usr/bin"]).map(|dir| Path::new(dir).join(tool)).find(|p| p.is_file());
+    let found =
+        path.split(':').chain(["/usr/sbin", "/usr/bin"]).map(|dir| Path::new(dir).join(tool)).find(|p| p.is_file());
     if found.is_none() {
         let message = format!("`{tool}` is not installed; run scripts/setup.sh");
         if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -1,0 +1,51 @@
+//! Putting weir together: a sandbox, an executor for a manifest with its
+//! observers (step logs, provenance) and its energy source. `weir run` and
+//! `weir serve` build the same thing with different options.
+
+use std::sync::Arc;
+
+use weir_executor::artifacts::Resolver;
+use weir_executor::{Executor, ResidencyPolicy};
+use weir_manifest::Manifest;
+use weir_observe::energy::EnergyMeter;
+use weir_observe::logs::StepLogs;
+use weir_observe::provenance::ProvenanceStore;
+use weir_observe::recording::ProvenanceRecorder;
+use weir_sandbox::{Sandbox, SandboxOptions};
+
+use super::{classified, exit, with_code, Failure};
+
+/// The manifest's provenance store, when it has one.
+pub fn open_provenance(manifest: &Manifest) -> Result<Option<Arc<ProvenanceStore>>, Failure> {
+    let Some(settings) = &manifest.provenance else { return Ok(None) };
+    let store = ProvenanceStore::open(&settings.path, settings.retention).map_err(classified)?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// An executor for `manifest` that logs step output, measures energy
+/// (RAPL when readable) and records provenance when the manifest asks.
+pub fn executor(
+    manifest: Manifest,
+    sandbox: SandboxOptions,
+    resolver: Resolver,
+    policy: ResidencyPolicy,
+) -> Result<(Arc<Executor>, Option<Arc<ProvenanceStore>>), Failure> {
+    if !manifest.models.is_empty() {
+        // Say what is missing now, not as a model error inside a step.
+        weir_nn::library::init().map_err(with_code(exit::INTERNAL))?;
+    }
+    let sandbox = Arc::new(Sandbox::new(sandbox).map_err(with_code(exit::INTERNAL))?);
+    let provenance = open_provenance(&manifest)?;
+    let energy = Arc::new(EnergyMeter::detect(manifest.accounting.watts_per_core));
+    let recorder = provenance.as_ref().map(|store| {
+        let keep = manifest.provenance.as_ref().is_some_and(|p| p.keep_tensors);
+        ProvenanceRecorder::new(store.clone(), manifest.accounting.clone(), keep)
+    });
+    let mut executor = Executor::with_resolver(sandbox, manifest, resolver, policy)
+        .with_energy(energy)
+        .with_observer(Arc::new(StepLogs));
+    if let Some(recorder) = recorder {
+        executor = executor.with_observer(Arc::new(recorder));
+    }
+    Ok((Arc::new(executor), provenance))
+}

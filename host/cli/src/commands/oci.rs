@@ -1,0 +1,153 @@
+//! `weir push` and `weir pull`: components and models to and from OCI registries.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressStyle};
+use weir_registry::{ArtifactRef, BlobStore, Credentials, Progress, Registry, RegistryError, RegistryOptions};
+
+use super::{exit, fail, with_code, Failure};
+
+/// How to reach the registry (shared by push and pull).
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    /// User name for basic auth (with --password-stdin). Without it: WEIR_REGISTRY_USERNAME /
+    /// WEIR_REGISTRY_PASSWORD, then ~/.docker/config.json, then anonymous.
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Use plain HTTP (loopback registries always do).
+    #[arg(long)]
+    insecure: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// A component (.wasm) or an ONNX model (.onnx); the kind is told from the bytes.
+    file: PathBuf,
+    /// Where to push: `[oci://]HOST[:PORT]/REPOSITORY:TAG`.
+    reference: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// What to pull: `[oci://]HOST[:PORT]/REPOSITORY:TAG` or `…@sha256:DIGEST`.
+    reference: String,
+    /// Write the artifact here (default: only into the local cache, whose path is printed).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+impl RegistryArgs {
+    fn registry(&self) -> Result<Registry, Failure> {
+        let credentials = match &self.username {
+            Some(username) => {
+                let mut password = String::new();
+                std::io::stdin().read_to_string(&mut password).map_err(with_code(exit::BAD_INPUT))?;
+                let password = password.trim_end_matches(['\n', '\r']).to_string();
+                if password.is_empty() {
+                    return Err(fail(exit::BAD_INPUT)(anyhow!("--password-stdin: standard input was empty")));
+                }
+                Credentials::Basic { username: username.clone(), password }
+            }
+            None => Credentials::Discover,
+        };
+        let options = RegistryOptions { credentials, insecure: self.insecure, ..Default::default() };
+        Ok(Registry::new(BlobStore::new(BlobStore::default_root()), options))
+    }
+
+    fn progress(&self) -> Bar {
+        Bar(if self.quiet || !std::io::stderr().is_terminal() { None } else { Some(ProgressBar::no_length()) })
+    }
+}
+
+/// A progress bar on stderr, only when a person is watching.
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn begin(&self, what: &str, total_bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total_bytes);
+            bar.set_position(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(what.to_string());
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
+    }
+
+    fn end(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Exit codes: 2 for what the user typed, 5 for what the registry said.
+fn registry_failure(error: RegistryError) -> Failure {
+    super::classified(error)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(with_code(exit::INTERNAL))
+}
+
+pub fn push(args: PushArgs) -> Result<(), Failure> {
+    let reference: ArtifactRef = args.reference.parse().map_err(registry_failure)?;
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| fail(exit::BAD_INPUT)(anyhow!("cannot read `{}`: {e}", args.file.display())))?;
+    let registry = args.registry.registry()?;
+    let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let pushed = runtime()?
+        .block_on(registry.push(bytes, file_name.as_deref(), &reference, &args.registry.progress()))
+        .map_err(registry_failure)?;
+    println!(
+        "pushed {} {} ({} bytes)\n  manifest {}\n  content  {}\n  pin with: source = \"{}\", digest = \"{}\"",
+        pushed.kind, pushed.reference, pushed.size, pushed.manifest, pushed.content, pushed.reference, pushed.manifest
+    );
+    Ok(())
+}
+
+pub fn pull(args: PullArgs) -> Result<(), Failure> {
+    let reference: ArtifactRef = args.reference.parse().map_err(registry_failure)?;
+    let registry = args.registry.registry()?;
+    let fetched = runtime()?
+        .block_on(registry.fetch(&reference, None, None, &args.registry.progress()))
+        .map_err(registry_failure)?;
+    let path = match &args.output {
+        Some(output) => {
+            std::fs::copy(&fetched.path, output)
+                .map_err(|e| fail(exit::INTERNAL)(anyhow!("cannot write `{}`: {e}", output.display())))?;
+            output.clone()
+        }
+        None => fetched.path.clone(),
+    };
+    let manifest = fetched.manifest.as_ref().map_or("-".to_string(), ToString::to_string);
+    let how = if fetched.downloaded == 0 { "from the local cache" } else { "downloaded" };
+    println!(
+        "pulled {} {reference} ({} bytes, {how})\n  manifest {manifest}\n  content  {}\n  path     {}",
+        fetched.kind,
+        fetched.size,
+        fetched.content,
+        path.display()
+    );
+    Ok(())
+}

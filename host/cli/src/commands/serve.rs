@@ -1,0 +1,107 @@
+//! `weir serve`: the manifest's pipelines over HTTP (Open Inference Protocol v2).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_core::units;
+use weir_executor::artifacts::Resolver;
+use weir_executor::ResidencyPolicy;
+use weir_manifest::Manifest;
+use weir_nn::CacheOptions;
+use weir_observe::metrics::Metrics;
+use weir_observe::telemetry::Tracer;
+use weir_registry::{BlobStore, RegistryOptions};
+use weir_sandbox::{EngineOptions, SandboxOptions};
+use weir_triggers::{Dispatcher, Triggers};
+
+use super::{classified, exit, with_code, Failure};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The manifest (weir.toml).
+    manifest: PathBuf,
+    /// Address to listen on (overrides `[triggers.http] listen`); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Step instances that may be alive at once (sizes the pooling allocator).
+    #[arg(long, default_value_t = 256)]
+    max_instances: u32,
+    /// Drop components and models nobody used for this long from memory
+    /// (scale-to-zero); `never` keeps them.
+    #[arg(long, default_value = "5m")]
+    idle_timeout: String,
+    /// Idle time for models only (default: --idle-timeout).
+    #[arg(long)]
+    model_idle_timeout: Option<String>,
+    /// Fetch, compile and load every component and model before listening
+    /// (default: on first use).
+    #[arg(long)]
+    preload: bool,
+    /// Reach registries over plain HTTP (loopback registries always are).
+    #[arg(long)]
+    insecure_registry: bool,
+    /// Most bytes of models kept loaded (e.g. `2GiB`); least recently used go first.
+    #[arg(long)]
+    model_memory_budget: Option<String>,
+    /// Do not price invocations or return receipts (to measure what accounting costs).
+    #[arg(long)]
+    no_receipts: bool,
+}
+
+pub fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let manifest = Manifest::load(&args.manifest).map_err(classified)?;
+    let mut triggers = Triggers::from_manifest(&manifest).map_err(classified)?;
+    if let Some(listen) = &args.listen {
+        triggers.http.listen = listen.clone();
+    }
+    let listen = triggers.http.listen.clone();
+    let bad = |flag: &str, e: String| with_code::<anyhow::Error>(exit::BAD_INPUT)(anyhow::anyhow!("{flag}: {e}"));
+    let idle = |text: &str, flag: &str| match text {
+        "never" => Ok(None),
+        text => units::parse_duration(text).map(Some).map_err(|e| bad(flag, e)),
+    };
+    let policy = ResidencyPolicy {
+        idle_timeout: idle(&args.idle_timeout, "--idle-timeout")?,
+        model_idle_timeout: args.model_idle_timeout.as_deref().map(|t| idle(t, "--model-idle-timeout")).transpose()?,
+    };
+    let models = CacheOptions {
+        idle_timeout: policy.model_idle(),
+        memory_budget_bytes: args
+            .model_memory_budget
+            .as_deref()
+            .map(units::parse_bytes)
+            .transpose()
+            .map_err(|e| bad("--model-memory-budget", e))?,
+    };
+    let options = SandboxOptions {
+        engine: EngineOptions {
+            max_instances: args.max_instances,
+            fuel: manifest.needs_fuel(),
+            ..EngineOptions::default()
+        },
+        models,
+        ..SandboxOptions::default()
+    };
+    let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
+    let registry = RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() };
+    let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
+    let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
+    // Registry clients take ~80 ms to build (TLS set-up): build them before
+    // listening so the first cold start does not pay for it. Nothing is pulled.
+    executor.residency().prepare_registries();
+    if args.preload {
+        tokio.block_on(executor.residency().preload()).map_err(classified)?;
+    }
+    let _guard = tokio.enter();
+    // Idle components and models go even when no request comes to notice them.
+    executor.residency().start_sweeper();
+    let dispatcher =
+        Arc::new(Dispatcher::new(executor, !args.no_receipts, Arc::new(Metrics::new()), Tracer::from_env()));
+    tokio
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, |addr| {
+            // Tests and scripts wait for this line.
+            eprintln!("weir: serving {} on http://{addr}/v2", pipelines.join(", "));
+        }))
+        .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by weir's integration tests.
+
+pub mod server;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use weir_core::tensor::split_bytes_elements;
+use weir_core::{Datatype, StepGrants, Tensor};
+
+pub fn f32_tensor(name: &str, shape: &[u64], values: &[f32]) -> Tensor {
+    Tensor {
+        name: name.into(),
+        datatype: Datatype::Fp32,
+        shape: shape.to_vec(),
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+pub fn f32_values(tensor: &Tensor) -> Vec<f32> {
+    assert_eq!(tensor.datatype, Datatype::Fp32, "tensor `{}`", tensor.name);
+    tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// The single string of a BYTES tensor.
+pub fn only_string(tensor: &Tensor) -> String {
+    let elements = split_bytes_elements(&tensor.name, &tensor.data).unwrap();
+    assert_eq!(elements.len(), 1);
+    String::from_utf8(elements[0].to_vec()).unwrap()
+}
+
+pub fn config(pairs: &[(&str, &str)]) -> StepGrants {
+    StepGrants {
+        config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    }
+}
+
+/// A compiled-component cache shared by the tests (keyed by digest and engine
+/// settings, so sharing is safe); tests about the cache itself use their own.
+pub fn shared_cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(weir_tests::GUEST_TARGET_DIR).join("compiled-cache")
+}
+
+/// Run the `weir` binary with the tests' shared compiled cache, modelled
+/// energy (no RAPL counters), extra environment, and `stdin` piped in.
+pub fn weir_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(args)
+        .env("WEIR_CACHE_DIR", shared_cache_dir())
+        .env("WEIR_POWERCAP_ROOT", "/nonexistent")
+        .env_remove("WEIR_REGISTRY_USERNAME")
+        .env_remove("WEIR_REGISTRY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    // A weir that fails before reading its input closes the pipe first:
+    // a broken pipe here is expected, the exit status tells the story.
+    let _ = pipe.write_all(stdin.unwrap_or("").as_bytes());
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// [`weir_with`] without extra environment.
+pub fn weir(args: &[&str], stdin: Option<&str>) -> Output {
+    weir_with(args, &[], stdin)
+}

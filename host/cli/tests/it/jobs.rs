@@ -1,0 +1,125 @@
+//! Asynchronous invocations with no broker: `Prefer: respond-async` gives a
+//! 202 and a job; jobs live in an embedded store that survives `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::server::{agent, get, post, start_with, Server};
+use serde_json::{json, Value};
+use weir_tests::{HOSTILE, SCALE};
+
+const X: &str = r#"{"id": "req-1", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 3.0]}]}"#;
+
+fn write_manifest(dir: &Path, jobs: &str) -> PathBuf {
+    let path = dir.join("weir.toml");
+    let store = dir.join("jobs.redb");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[components.hostile]
+source = "{HOSTILE}"
+[components.scale]
+source = "{SCALE}"
+[pipelines.slow]
+steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 400 }} }}]
+outputs = {{ x = "busy.x" }}
+[pipelines.broken]
+steps = [{{ name = "boom", component = "hostile", inputs = ["input.x"], config = {{ mode = "panic" }} }}]
+outputs = {{ x = "boom.x" }}
+[pipelines.fast]
+steps = [{{ name = "scale", component = "scale", inputs = ["input.x"], config = {{ mean = 1, std = 2 }} }}]
+outputs = {{ y = "scale.y" }}
+[triggers.jobs]
+path = "{}"
+{jobs}
+"#,
+            store.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// POST with `Prefer: respond-async`: (status, body, Location).
+fn submit(server: &Server, pipeline: &str, body: &str) -> (u16, Value, Option<String>) {
+    let mut response = agent()
+        .post(format!("{}/v2/models/{pipeline}/infer", server.base))
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .send(body)
+        .unwrap();
+    let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null), location)
+}
+
+fn wait_finished(server: &Server, location: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, job) = get(server, location);
+        assert_eq!(status, 200, "{job}");
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job still {} after 30 s", job["status"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_async_request_gets_202_and_its_result_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&write_manifest(dir.path(), ""), &[], &[]);
+    let (status, body, location) = submit(&server, "fast", X);
+    assert_eq!(status, 202, "{body}");
+    let location = location.expect("a Location header");
+    assert_eq!(body["location"], location.as_str());
+    assert_eq!(location, format!("/v2/jobs/{}", body["id"].as_str().unwrap()));
+
+    let job = wait_finished(&server, &location);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, direct) = post(&server, "/v2/models/fast/infer", X);
+    assert_eq!(job["response"]["outputs"], direct["outputs"], "the same answer as a synchronous call");
+    assert_eq!(job["response"]["id"], "req-1");
+
+    // A step failure is a failed job with the status a synchronous call gets.
+    let (_, _, location) = submit(&server, "broken", X);
+    let job = wait_finished(&server, &location.unwrap());
+    assert_eq!((&job["status"], &job["error"]["status"]), (&json!("failed"), &json!(500)), "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("boom"), "{job}");
+
+    // A malformed request is refused at once, never queued.
+    let (status, body, _) = submit(&server, "fast", "{not json");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(get(&server, "/v2/jobs/does-not-exist").0, 404);
+}
+
+#[test]
+fn the_queue_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&write_manifest(dir.path(), "max_queued = 2\nworkers = 1"), &[], &[]);
+    let statuses: Vec<u16> = (0..4).map(|_| submit(&server, "slow", X).0).collect();
+    assert_eq!(statuses, vec![202, 202, 429, 429], "two unfinished jobs at most");
+}
+
+#[test]
+fn jobs_survive_kill_9_and_results_stay_readable_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "workers = 1");
+    let server = start_with(&manifest, &[], &[]);
+    let (_, _, done) = submit(&server, "fast", X);
+    let done = done.unwrap();
+    assert_eq!(wait_finished(&server, &done)["status"], "succeeded");
+    // Five slow jobs on one worker: most are still queued when the server dies.
+    let pending: Vec<String> = (0..5).map(|_| submit(&server, "slow", X).2.unwrap()).collect();
+    server.kill9();
+
+    let server = start_with(&manifest, &[], &[]);
+    assert_eq!(get(&server, &done).1["status"], "succeeded", "finished results outlive the process");
+    for location in &pending {
+        let job = wait_finished(&server, location);
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["response"]["outputs"][0]["data"], json!([1.0, 3.0]));
+    }
+}

@@ -1,0 +1,18 @@
+//! weir's integration tests, in one binary (each test binary links wasmtime,
+//! so one binary builds once): the `weir` binary end to end (CLI, HTTP,
+//! jobs, NATS, registries, models) and the libraries it is made of
+//! (sandbox, executor, receipts) on real components, models and services.
+
+mod common;
+
+mod cli;
+mod docs;
+mod http;
+mod jobs;
+mod models;
+mod nats;
+mod pipelines;
+mod registry;
+mod router;
+mod sandbox;
+mod ui;

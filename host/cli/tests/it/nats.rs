@@ -1,0 +1,230 @@
+//! The NATS JetStream trigger against a real `nats-server -js`: results,
+//! dead letters, two hosts sharing one durable consumer, and a host killed
+//! with `kill -9` mid-stream losing nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::server::start_with;
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use serde_json::Value;
+use weir_tests::services::TestNats;
+use weir_tests::{HOSTILE, SCALE};
+
+fn write_manifest(dir: &Path, url: &str) -> PathBuf {
+    let consumer = |name: &str, extra: &str| {
+        format!(
+            "[pipelines.{name}.triggers.nats]\nstream = \"{}\"\nsubject = \"infer.{name}\"\ndurable = \"weir-{name}\"\nack_wait = \"2s\"\nmax_deliver = 2\ndead_letter = \"dlq.{name}\"\n{extra}\n",
+            name.to_uppercase()
+        )
+    };
+    let text = format!(
+        r#"
+[components.scale]
+source = "{SCALE}"
+[components.hostile]
+source = "{HOSTILE}"
+[pipelines.fast]
+steps = [{{ name = "scale", component = "scale", inputs = ["input.x"], config = {{ mean = 1, std = 2 }} }}]
+outputs = {{ y = "scale.y" }}
+{}
+[pipelines.reply]
+steps = [{{ name = "scale", component = "scale", inputs = ["input.x"] }}]
+outputs = {{ y = "scale.y" }}
+{}
+[pipelines.broken]
+steps = [{{ name = "boom", component = "hostile", inputs = ["input.x"], config = {{ mode = "panic" }} }}]
+outputs = {{ x = "boom.x" }}
+{}
+[pipelines.slow]
+steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 100 }} }}]
+outputs = {{ x = "busy.x" }}
+{}
+[pipelines.long]
+steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 2500 }} }}]
+outputs = {{ x = "busy.x" }}
+# The older place of a pipeline's NATS section still works.
+[pipelines.long.nats]
+stream = "LONG"
+subject = "infer.long"
+durable = "weir-long"
+results = "results.long"
+concurrency = 2
+ack_wait = "1s"
+max_deliver = 3
+[triggers.nats]
+url = "{url}"
+"#,
+        consumer("fast", "results = \"results.fast\"\nconcurrency = 2"),
+        consumer("reply", ""),
+        consumer("broken", "results = \"results.broken\""),
+        consumer("slow", "results = \"results.slow\"\nconcurrency = 2"),
+    );
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn request(id: &str) -> String {
+    format!(r#"{{"id": "{id}", "inputs": [{{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 3.0]}}]}}"#)
+}
+
+async fn publish(js: &jetstream::Context, subject: &str, body: String) {
+    js.publish(subject.to_string(), body.into()).await.unwrap().await.expect("JetStream stored the message");
+}
+
+/// Collect messages from `subscriber` until `done` says so (or 60 s pass).
+async fn collect(
+    subscriber: &mut async_nats::Subscriber,
+    mut done: impl FnMut(&[async_nats::Message]) -> bool,
+) -> Vec<async_nats::Message> {
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done(&messages) {
+        match tokio::time::timeout_at(deadline, subscriber.next()).await {
+            Ok(Some(message)) => messages.push(message),
+            _ => panic!("timed out with {} messages", messages.len()),
+        }
+    }
+    messages
+}
+
+fn json(message: &async_nats::Message) -> Value {
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
+/// The pid inside an invocation id (`<time>-<pid>-<counter>`, hex).
+fn host_of(message: &async_nats::Message) -> u32 {
+    let id = message.headers.as_ref().unwrap().get("Weir-Invocation-Id").unwrap().as_str();
+    u32::from_str_radix(id.split('-').nth(1).unwrap(), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_come_back_and_bad_messages_are_dead_lettered() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.fast").await.unwrap();
+    let mut dead_fast = client.subscribe("dlq.fast").await.unwrap();
+    let mut dead_broken = client.subscribe("dlq.broken").await.unwrap();
+    let mut inbox = client.subscribe("inbox.me").await.unwrap();
+    let server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
+
+    let js = jetstream::new(client.clone());
+    for i in 0..10 {
+        publish(&js, "infer.fast", request(&format!("r{i}"))).await;
+    }
+    publish(&js, "infer.fast", "{not json".into()).await;
+    publish(&js, "infer.broken", request("doomed")).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Weir-Reply-To", "inbox.me");
+    js.publish_with_headers("infer.reply", headers, request("to-me").into()).await.unwrap().await.unwrap();
+
+    let got = collect(&mut results, |m| m.len() == 10).await;
+    let ids: HashSet<String> = got.iter().map(|m| json(m)["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, (0..10).map(|i| format!("r{i}")).collect());
+    let first = json(&got[0]);
+    assert_eq!(first["outputs"][0]["data"], serde_json::json!([0.0, 1.0]));
+    assert_eq!(
+        first["parameters"]["receipt"]["steps"].as_array().unwrap().len(),
+        1,
+        "queue results carry the full receipt"
+    );
+
+    // Malformed: dead-lettered on its first delivery, never retried.
+    let letter = json(&collect(&mut dead_fast, |m| m.len() == 1).await[0]);
+    assert_eq!((&letter["error"]["status"], &letter["delivered"]), (&400.into(), &1.into()), "{letter}");
+    assert_eq!(letter["request"], "{not json");
+    // A failing step: retried until max_deliver (2), then dead-lettered.
+    let letter = json(&collect(&mut dead_broken, |m| m.len() == 1).await[0]);
+    assert_eq!((&letter["error"]["status"], &letter["delivered"]), (&500.into(), &2.into()), "{letter}");
+    assert!(letter["error"]["message"].as_str().unwrap().contains("boom"));
+    // No `results` subject: the answer goes where the message asked.
+    assert_eq!(json(&collect(&mut inbox, |m| m.len() == 1).await[0])["id"], "to-me");
+    // Queue invocations count in the same metrics as HTTP ones.
+    let metrics = crate::common::server::agent()
+        .get(format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for needle in [
+        "weir_requests_total{pipeline=\"fast\",status=\"200\"} 10",
+        "weir_requests_total{pipeline=\"fast\",status=\"400\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_on_one_durable_consumer_share_the_work() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &nats.url);
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.slow").await.unwrap();
+    let (a, b) = (start_with(&manifest, &[], &[]), start_with(&manifest, &[], &[]));
+    let js = jetstream::new(client.clone());
+    const N: usize = 40;
+    for i in 0..N {
+        publish(&js, "infer.slow", request(&format!("m{i}"))).await;
+    }
+    let got = collect(&mut results, |m| m.len() == N).await;
+    let ids: HashSet<String> = got.iter().map(|m| json(m)["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), N, "exactly N unique results");
+    let mut per_host: HashMap<u32, usize> = HashMap::new();
+    for message in &got {
+        *per_host.entry(host_of(message)).or_default() += 1;
+    }
+    assert_eq!(per_host.len(), 2, "both hosts worked: {per_host:?} (pids {} and {})", a.pid(), b.pid());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_killed_mid_stream_loses_nothing() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &nats.url);
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.slow").await.unwrap();
+    let first = start_with(&manifest, &[], &[]);
+    let js = jetstream::new(client.clone());
+    const N: usize = 20;
+    for i in 0..N {
+        publish(&js, "infer.slow", request(&format!("k{i}"))).await;
+    }
+    let mut got = collect(&mut results, |m| m.len() >= 3).await;
+    first.kill9();
+    // Another host picks up what the dead one left, unacked ones included.
+    let _second = start_with(&manifest, &[], &[]);
+    let unique = |messages: &[async_nats::Message]| {
+        messages.iter().map(|m| json(m)["id"].as_str().unwrap().to_string()).collect::<HashSet<_>>()
+    };
+    let rest = collect(&mut results, |m| {
+        let mut all = unique(&got);
+        all.extend(unique(m));
+        all.len() == N
+    })
+    .await;
+    got.extend(rest);
+    assert_eq!(unique(&got).len(), N, "every message was processed");
+}
+
+/// An invocation longer than `ack_wait` is kept alive by progress acks:
+/// JetStream does not redeliver it, so it runs and answers once.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_invocations_send_progress_and_are_not_redelivered() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.long").await.unwrap();
+    let _server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
+    publish(&jetstream::new(client.clone()), "infer.long", request("slow-one")).await;
+    let first = collect(&mut results, |m| m.len() == 1).await;
+    assert_eq!(json(&first[0])["id"], "slow-one");
+    // A redelivery (ack_wait is 1 s, the step takes 2.5 s) would answer again.
+    let again = tokio::time::timeout(Duration::from_secs(4), results.next()).await;
+    assert!(again.is_err(), "answered twice: the message was redelivered while it ran");
+}

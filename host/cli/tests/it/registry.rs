@@ -1,0 +1,303 @@
+//! Components and models from a real OCI registry: `weir push` / `weir pull`,
+//! `weir serve` fetching on first use, scale-to-zero, pins and tampering,
+//! and how little an idle registered pipeline costs.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::common::server::{get, post, start_with, Server};
+use serde_json::Value;
+use weir_tests::services::TestRegistry;
+use weir_tests::{CLASSIFY, NOOP, SCALE, TOPK};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// `weir ARGS` with its own OCI cache; `stdin` is written when given.
+fn weir(args: &[&str], oci_cache: &Path, stdin: Option<&str>) -> Output {
+    crate::common::weir_with(args, &[("WEIR_OCI_CACHE", oci_cache)], stdin)
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn assert_exit(out: &Output, code: i32, needle: &str) {
+    let text = text(out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    assert!(text.contains(needle), "expected `{needle}` in: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+/// The `content  sha256:…` line `weir push` prints.
+fn pushed_digest(out: &Output, which: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(which))
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| panic!("{stdout}"))
+}
+
+#[test]
+fn push_and_pull_from_the_command_line() {
+    let Some(registry) = TestRegistry::start() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let reference = registry.reference("steps/scale:1");
+    let out = weir(&["push", SCALE, &reference], cache.path(), None);
+    assert_exit(&out, 0, "pushed component");
+    let model = examples().join("models/digits.onnx");
+    let out = weir(&["push", model.to_str().unwrap(), &registry.reference("models/digits:1")], cache.path(), None);
+    assert_exit(&out, 0, "pushed model");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let copy = fresh.path().join("scale.wasm");
+    let out = weir(&["pull", &reference, "-o", copy.to_str().unwrap()], fresh.path(), None);
+    assert_exit(&out, 0, "downloaded");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(SCALE).unwrap());
+    assert_exit(&weir(&["pull", &reference], fresh.path(), None), 0, "from the local cache");
+
+    // `weir run` takes a reference as well as a file.
+    let noop = registry.reference("steps/noop:1");
+    assert_exit(&weir(&["push", NOOP, &noop], cache.path(), None), 0, "pushed component");
+    let request = r#"{"inputs": [{"name": "x", "datatype": "INT32", "shape": [2], "data": [4, 2]}]}"#;
+    let out = weir(&["run", &noop, "--input", "-"], fresh.path(), Some(request));
+    assert_exit(&out, 0, "\"data\":[4,2]");
+
+    // Bad input is exit 2, what the registry says is exit 5.
+    assert_exit(&weir(&["push", SCALE, "not a reference"], cache.path(), None), 2, "not an OCI reference");
+    assert_exit(&weir(&["push", "/nonexistent.wasm", &reference], cache.path(), None), 2, "cannot read");
+    assert_exit(&weir(&["pull", &registry.reference("steps/absent:1")], cache.path(), None), 5, "not found");
+    let closed = format!("oci://127.0.0.1:{}/x:1", weir_tests::services::free_port());
+    assert_exit(&weir(&["pull", &closed], cache.path(), None), 5, "could not be reached");
+}
+
+#[test]
+fn push_with_basic_auth_from_stdin() {
+    let Some(registry) = TestRegistry::start_with_auth("ci", "hunter2") else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let reference = registry.reference("private/noop:1");
+    assert_exit(&weir(&["push", NOOP, &reference], cache.path(), None), 5, "refused our credentials");
+    let wrong = weir(&["push", NOOP, &reference, "--username", "ci", "--password-stdin"], cache.path(), Some("nope\n"));
+    assert_exit(&wrong, 5, "refused our credentials");
+    let right =
+        weir(&["push", NOOP, &reference, "--username", "ci", "--password-stdin"], cache.path(), Some("hunter2\n"));
+    assert_exit(&right, 0, "pushed component");
+    let pulled = weir(
+        &["pull", &reference, "--username", "ci", "--password-stdin"],
+        tempfile::tempdir().unwrap().path(),
+        Some("hunter2"),
+    );
+    assert_exit(&pulled, 0, "pulled component");
+}
+
+/// Push the digits pipeline's parts; returns the manifest text using them.
+fn push_digits(registry: &TestRegistry, cache: &Path) -> String {
+    let mut manifest = std::fs::read_to_string(examples().join("digits/weir.toml")).unwrap();
+    for (name, file) in [("scale", SCALE), ("classify", CLASSIFY), ("topk", TOPK)] {
+        let reference = registry.reference(&format!("steps/{name}:1"));
+        assert_exit(&weir(&["push", file, &reference], cache, None), 0, "pushed");
+        let local = format!("../../target/guests/wasm32-wasip1/release/{name}.wasm");
+        manifest = manifest.replace(&format!("\"{local}\""), &format!("\"{reference}\""));
+    }
+    let model = registry.reference("models/digits:1");
+    assert_exit(
+        &weir(&["push", examples().join("models/digits.onnx").to_str().unwrap(), &model], cache, None),
+        0,
+        "pushed model",
+    );
+    manifest.replace("\"../models/digits.onnx\"", &format!("\"{model}\""))
+}
+
+fn status(server: &Server) -> Value {
+    get(server, "/v2/status").1
+}
+
+fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_pulls_on_first_use_and_scales_to_zero() {
+    let Some(registry) = TestRegistry::start() else { return };
+    let push_cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(&manifest, push_digits(&registry, push_cache.path())).unwrap();
+    let (oci, compiled) = (dir.path().join("oci"), dir.path().join("compiled"));
+    let env = [("WEIR_OCI_CACHE", oci.as_path()), ("WEIR_CACHE_DIR", compiled.as_path())];
+    // Long enough that a debug build's compile of the next step does not
+    // make the previous one idle mid-request.
+    let server = start_with(&manifest, &["--idle-timeout", "6s"], &env);
+
+    // Nothing pulled or compiled at start.
+    let before = status(&server);
+    assert!(
+        before["components"].as_array().unwrap().iter().all(|c| c["state"] == "cold" && c["cold_starts"] == 0),
+        "{before}"
+    );
+    assert!(!oci.exists(), "nothing is pulled before the first invocation");
+
+    let mut request: Value =
+        serde_json::from_str(&std::fs::read_to_string(examples().join("digits/request.json")).unwrap()).unwrap();
+    request["parameters"] = serde_json::json!({"receipt": "full"});
+    let request = request.to_string();
+    let (code, response) = post(&server, "/v2/models/digits/infer", &request);
+    assert_eq!(code, 200, "{response}");
+    assert_eq!(response["outputs"][0]["data"], serde_json::json!([2, 0, 4]));
+    let receipt_steps = response["parameters"]["receipt"]["steps"].as_array().unwrap();
+    assert!(receipt_steps.iter().all(|s| s["cold_start"]["pull_us"].as_u64() > Some(0)), "{receipt_steps:?}");
+
+    let warm = status(&server);
+    // topk ran last, so it is warm whatever the machine's speed.
+    let topk = component(&warm, "topk");
+    assert_eq!((&topk["state"], &topk["cold_starts"]), (&"warm".into(), &1.into()), "{warm}");
+    let classify = component(&warm, "classify");
+    assert_eq!(classify["cold_starts"], 1, "{warm}");
+    let cold = &classify["last_cold_start"];
+    assert!(cold["downloaded_bytes"].as_u64() > Some(0) && cold["instantiate_us"].as_u64().is_some(), "{cold}");
+    assert_eq!(cold["compile_source"], "compiled");
+    assert_eq!(warm["models"]["loaded"], serde_json::json!(["digits"]));
+
+    // A second request is warm: no cold start in its receipt.
+    let (_, response) = post(&server, "/v2/models/digits/infer", &request);
+    assert!(response["parameters"]["receipt"]["steps"][0].get("cold_start").is_none(), "{response}");
+
+    // Idle for longer than the timeout: everything leaves memory.
+    wait_until("components and models are dropped", || {
+        let now = status(&server);
+        now["components"].as_array().unwrap().iter().all(|c| c["state"] == "cold")
+            && now["models"]["loaded"] == serde_json::json!([])
+    });
+    let dropped = status(&server);
+    assert!(
+        component(&dropped, "topk")["last_used_unix_ms"].as_u64().is_some(),
+        "a cold component still says when it was last used"
+    );
+    assert_eq!(dropped["models"]["loaded_bytes"], 0);
+    let metrics = crate::common::server::agent()
+        .get(format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.contains("weir_components_resident 0"), "{metrics}");
+
+    // The next cold start takes the compiled cache and downloads nothing.
+    let (code, _) = post(&server, "/v2/models/digits/infer", &request);
+    assert_eq!(code, 200);
+    let again = component(&status(&server), "classify").clone();
+    assert_eq!(again["cold_starts"], 2);
+    // Two clocks a millisecond apart at most: the use is not before the load.
+    let (used, loaded) =
+        (again["last_used_unix_ms"].as_u64().unwrap(), again["last_cold_start"]["at_unix_ms"].as_u64().unwrap());
+    assert!(used + 5 >= loaded, "{again}");
+    assert_eq!(
+        (&again["last_cold_start"]["compile_source"], &again["last_cold_start"]["downloaded_bytes"]),
+        (&"cache".into(), &0.into())
+    );
+}
+
+#[test]
+fn a_wrong_pin_or_a_tampered_blob_is_never_run() {
+    let Some(registry) = TestRegistry::start() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let reference = registry.reference("steps/noop:1");
+    let out = weir(&["push", NOOP, &reference], cache.path(), None);
+    let content = pushed_digest(&out, "content");
+    let wrong_pin = format!("sha256:{}", "0".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[components.pinned]
+source = "{reference}"
+digest = "{wrong_pin}"
+[components.tampered]
+source = "{reference}"
+[components.local]
+source = "{NOOP}"
+[pipelines.pinned]
+steps = [{{ name = "s", component = "pinned", inputs = ["input.x"] }}]
+outputs = {{ y = "s.x" }}
+[pipelines.tampered]
+steps = [{{ name = "s", component = "tampered", inputs = ["input.x"] }}]
+outputs = {{ y = "s.x" }}
+[pipelines.local]
+steps = [{{ name = "s", component = "local", inputs = ["input.x"] }}]
+outputs = {{ y = "s.x" }}
+"#
+        ),
+    )
+    .unwrap();
+    let blob = registry.blob_file(&content);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let oci = dir.path().join("oci");
+    let server = start_with(&manifest, &[], &[("WEIR_OCI_CACHE", oci.as_path())]);
+    let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}"#;
+    let (code, response) = post(&server, "/v2/models/pinned/infer", x);
+    assert_eq!(code, 503, "{response}");
+    let error = response["error"].as_str().unwrap();
+    assert!(error.contains("steps/noop:1") && error.contains(&wrong_pin), "{error}");
+    let (code, response) = post(&server, "/v2/models/tampered/infer", x);
+    assert_eq!(code, 503, "{response}");
+    assert!(response["error"].as_str().unwrap().contains("failed verification"), "{response}");
+    // The host keeps serving everyone else.
+    assert_eq!(post(&server, "/v2/models/local/infer", x).0, 200);
+}
+
+/// Idle memory of registered pipelines: `weir serve` with 1 and with N
+/// pipelines over the same few components, RSS compared.
+#[test]
+fn thousands_of_registered_pipelines_cost_little_memory_when_idle() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest_with = |n: usize| {
+        let mut text = format!("[components.scale]\nsource = \"{SCALE}\"\n[components.noop]\nsource = \"{NOOP}\"\n");
+        for i in 0..n {
+            let component = if i % 2 == 0 { "scale" } else { "noop" };
+            text += &format!(
+                "[pipelines.p{i}]\nsteps = [{{ name = \"s\", component = \"{component}\", inputs = [\"x=input.x\"], config = {{ mean = 0, std = 1 }} }}]\noutputs = {{ y = \"s.{}\" }}\n",
+                if component == "scale" { "y" } else { "x" }
+            );
+        }
+        let path = dir.path().join(format!("weir-{n}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let rss = |server: &Server| status(server)["resident_memory_bytes"].as_u64().unwrap();
+    let one = start_with(&manifest_with(1), &[], &[]);
+    let many = start_with(&manifest_with(N), &[], &[]);
+    let (rss_one, rss_many) = (rss(&one), rss(&many));
+    let per_pipeline = rss_many.saturating_sub(rss_one) / (N as u64 - 1);
+    eprintln!("idle RSS: 1 pipeline {rss_one} B, {N} pipelines {rss_many} B, {per_pipeline} B per registered pipeline");
+    assert!(per_pipeline < 16 * 1024, "{per_pipeline} bytes per idle pipeline");
+
+    let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}"#;
+    for i in 0..N {
+        let (code, response) = post(&many, &format!("/v2/models/p{i}/infer"), x);
+        assert_eq!(code, 200, "p{i}: {response}");
+    }
+    let touched = rss(&many);
+    eprintln!("after touching each of {N} pipelines once: {touched} B");
+    let now = status(&many);
+    assert_eq!(component(&now, "scale")["cold_starts"], 1, "components are shared by pipelines");
+    assert_eq!(component(&now, "noop")["cold_starts"], 1);
+}

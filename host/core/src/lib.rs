@@ -1,0 +1,33 @@
+//! weir-core: the vocabulary every other weir crate shares, and nothing
+//! that runs anything.
+//!
+//! - [`tensor`]: datatypes, tensors, their validation and the BYTES codec;
+//! - [`digest`]: `sha256:` content digests;
+//! - [`error`]: the one [`ErrorKind`], mapped once to an HTTP status, a CLI
+//!   exit code and a queue retry decision;
+//! - [`step`]: what a step may see and use ([`StepGrants`], [`StepLimits`]);
+//! - [`device`], [`energy`], [`pricing`]: where models run, how joules are
+//!   known, and what receipts charge;
+//! - [`units`], [`paths`], [`clock`], [`ids`], [`wasm`]: small shared helpers
+//!   that used to exist several times over.
+
+pub mod clock;
+pub mod device;
+pub mod digest;
+pub mod energy;
+pub mod error;
+pub mod ids;
+pub mod paths;
+pub mod pricing;
+pub mod step;
+pub mod tensor;
+pub mod units;
+pub mod wasm;
+
+pub use device::DeviceChoice;
+pub use digest::{Digest, DigestError};
+pub use energy::{CpuModel, Energy, EnergyMethod, EnergySource};
+pub use error::{Classify, ErrorKind, Retry};
+pub use pricing::Pricing;
+pub use step::{ModelGrants, StepGrants, StepLimits};
+pub use tensor::{Datatype, Tensor, TensorError};

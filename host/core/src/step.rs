@@ -1,0 +1,40 @@
+//! What a step may see and use: the manifest declares it, the sandbox
+//! enforces it.
+
+use std::time::Duration;
+
+/// Resource limits of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Largest linear memory the step may grow to.
+    pub memory_bytes: u64,
+    /// Wall-clock budget for instantiate + `process`.
+    pub timeout: Duration,
+    /// Guest instruction budget (needs an engine with fuel on).
+    pub fuel: Option<u64>,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        StepLimits { memory_bytes: 64 << 20, timeout: Duration::from_secs(10), fuel: None }
+    }
+}
+
+/// What a step may do with `wasi:nn`. Nothing unless granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelGrants {
+    /// Models the step may `load-by-name`.
+    pub models: Vec<String>,
+    /// Whether the step may hand the host raw model bytes (`graph.load`).
+    pub load_model_bytes: bool,
+}
+
+/// What a step may see. Everything not granted is denied: no files, no
+/// sockets, no environment, no inherited stdio.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepGrants {
+    /// Values served through `wasi:config/store`.
+    pub config: Vec<(String, String)>,
+    /// Models the step may load by name, and whether it may load raw bytes.
+    pub nn: ModelGrants,
+}

@@ -1,0 +1,205 @@
+//! weir-manifest: `weir.toml`, from text to a checked model.
+//!
+//! Reading a manifest has two passes. [`parse`] turns the text into a
+//! [`Manifest`]: the spanned schema ([`schema`]) is checked (names, routes,
+//! cycles, units, references) with every error naming the file, line and
+//! column, the key, and what was expected; it reads nothing else: no
+//! environment, no file system. [`Manifest::check_files`] is the second
+//! pass: local sources must exist. [`Manifest::load`] does both.
+//!
+//! Triggers own their sections: `[triggers.NAME]` and
+//! `[pipelines.P.triggers.NAME]` are opaque here and read by each trigger
+//! into its own settings ([`sections`]). The manifest depends on no
+//! runtime crate: what it produces is plain data from `weir-core`.
+
+mod artifact;
+mod parse;
+pub mod place;
+mod resolve;
+mod schema;
+pub mod sections;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use artifact::{ArtifactDecl, ArtifactSource};
+pub use parse::parse;
+pub use place::{Location, Place};
+use weir_core::{Datatype, DeviceChoice, Pricing, StepGrants, StepLimits, Tensor};
+
+/// The manifest format this weir reads (`manifest_version`, default 1).
+pub const MANIFEST_VERSION: i64 = 1;
+
+/// A manifest error at a place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error has no place (e.g. unreadable file).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl ManifestError {
+    pub fn at(file: &Path, location: Location, message: impl Into<String>) -> Self {
+        ManifestError {
+            file: file.to_path_buf(),
+            line: location.line,
+            column: location.column,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl weir_core::Classify for ManifestError {
+    fn kind(&self) -> weir_core::ErrorKind {
+        weir_core::ErrorKind::InvalidInput
+    }
+}
+
+/// Where a step input or a pipeline output comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// A tensor of the request: `input.<name>`.
+    Input(String),
+    /// A tensor another step produced: `<step>.<tensor>`.
+    Step { step: String, tensor: String },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Input(name) => write!(f, "input.{name}"),
+            Source::Step { step, tensor } => write!(f, "{step}.{tensor}"),
+        }
+    }
+}
+
+/// One tensor routed into a step, under the name the step sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub component: String,
+    pub inputs: Vec<Route>,
+    pub grants: StepGrants,
+    pub limits: StepLimits,
+}
+
+/// A declared pipeline input or output (`-1` = any size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorDecl {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+}
+
+impl TensorDecl {
+    /// Whether `tensor` has this datatype and a shape this one allows.
+    pub fn admits(&self, tensor: &Tensor) -> bool {
+        tensor.datatype == self.datatype
+            && tensor.shape.len() == self.shape.len()
+            && tensor.shape.iter().zip(&self.shape).all(|(&got, &want)| want < 0 || want as u64 == got)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub inputs: Vec<TensorDecl>,
+    /// In a topological order: every step after the steps it reads from.
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Route>,
+    /// Outputs declared with a datatype and shape (for metadata, and
+    /// checked on every invocation).
+    pub output_types: BTreeMap<String, TensorDecl>,
+    /// Tensors whose data provenance never keeps, only their hashes.
+    pub sensitive: Vec<Source>,
+}
+
+impl Pipeline {
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentDecl {
+    pub name: String,
+    pub artifact: ArtifactDecl,
+}
+
+/// A declared model: where it comes from and how to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDecl {
+    pub name: String,
+    pub artifact: ArtifactDecl,
+    pub device: DeviceChoice,
+    /// ONNX Runtime intra-op threads per call.
+    pub threads: usize,
+}
+
+/// `[provenance]`: where invocation records go and how long they stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvenanceSettings {
+    pub path: PathBuf,
+    pub retention: Duration,
+    /// Keep the data of tensors not marked sensitive (hashes are always kept).
+    pub keep_tensors: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub models: BTreeMap<String, ModelDecl>,
+    pub components: BTreeMap<String, ComponentDecl>,
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// Prices and factors for receipts (`[accounting]`).
+    pub accounting: Pricing,
+    /// The provenance store, when `[provenance]` is set.
+    pub provenance: Option<ProvenanceSettings>,
+    /// The text, kept for the triggers to read their own sections from.
+    text: Arc<str>,
+    trigger_names: Vec<(String, Location)>,
+}
+
+impl Manifest {
+    /// Read, parse and check a manifest file, local sources included.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        let manifest = parse(path, &text)?;
+        manifest.check_files()?;
+        Ok(manifest)
+    }
+
+    /// Whether any step asks for a fuel limit (the engine must count fuel).
+    pub fn needs_fuel(&self) -> bool {
+        self.pipelines.values().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some())
+    }
+}

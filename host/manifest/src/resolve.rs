@@ -1,0 +1,26 @@
+//! The second pass: what `parse` left alone because it needs the file
+//! system. Local sources must exist.
+
+use crate::{ArtifactDecl, ArtifactSource, Manifest, ManifestError};
+
+impl Manifest {
+    /// Check that every local component and model file exists.
+    pub fn check_files(&self) -> Result<(), ManifestError> {
+        let components =
+            self.components.values().map(|c| (format!("components.{}", c.name), &c.artifact, " (build it first?)"));
+        let models = self.models.values().map(|m| (format!("models.{}", m.name), &m.artifact, ""));
+        for (key, artifact, hint) in components.chain(models) {
+            self.check_file(&key, artifact, hint)?;
+        }
+        Ok(())
+    }
+
+    fn check_file(&self, key: &str, artifact: &ArtifactDecl, hint: &str) -> Result<(), ManifestError> {
+        let ArtifactSource::File(path) = &artifact.source else { return Ok(()) };
+        if path.is_file() {
+            return Ok(());
+        }
+        let message = format!("{key}.source: file `{}` does not exist{hint}", path.display());
+        Err(ManifestError::at(&self.path, artifact.declared_at, message))
+    }
+}

@@ -1,0 +1,123 @@
+//! The `weir.toml` schema as it is written, with source spans kept for
+//! error messages. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    /// The format version; 1 (the only one) when absent.
+    pub manifest_version: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub components: BTreeMap<String, RawComponent>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, RawPipeline>,
+    /// `[triggers.NAME]`: opaque here, read by each trigger.
+    #[serde(default)]
+    pub triggers: BTreeMap<Spanned<String>, IgnoredAny>,
+    #[serde(default)]
+    pub accounting: RawAccounting,
+    pub provenance: Option<RawProvenance>,
+}
+
+/// `[provenance]`: where invocation records go and how long they stay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvenance {
+    pub path: Spanned<String>,
+    pub retention: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keep_tensors: bool,
+}
+
+/// Prices for receipts; every field optional (defaults in `weir_core::Pricing`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounting {
+    pub cpu_second: Option<Spanned<f64>>,
+    pub gib_second: Option<Spanned<f64>>,
+    pub kwh: Option<Spanned<f64>>,
+    pub grid_gco2e_per_kwh: Option<Spanned<f64>>,
+    pub watts_per_core: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub source: Spanned<String>,
+    /// `sha256:…` the artifact must have (content or OCI manifest digest).
+    pub digest: Option<Spanned<String>>,
+    #[serde(default)]
+    pub device: Option<Spanned<String>>,
+    #[serde(default)]
+    pub threads: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    pub source: Spanned<String>,
+    pub digest: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Declared pipeline inputs (for metadata and checks).
+    #[serde(default)]
+    pub inputs: Vec<RawTensorDecl>,
+    /// Tensors (`input.x`, `step.tensor`) of which provenance keeps only hashes.
+    #[serde(default)]
+    pub sensitive: Vec<Spanned<String>>,
+    pub steps: Vec<RawStep>,
+    /// `[pipelines.NAME.triggers.TRIGGER]`: opaque here, read by each trigger.
+    #[serde(default)]
+    pub triggers: BTreeMap<Spanned<String>, IgnoredAny>,
+    /// `[pipelines.NAME.nats]`: the older place of the NATS trigger's
+    /// section, still accepted (read as `[pipelines.NAME.triggers.nats]`).
+    pub nats: Option<Spanned<IgnoredAny>>,
+    /// `name = "step.tensor"`, or `name = { from = "step.tensor", datatype = "INT64", shape = [-1] }`.
+    /// (Read as plain TOML values: the two forms are told apart by hand,
+    /// since untagged enums would lose the source spans.)
+    pub outputs: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTensorDecl {
+    pub name: Spanned<String>,
+    pub datatype: Spanned<String>,
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub component: Spanned<String>,
+    /// `"input.x"`, `"step.tensor"`, or `"name=step.tensor"` to rename.
+    #[serde(default)]
+    pub inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub fuel: Option<Spanned<u64>>,
+}

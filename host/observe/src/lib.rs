@@ -1,0 +1,21 @@
+//! weir-observe: what is known about invocations, kept apart from running
+//! them. Everything here reads the executor's typed facts and events:
+//!
+//! - [`receipts`]: what an invocation and each step cost (CPU, energy with
+//!   its method, money, CO2), priced from measured facts;
+//! - [`energy`]: where joules come from (RAPL when readable, else a CPU model);
+//! - [`recording`] and [`provenance`]: the provenance observer and its store;
+//! - [`logs`]: step output as tagged log lines (an observer);
+//! - [`metrics`]: Prometheus metrics; [`telemetry`]: OpenTelemetry spans;
+//! - [`report`]: receipts summed per pipeline and step.
+
+pub mod energy;
+pub mod logs;
+pub mod metrics;
+pub mod provenance;
+pub mod receipts;
+pub mod recording;
+pub mod report;
+pub mod telemetry;
+
+pub use receipts::{CompactReceipt, Receipt, StepReceipt};

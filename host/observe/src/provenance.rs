@@ -1,0 +1,251 @@
+//! The provenance store: for every invocation, which component and model
+//! digests ran, the grants each step had, the hash of every tensor on every
+//! edge, the timings and the receipt — kept in an embedded database (redb)
+//! for a retention period, and erasable by invocation id or by the subject
+//! the caller named (right to erasure: the records are deleted, not hidden).
+
+use std::path::Path;
+use std::time::Duration;
+
+use redb::{Database, MultimapTableDefinition, TableDefinition};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use weir_core::clock::unix_ms as now_ms;
+
+use crate::receipts::Receipt;
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
+/// subject -> invocation ids
+const SUBJECTS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("subjects");
+/// written-at (unix ms) -> invocation ids, for retention
+const BY_TIME: MultimapTableDefinition<u64, &str> = MultimapTableDefinition::new("by_time");
+
+#[derive(Debug, Error)]
+#[error("provenance store: {0}")]
+pub struct ProvenanceError(String);
+
+impl weir_core::Classify for ProvenanceError {
+    fn kind(&self) -> weir_core::ErrorKind {
+        weir_core::ErrorKind::Internal
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> ProvenanceError {
+    ProvenanceError(e.to_string())
+}
+
+/// One tensor on an edge: its hash always, its data only when kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<u64>,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub component: String,
+    pub component_digest: String,
+    /// (model name, model digest, device) for every model the step used.
+    pub models: Vec<(String, String, String)>,
+    pub granted_models: Vec<String>,
+    pub config_keys: Vec<String>,
+    pub inputs: Vec<EdgeTensor>,
+    pub outputs: Vec<EdgeTensor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    pub invocation_id: String,
+    pub pipeline: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub unix_ms: u64,
+    pub inputs: Vec<EdgeTensor>,
+    pub outputs: Vec<EdgeTensor>,
+    pub steps: Vec<StepRecord>,
+    pub receipt: Receipt,
+}
+
+pub struct ProvenanceStore {
+    db: Database,
+    retention: Duration,
+}
+
+impl ProvenanceStore {
+    /// Open (or create) the store at `path`; records older than `retention`
+    /// are purged now and on every later write.
+    pub fn open(path: &Path, retention: Duration) -> Result<Self, ProvenanceError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let db = Database::create(path).map_err(|e| ProvenanceError(format!("opening {}: {e}", path.display())))?;
+        let store = ProvenanceStore { db, retention };
+        store.purge_expired(now_ms())?;
+        Ok(store)
+    }
+
+    pub fn put(&self, record: &InvocationRecord) -> Result<(), ProvenanceError> {
+        let bytes = serde_json::to_vec(record).map_err(err)?;
+        let mut tx = self.db.begin_write().map_err(err)?;
+        // Records are an audit trail, not a ledger: flushed by the next
+        // durable commit or shutdown rather than fsync'd on every request.
+        tx.set_durability(redb::Durability::Eventual);
+        {
+            tx.open_table(RECORDS)
+                .map_err(err)?
+                .insert(record.invocation_id.as_str(), bytes.as_slice())
+                .map_err(err)?;
+            tx.open_multimap_table(BY_TIME)
+                .map_err(err)?
+                .insert(record.unix_ms, record.invocation_id.as_str())
+                .map_err(err)?;
+            if let Some(subject) = &record.subject {
+                tx.open_multimap_table(SUBJECTS)
+                    .map_err(err)?
+                    .insert(subject.as_str(), record.invocation_id.as_str())
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        self.purge_expired(now_ms()).map(drop)
+    }
+
+    pub fn get(&self, invocation_id: &str) -> Result<Option<InvocationRecord>, ProvenanceError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = match tx.open_table(RECORDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let Some(bytes) = table.get(invocation_id).map_err(err)? else { return Ok(None) };
+        serde_json::from_slice(bytes.value()).map(Some).map_err(err)
+    }
+
+    /// Every record written at or after `since_ms` (unix milliseconds), oldest first.
+    pub fn records_since(&self, since_ms: u64) -> Result<Vec<InvocationRecord>, ProvenanceError> {
+        let ids = self.ids_written(since_ms..)?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(self.get(&id)?);
+        }
+        Ok(records)
+    }
+
+    /// Delete one invocation's record; whether there was one.
+    pub fn erase(&self, invocation_id: &str) -> Result<bool, ProvenanceError> {
+        let Some(record) = self.get(invocation_id)? else { return Ok(false) };
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            tx.open_table(RECORDS).map_err(err)?.remove(invocation_id).map_err(err)?;
+            tx.open_multimap_table(BY_TIME).map_err(err)?.remove(record.unix_ms, invocation_id).map_err(err)?;
+            if let Some(subject) = &record.subject {
+                tx.open_multimap_table(SUBJECTS).map_err(err)?.remove(subject.as_str(), invocation_id).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    /// Delete every record of a subject; how many there were.
+    pub fn erase_subject(&self, subject: &str) -> Result<usize, ProvenanceError> {
+        let ids: Vec<String> = {
+            let tx = self.db.begin_read().map_err(err)?;
+            match tx.open_multimap_table(SUBJECTS) {
+                Ok(table) => {
+                    table.get(subject).map_err(err)?.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect()
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+                Err(e) => return Err(err(e)),
+            }
+        };
+        let mut erased = 0;
+        for id in ids {
+            erased += usize::from(self.erase(&id)?);
+        }
+        Ok(erased)
+    }
+
+    /// Ids of the records written in a range of unix milliseconds.
+    fn ids_written(&self, range: impl std::ops::RangeBounds<u64>) -> Result<Vec<String>, ProvenanceError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = match tx.open_multimap_table(BY_TIME) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in table.range::<u64>(range).map_err(err)? {
+            let (_, values) = entry.map_err(err)?;
+            for value in values {
+                ids.push(value.map_err(err)?.value().to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Delete records written before `now - retention`.
+    pub fn purge_expired(&self, now: u64) -> Result<usize, ProvenanceError> {
+        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
+        let expired = self.ids_written(..cutoff)?;
+        let mut purged = 0;
+        for id in expired {
+            purged += usize::from(self.erase(&id)?);
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, subject: Option<&str>, unix_ms: u64) -> InvocationRecord {
+        InvocationRecord {
+            invocation_id: id.into(),
+            pipeline: "p".into(),
+            subject: subject.map(String::from),
+            unix_ms,
+            inputs: vec![],
+            outputs: vec![],
+            steps: vec![],
+            receipt: crate::receipts::receipt(id.into(), Duration::ZERO, Duration::ZERO, vec![]),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_erasure_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prov.redb");
+        let store = ProvenanceStore::open(&path, Duration::from_secs(3600)).unwrap();
+        let now = now_ms();
+        store.put(&record("a", Some("alice"), now)).unwrap();
+        store.put(&record("b", Some("alice"), now)).unwrap();
+        store.put(&record("c", Some("bob"), now)).unwrap();
+        assert_eq!(store.get("a").unwrap().unwrap().subject.as_deref(), Some("alice"));
+        assert!(store.erase("c").unwrap());
+        assert!(!store.erase("c").unwrap());
+        assert_eq!(store.erase_subject("alice").unwrap(), 2);
+        drop(store);
+        // Reopened from disk: gone for good.
+        let store = ProvenanceStore::open(&path, Duration::from_secs(3600)).unwrap();
+        for id in ["a", "b", "c"] {
+            assert!(store.get(id).unwrap().is_none(), "{id} survived erasure");
+        }
+    }
+
+    #[test]
+    fn records_past_retention_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProvenanceStore::open(&dir.path().join("prov.redb"), Duration::from_secs(60)).unwrap();
+        let now = now_ms();
+        store.put(&record("old", None, now - 120_000)).unwrap();
+        store.put(&record("new", None, now)).unwrap();
+        assert!(store.get("old").unwrap().is_none(), "purged on write");
+        assert!(store.get("new").unwrap().is_some());
+    }
+}

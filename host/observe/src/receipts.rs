@@ -1,0 +1,200 @@
+//! Receipts: what one invocation and each of its steps cost — CPU time,
+//! energy (always labelled with how it was obtained), money and CO2.
+//!
+//! Receipts are priced from what the executor measured (CPU time, memory,
+//! energy with its method) and the manifest's `[accounting]`: a pure
+//! function of those facts, so the receipt in a response and the one in the
+//! provenance record are the same figures.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_core::{Energy, EnergyMethod, Pricing};
+use weir_executor::{ColdStart, PipelineOutput};
+
+/// What one step of one invocation cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReceipt {
+    pub step: String,
+    pub wall_us: u64,
+    /// All CPU time the step used, including ONNX Runtime's pool threads.
+    pub cpu_us: u64,
+    /// The part of `cpu_us` on ONNX Runtime's intra-op pool threads.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ort_threads_cpu_us: u64,
+    pub inference_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    pub peak_memory_bytes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub energy_j: f64,
+    pub energy_method: EnergyMethod,
+    pub cost: f64,
+    pub gco2e: f64,
+    /// Present when this invocation had to load the step's component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStart>,
+}
+
+/// What one invocation cost: the sum of its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub invocation_id: String,
+    pub wall_us: u64,
+    /// From the request's arrival to the start of the pipeline.
+    pub queue_wait_us: u64,
+    pub cpu_us: u64,
+    pub energy_j: f64,
+    pub energy_method: EnergyMethod,
+    pub cost: f64,
+    pub gco2e: f64,
+    pub steps: Vec<StepReceipt>,
+}
+
+/// Facts measured for one step, priced by [`price_step`].
+#[derive(Debug, Clone, Default)]
+pub struct StepUsage {
+    pub wall: Duration,
+    /// Including `ort_threads_cpu`.
+    pub cpu: Duration,
+    pub ort_threads_cpu: Duration,
+    /// Joules and how they were obtained; `None` = the CPU model of `Pricing`.
+    pub energy: Option<Energy>,
+    pub inference: Duration,
+    pub fuel: Option<u64>,
+    pub peak_memory_bytes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepReceipt {
+    let cpu_seconds = usage.cpu.as_secs_f64();
+    let Energy { joules: energy_j, method: energy_method } =
+        usage.energy.unwrap_or(Energy { joules: cpu_seconds * pricing.watts_per_core, method: EnergyMethod::CpuModel });
+    let kwh = energy_j / 3.6e6;
+    let gib_seconds = usage.peak_memory_bytes as f64 / (1u64 << 30) as f64 * usage.wall.as_secs_f64();
+    StepReceipt {
+        step: step.to_string(),
+        wall_us: usage.wall.as_micros() as u64,
+        cpu_us: usage.cpu.as_micros() as u64,
+        ort_threads_cpu_us: usage.ort_threads_cpu.as_micros() as u64,
+        inference_us: usage.inference.as_micros() as u64,
+        fuel: usage.fuel,
+        peak_memory_bytes: usage.peak_memory_bytes,
+        bytes_in: usage.bytes_in,
+        bytes_out: usage.bytes_out,
+        energy_j,
+        energy_method,
+        cost: cpu_seconds * pricing.cpu_second + gib_seconds * pricing.gib_second + kwh * pricing.kwh,
+        gco2e: kwh * pricing.grid_gco2e_per_kwh,
+        cold_start: None,
+    }
+}
+
+/// Sum step receipts into the invocation's.
+pub fn receipt(invocation_id: String, wall: Duration, queue_wait: Duration, steps: Vec<StepReceipt>) -> Receipt {
+    let energy_method = match steps.first() {
+        Some(first) if steps.iter().all(|s| s.energy_method == first.energy_method) => first.energy_method,
+        Some(_) => EnergyMethod::Mixed,
+        None => EnergyMethod::CpuModel,
+    };
+    Receipt {
+        invocation_id,
+        wall_us: wall.as_micros() as u64,
+        queue_wait_us: queue_wait.as_micros() as u64,
+        cpu_us: steps.iter().map(|s| s.cpu_us).sum(),
+        energy_j: steps.iter().map(|s| s.energy_j).sum(),
+        energy_method,
+        cost: steps.iter().map(|s| s.cost).sum(),
+        gco2e: steps.iter().map(|s| s.gco2e).sum(),
+        steps,
+    }
+}
+
+/// A receipt's totals, as responses carry it by default: the full receipt
+/// (every step) is one request parameter or one provenance lookup away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactReceipt {
+    pub invocation_id: String,
+    pub wall_us: u64,
+    pub queue_wait_us: u64,
+    pub cpu_us: u64,
+    pub energy_j: f64,
+    pub energy_method: EnergyMethod,
+    pub cost: f64,
+    pub gco2e: f64,
+    /// Whether any step had to be loaded for this invocation.
+    pub cold_start: bool,
+}
+
+impl Receipt {
+    /// The totals only.
+    pub fn compact(&self) -> CompactReceipt {
+        CompactReceipt {
+            invocation_id: self.invocation_id.clone(),
+            wall_us: self.wall_us,
+            queue_wait_us: self.queue_wait_us,
+            cpu_us: self.cpu_us,
+            energy_j: self.energy_j,
+            energy_method: self.energy_method,
+            cost: self.cost,
+            gco2e: self.gco2e,
+            cold_start: self.steps.iter().any(|s| s.cold_start.is_some()),
+        }
+    }
+}
+
+/// The receipt of a finished invocation, priced with `pricing`.
+pub fn invocation_receipt(output: &PipelineOutput, pricing: &Pricing) -> Receipt {
+    let steps = output
+        .steps
+        .iter()
+        .map(|step| {
+            let s = &step.stats;
+            let usage = StepUsage {
+                wall: s.wall,
+                cpu: s.cpu,
+                ort_threads_cpu: s.nn.pool_cpu,
+                energy: Some(step.energy),
+                inference: s.nn.inference_time,
+                fuel: s.fuel_consumed,
+                peak_memory_bytes: s.peak_memory_bytes,
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+            };
+            let mut priced = price_step(&step.step, &usage, pricing);
+            priced.cold_start = step.cold_start.clone();
+            priced
+        })
+        .collect();
+    receipt(output.invocation_id.clone(), output.wall, output.queue_wait, steps)
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_cost_and_co2_scale_with_cpu_time() {
+        let pricing = Pricing::default();
+        let usage = |cpu_ms| StepUsage {
+            cpu: Duration::from_millis(cpu_ms),
+            wall: Duration::from_millis(cpu_ms),
+            ..StepUsage::default()
+        };
+        let light = price_step("light", &usage(10), &pricing);
+        let heavy = price_step("heavy", &usage(40), &pricing);
+        assert!((heavy.energy_j / light.energy_j - 4.0).abs() < 1e-9);
+        assert!((light.energy_j - 0.01 * 10.0).abs() < 1e-12, "10 ms at 10 W is 0.1 J");
+        assert!((heavy.gco2e / light.gco2e - 4.0).abs() < 1e-9);
+        assert_eq!(light.energy_method, EnergyMethod::CpuModel);
+        let total = receipt("id".into(), Duration::from_millis(60), Duration::ZERO, vec![light.clone(), heavy.clone()]);
+        assert!((total.energy_j - light.energy_j - heavy.energy_j).abs() < 1e-12);
+        assert_eq!(total.cpu_us, 50_000);
+    }
+}

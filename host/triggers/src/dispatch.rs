@@ -1,0 +1,209 @@
+//! The one trigger contract. Every trigger (HTTP, asynchronous jobs, NATS)
+//! hands a request to the [`Dispatcher`]: it is parsed, run under the
+//! trigger's time limit, priced, counted in metrics, exported as spans and
+//! answered — or failed with an [`ErrorKind`] that each trigger maps the
+//! same way (HTTP status, job status, queue retry). So the three behave
+//! the same by construction; only their settings differ.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_core::{Classify, ErrorKind};
+use weir_executor::{Executor, PipelineOutput, RunOptions};
+use weir_observe::metrics::Metrics;
+use weir_observe::receipts::{invocation_receipt, Receipt};
+use weir_observe::telemetry::{self, TraceContext, Tracer};
+
+use crate::oip::{self, InferenceRequest, InferenceResponse};
+
+/// Which trigger a request came through (for logs and spans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Http,
+    Jobs,
+    Nats,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Http => "http",
+            TriggerKind::Jobs => "jobs",
+            TriggerKind::Nats => "nats",
+        }
+    }
+}
+
+/// A failed request: whose fault, and a message that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure { kind, message: message.into() }
+    }
+
+    /// Any classified error, with its own message.
+    pub fn from_error<E: Classify + std::fmt::Display>(error: &E) -> Failure {
+        Failure::new(error.kind(), error.to_string())
+    }
+
+    /// The HTTP status this failure is answered with.
+    pub fn status(&self) -> u16 {
+        self.kind.http_status()
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: Classify + std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::from_error(&error)
+    }
+}
+
+/// A parsed request, ready to run.
+pub struct Prepared {
+    pub request: InferenceRequest,
+    inputs: Vec<weir_core::Tensor>,
+    options: RunOptions,
+}
+
+impl Prepared {
+    /// Parse an OIP request body; `received` starts the queue-wait clock.
+    pub fn parse(body: &[u8], received: Instant) -> Result<Prepared, Failure> {
+        let request = oip::parse_request(body)?;
+        let inputs = oip::request_tensors(&request)?;
+        let mut options = oip::run_options(&request)?;
+        options.received = Some(received);
+        Ok(Prepared { request, inputs, options })
+    }
+
+    /// Answer with the full receipt unless the request asked for the compact one.
+    pub fn prefer_full_receipt(&mut self) {
+        let asked = self.request.parameters.as_ref().and_then(|p| p.get("receipt")).is_some();
+        self.options.full_receipt |= !asked;
+    }
+}
+
+/// A finished invocation and its OIP response.
+pub struct Completed {
+    pub output: PipelineOutput,
+    pub receipt: Option<Receipt>,
+    pub response: InferenceResponse,
+    /// The span id of the invocation's span (for `traceparent` answers).
+    pub span_id: Option<[u8; 8]>,
+}
+
+/// One request as a trigger hands it over.
+pub struct Invocation<'a> {
+    pub trigger: TriggerKind,
+    pub pipeline: &'a str,
+    pub prepared: Prepared,
+    /// The trigger's time limit for the whole invocation.
+    pub timeout: Duration,
+    /// The caller's trace, when it sent one (or a new root when tracing is on).
+    pub trace: Option<TraceContext>,
+}
+
+/// What every trigger shares: the executor, receipts, metrics and spans.
+pub struct Dispatcher {
+    executor: Arc<Executor>,
+    receipts: bool,
+    metrics: Arc<Metrics>,
+    tracer: Option<Tracer>,
+}
+
+impl Dispatcher {
+    /// `receipts` turns per-invocation receipts (and their metrics) on;
+    /// `tracer` exports spans when an OTLP endpoint is configured.
+    pub fn new(executor: Arc<Executor>, receipts: bool, metrics: Arc<Metrics>, tracer: Option<Tracer>) -> Dispatcher {
+        Dispatcher { executor, receipts, metrics, tracer }
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The trace a request continues: its `traceparent` when valid, a new
+    /// root otherwise; `None` when spans are not exported.
+    pub fn trace(&self, traceparent: Option<&str>) -> Option<TraceContext> {
+        self.tracer.as_ref()?;
+        Some(traceparent.and_then(TraceContext::from_traceparent).unwrap_or_else(TraceContext::new_root))
+    }
+
+    /// Count an answer that did not run an invocation (a bad request, a 202).
+    pub fn count(&self, pipeline: &str, status: u16) {
+        self.metrics.request(pipeline, status);
+    }
+
+    /// Run one invocation under the trigger's time limit; over it, the
+    /// invocation is cancelled (timed out). Metrics, spans and logs are
+    /// recorded here, for every trigger alike.
+    pub async fn invoke(&self, invocation: Invocation<'_>) -> Result<Completed, Failure> {
+        let Invocation { trigger, pipeline, prepared, timeout, trace } = invocation;
+        let received = prepared.options.received.unwrap_or_else(Instant::now);
+        let _in_flight = self.metrics.in_flight();
+        let result = self.run(pipeline, prepared, timeout, trace).await;
+        match &result {
+            Ok(completed) => {
+                self.metrics.request(pipeline, 200);
+                if let Some(receipt) = &completed.receipt {
+                    self.metrics.invocation(pipeline, completed.output.wall, receipt);
+                }
+            }
+            Err(failure) => {
+                self.metrics.request(pipeline, failure.status());
+                tracing::warn!(trigger = trigger.as_str(), pipeline, kind = %failure.kind, error = %failure.message, "invocation failed");
+                if let (Some(tracer), Some(trace)) = (&self.tracer, trace) {
+                    tracer.record([telemetry::failed_invocation_span(
+                        pipeline,
+                        trace,
+                        received.elapsed(),
+                        &failure.message,
+                    )]);
+                }
+            }
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        pipeline: &str,
+        prepared: Prepared,
+        timeout: Duration,
+        trace: Option<TraceContext>,
+    ) -> Result<Completed, Failure> {
+        let Prepared { request, inputs, options } = prepared;
+        let output = match tokio::time::timeout(timeout, self.executor.run(pipeline, inputs, &options)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let message = format!("the invocation took longer than {timeout:?} and was cancelled");
+                return Err(Failure::new(ErrorKind::TimedOut, message));
+            }
+        };
+        let receipt = self.receipts.then(|| invocation_receipt(&output, &self.executor.manifest().accounting));
+        let response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref())?;
+        let span_id = match (&self.tracer, trace) {
+            (Some(tracer), Some(trace)) => {
+                let (spans, span_id) = telemetry::invocation_spans(pipeline, trace, &output);
+                tracer.record(spans);
+                Some(span_id)
+            }
+            _ => None,
+        };
+        Ok(Completed { output, receipt, response, span_id })
+    }
+}

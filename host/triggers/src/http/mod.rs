@@ -1,0 +1,288 @@
+//! The HTTP trigger: every pipeline of a manifest exposed as a model over the
+//! Open Inference Protocol v2 (REST), plus status, metrics, jobs and the
+//! provenance records.
+//!
+//! Limits: bodies over `max_body` get 413; at most `max_concurrency`
+//! invocations run at once and a request beyond that gets 429 at once
+//! (back-pressure instead of an unbounded queue); an invocation over
+//! `timeout` gets 504 and is cancelled. Each step also has its own limits,
+//! so a slow or hostile step never holds up other pipelines.
+
+pub mod api;
+mod records;
+mod settings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use weir_core::{Classify, ErrorKind};
+use weir_manifest::Pipeline;
+use weir_observe::provenance::ProvenanceStore;
+
+pub use settings::HttpSettings;
+
+use crate::dispatch::{Dispatcher, Failure, Invocation, Prepared, TriggerKind};
+use crate::jobs::Jobs;
+use api::{ErrorBody, JobAccepted, Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
+
+struct AppState {
+    dispatcher: Arc<Dispatcher>,
+    settings: HttpSettings,
+    slots: Semaphore,
+    /// Asynchronous invocations, or why they are off.
+    jobs: Result<Jobs, String>,
+    /// The provenance store, when the manifest keeps records.
+    provenance: Option<Arc<ProvenanceStore>>,
+}
+
+/// An error response: `{"error": "..."}` with the status its kind maps to.
+struct ApiError(Failure);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self.0.message })).into_response()
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        ApiError(failure)
+    }
+}
+
+impl<E: Classify + std::fmt::Display> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError(Failure::from_error(&error))
+    }
+}
+
+fn api_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+    ApiError(Failure::new(kind, message))
+}
+
+/// The router for the dispatcher's pipelines.
+pub fn router(
+    dispatcher: Arc<Dispatcher>,
+    settings: HttpSettings,
+    jobs: Result<Jobs, String>,
+    provenance: Option<Arc<ProvenanceStore>>,
+) -> Router {
+    let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
+    let slots = Semaphore::new(settings.max_concurrency);
+    let state = Arc::new(AppState { slots, dispatcher, settings, jobs, provenance });
+    Router::new()
+        .route("/v2/health/live", get(|| async { Json(Live { live: true }) }))
+        .route("/v2/health/ready", get(|| async { Json(Ready { ready: true }) }))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/metrics", get(records::metrics_text))
+        .route("/v2/status", get(records::status))
+        .route("/v2/jobs/{id}", get(get_job))
+        .route("/v2/invocations/{id}", get(records::get_invocation).delete(records::erase_invocation))
+        .route("/v2/subjects/{subject}", delete(records::erase_subject))
+        .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serve until ctrl-c or SIGTERM, with the asynchronous jobs and NATS
+/// triggers the manifest configures beside HTTP. `on_listening` gets the
+/// bound address (useful with port 0).
+pub async fn serve(
+    dispatcher: Arc<Dispatcher>,
+    triggers: crate::Triggers,
+    provenance: Option<Arc<ProvenanceStore>>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let crate::Triggers { http: settings, jobs, nats } = triggers;
+    let jobs = match Jobs::start(dispatcher.clone(), &jobs) {
+        Ok(started) => Ok(started),
+        Err(error) if jobs.configured => return Err(std::io::Error::other(error.to_string())),
+        Err(error) => {
+            // The default store is per manifest; a second server on the same
+            // manifest finds it locked, and serves synchronously only.
+            tracing::warn!(%error, "asynchronous invocations are off (set [triggers.jobs] path to give this server its own store)");
+            Err(format!("asynchronous invocations are off on this server: {error}"))
+        }
+    };
+    if let Some(nats) = &nats {
+        crate::nats::start(dispatcher.clone(), nats).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    on_listening(listener.local_addr()?);
+    axum::serve(listener, router(dispatcher, settings, jobs, provenance))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
+
+async fn server_metadata(State(state): State<Arc<AppState>>) -> Json<ServerMetadata> {
+    let models = state.dispatcher.executor().manifest().pipelines.keys().cloned().collect();
+    Json(ServerMetadata { name: "weir".into(), version: env!("CARGO_PKG_VERSION").into(), extensions: vec![], models })
+}
+
+fn pipeline<'a>(state: &'a AppState, name: &str) -> Result<&'a Pipeline, ApiError> {
+    Ok(state.dispatcher.executor().pipeline(name)?)
+}
+
+async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let pipeline = pipeline(&state, &name)?;
+    let typed = |name: &str, d: &weir_manifest::TensorDecl| TensorMetadata {
+        name: name.into(),
+        datatype: d.datatype.name().into(),
+        shape: d.shape.clone(),
+    };
+    let inputs = pipeline.inputs.iter().map(|d| typed(&d.name, d)).collect();
+    // Declared outputs carry their type; others are typed by the steps at
+    // run time (empty datatype, any shape).
+    let outputs = pipeline
+        .outputs
+        .iter()
+        .map(|r| match pipeline.output_types.get(&r.name) {
+            Some(d) => typed(&r.name, d),
+            None => TensorMetadata { name: r.name.clone(), datatype: String::new(), shape: vec![-1] },
+        })
+        .collect();
+    let steps = pipeline
+        .steps
+        .iter()
+        .map(|s| api::StepMetadata {
+            name: s.name.clone(),
+            component: s.component.clone(),
+            models: s.grants.nn.models.clone(),
+        })
+        .collect();
+    Ok(Json(ModelMetadata {
+        name: pipeline.name.clone(),
+        versions: vec![],
+        platform: "weir".into(),
+        inputs,
+        outputs,
+        parameters: api::PipelineParameters { description: pipeline.description.clone(), steps },
+    }))
+}
+
+async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelReady>, ApiError> {
+    let pipeline = pipeline(&state, &name)?;
+    // Ready when every component can be loaded (compiled or from the cache).
+    for step in &pipeline.steps {
+        state
+            .dispatcher
+            .executor()
+            .component(step)
+            .await
+            .map_err(|e| api_error(ErrorKind::Unavailable, e.to_string()))?;
+    }
+    Ok(Json(ModelReady { name, ready: true }))
+}
+
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let received = Instant::now();
+    pipeline(&state, &name)?;
+    let counted = |failure: Failure| {
+        state.dispatcher.count(&name, failure.status());
+        ApiError(failure)
+    };
+    if wants_async(&headers) {
+        return submit_job(&state, &name, &body, received).map_err(counted);
+    }
+    let prepared = Prepared::parse(&body, received).map_err(counted)?;
+    let Ok(_slot) = state.slots.try_acquire() else {
+        let message = format!(
+            "{} invocations are already running (max_concurrency); retry later",
+            state.settings.max_concurrency
+        );
+        return Err(counted(Failure::new(ErrorKind::Overloaded, message)));
+    };
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let trace = state.dispatcher.trace(traceparent);
+    let invocation =
+        Invocation { trigger: TriggerKind::Http, pipeline: &name, prepared, timeout: state.settings.timeout, trace };
+    let completed = state.dispatcher.invoke(invocation).await?;
+    let mut response = Json(completed.response).into_response();
+    if let Ok(id) = HeaderValue::from_str(&completed.output.invocation_id) {
+        response.headers_mut().insert("weir-invocation-id", id);
+    }
+    if let (Some(trace), Some(span_id)) = (trace, completed.span_id) {
+        if let Ok(value) = HeaderValue::from_str(&trace.traceparent(span_id)) {
+            response.headers_mut().insert("traceparent", value);
+        }
+    }
+    Ok(response)
+}
+
+/// `Prefer: respond-async` (RFC 7240) asks for a job instead of an answer.
+fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "respond-async")
+}
+
+/// Check the request, keep it durably, answer 202 with where to look.
+fn submit_job(state: &AppState, name: &str, body: &[u8], received: Instant) -> Result<Response, Failure> {
+    let jobs = state.jobs.as_ref().map_err(|why| Failure::new(ErrorKind::Unavailable, why.clone()))?;
+    Prepared::parse(body, received)?;
+    let job = jobs.submit(name, body)?;
+    state.dispatcher.count(name, 202);
+    let location = format!("/v2/jobs/{}", job.id);
+    let accepted = JobAccepted { id: job.id, status: job.status, location: location.clone() };
+    let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(axum::http::header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// A job's status and, once finished, its OIP response or error.
+async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::jobs::Job>, ApiError> {
+    let jobs = state.jobs.as_ref().map_err(|why| api_error(ErrorKind::NotFound, why.clone()))?;
+    match jobs.get(&id)? {
+        Some(job) => Ok(Json(job)),
+        None => {
+            Err(api_error(ErrorKind::NotFound, format!("no job `{id}` (never submitted here, or its result expired)")))
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What the server knows, over HTTP: `/v2/status`, `/metrics`, and the
+//! provenance records (read and erase).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use weir_core::ErrorKind;
+use weir_executor::residency::resident_set_bytes;
+use weir_observe::provenance::{InvocationRecord, ProvenanceStore};
+
+use super::api::{Erased, ModelsStatus, Status};
+use super::{api_error, ApiError, AppState};
+
+fn provenance(state: &AppState) -> Result<&ProvenanceStore, ApiError> {
+    state
+        .provenance
+        .as_deref()
+        .ok_or_else(|| api_error(ErrorKind::NotFound, "provenance is off: add a [provenance] table to the manifest"))
+}
+
+/// The full record of one invocation: digests, grants, edge hashes, receipt.
+pub(super) async fn get_invocation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<InvocationRecord>, ApiError> {
+    match provenance(&state)?.get(&id)? {
+        Some(record) => Ok(Json(record)),
+        None => Err(api_error(
+            ErrorKind::NotFound,
+            format!("no record of invocation `{id}` (never recorded, expired or erased)"),
+        )),
+    }
+}
+
+pub(super) async fn erase_invocation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Erased>, ApiError> {
+    if provenance(&state)?.erase(&id)? {
+        Ok(Json(Erased { erased: 1 }))
+    } else {
+        Err(api_error(ErrorKind::NotFound, format!("no record of invocation `{id}`")))
+    }
+}
+
+pub(super) async fn erase_subject(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+) -> Result<Json<Erased>, ApiError> {
+    let erased = provenance(&state)?.erase_subject(&subject)?;
+    Ok(Json(Erased { erased }))
+}
+
+pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let executor = state.dispatcher.executor();
+    let models = executor.sandbox().models().stats();
+    let text = state.dispatcher.metrics().encode(&models, &executor.residency().status(), resident_set_bytes());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// What is in memory now: components warm or cold with their last cold
+/// start by part, loaded models, and the process's resident memory.
+pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
+    let executor = state.dispatcher.executor();
+    let models = executor.sandbox().models().stats();
+    Json(Status {
+        pipelines: executor.manifest().pipelines.len(),
+        components: executor.residency().status(),
+        models: ModelsStatus {
+            registered: models.registered,
+            loaded: models.loaded,
+            loaded_bytes: models.charged_bytes,
+            loads: models.loads,
+            evictions: models.evictions,
+        },
+        resident_memory_bytes: resident_set_bytes(),
+    })
+}

@@ -1,0 +1,42 @@
+//! weir-triggers: how requests reach pipelines.
+//!
+//! One contract ([`dispatch`]): a trigger hands a request to the
+//! [`Dispatcher`], which runs it under the trigger's time limit, prices it,
+//! records metrics and spans, and answers or fails with an `ErrorKind`.
+//! Three triggers implement it, each with its own manifest section:
+//! [`http`] (Open Inference Protocol v2 over HTTP, `[triggers.http]`),
+//! [`jobs`] (asynchronous invocations in an embedded store,
+//! `[triggers.jobs]`) and [`nats`] (JetStream consumers, `[triggers.nats]`
+//! and `[pipelines.P.triggers.nats]`). [`oip`] is the wire format they share.
+
+pub mod dispatch;
+pub mod http;
+pub mod jobs;
+pub mod nats;
+pub mod oip;
+pub mod sections;
+
+pub use dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
+
+use weir_manifest::{Manifest, ManifestError};
+
+/// Every trigger's settings, read from a manifest's sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triggers {
+    pub http: http::HttpSettings,
+    pub jobs: jobs::JobSettings,
+    pub nats: Option<nats::NatsSettings>,
+}
+
+impl Triggers {
+    /// Read and check every trigger section of `manifest`; a section for a
+    /// trigger weir does not have is an error.
+    pub fn from_manifest(manifest: &Manifest) -> Result<Triggers, ManifestError> {
+        sections::check_names(manifest)?;
+        Ok(Triggers {
+            http: http::HttpSettings::from_manifest(manifest)?,
+            jobs: jobs::JobSettings::from_manifest(manifest)?,
+            nats: nats::NatsSettings::from_manifest(manifest)?,
+        })
+    }
+}

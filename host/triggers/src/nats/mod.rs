@@ -1,0 +1,267 @@
+//! The NATS JetStream trigger: each pipeline with `[pipelines.NAME.nats]`
+//! gets a durable pull consumer. Messages carry OIP v2 inference requests;
+//! results are OIP responses (with the request `id` and the full receipt).
+//!
+//! - At least once: a message is acked only after its result was published
+//!   and flushed to the server. A host that dies mid-message leaves it
+//!   unacked, and JetStream redelivers it after `ack_wait` (to this host
+//!   after a restart, or to another one on the same durable consumer).
+//!   Duplicates carry the same request `id`.
+//! - A malformed message goes to the dead-letter subject at once and is
+//!   terminated; a failing one is retried (nak) until `max_deliver`, then
+//!   dead-lettered. Neither holds up the others.
+//! - Back-pressure: a host pulls only as many messages as it has free
+//!   slots (`concurrency`), and long invocations send progress acks so
+//!   JetStream does not redeliver them while they run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, AckKind};
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+mod settings;
+
+pub use settings::{NatsConsumer, NatsSettings};
+use weir_core::Retry;
+
+use crate::dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
+
+/// What a dead-lettered message becomes, on the dead-letter subject.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    pipeline: &'a str,
+    subject: &'a str,
+    delivered: i64,
+    stream_sequence: u64,
+    error: LetterError<'a>,
+    request: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct LetterError<'a> {
+    status: u16,
+    kind: &'a str,
+    message: &'a str,
+}
+
+/// The header a client sets to have the result sent to it (JetStream does
+/// not keep a message's own reply subject).
+pub const REPLY_TO_HEADER: &str = "Weir-Reply-To";
+
+#[derive(Debug, Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {message} (is nats-server running with JetStream, `nats-server -js`?)")]
+    Connect { url: String, message: String },
+    #[error("pipeline `{pipeline}`: cannot set up stream `{stream}` / consumer `{durable}`: {message}")]
+    Setup { pipeline: String, stream: String, durable: String, message: String },
+}
+
+impl weir_core::Classify for NatsError {
+    fn kind(&self) -> weir_core::ErrorKind {
+        weir_core::ErrorKind::Unavailable
+    }
+}
+
+/// Connect and start one consumer loop per configured pipeline.
+pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings) -> Result<(), NatsError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("weir")
+        .connect(settings.url.as_str())
+        .await
+        .map_err(|e| NatsError::Connect { url: settings.url.clone(), message: e.to_string() })?;
+    let context = jetstream::new(client.clone());
+    for config in &settings.consumers {
+        let consumer = consumer(&context, config).await?;
+        tracing::info!(pipeline = %config.pipeline, subject = %config.subject, durable = %config.durable, "consuming from NATS JetStream");
+        let worker = Worker { dispatcher: dispatcher.clone(), client: client.clone(), config: config.clone() };
+        tokio::spawn(worker.run(consumer));
+    }
+    Ok(())
+}
+
+async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result<PullConsumer, NatsError> {
+    let fail = |message: String| NatsError::Setup {
+        pipeline: config.pipeline.clone(),
+        stream: config.stream.clone(),
+        durable: config.durable.clone(),
+        message,
+    };
+    // An existing stream is used as it is (it may capture more subjects).
+    let stream = context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![config.subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    stream
+        .get_or_create_consumer(
+            &config.durable,
+            pull::Config {
+                durable_name: Some(config.durable.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
+                filter_subject: config.subject.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+#[derive(Clone)]
+struct Worker {
+    dispatcher: Arc<Dispatcher>,
+    client: async_nats::Client,
+    config: NatsConsumer,
+}
+
+impl Worker {
+    async fn run(self, consumer: PullConsumer) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        loop {
+            // Pull no more than there are free slots to run.
+            let Ok(first) = slots.clone().acquire_owned().await else { return };
+            let mut permits = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            let batch = consumer.batch().max_messages(permits.len()).expires(Duration::from_secs(2)).messages().await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(pipeline = %self.config.pipeline, %error, "pulling from NATS failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => {
+                        let Some(permit) = permits.pop() else { break };
+                        let worker = self.clone();
+                        tokio::spawn(async move {
+                            worker.handle(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(pipeline = %self.config.pipeline, %error, "a NATS pull returned an error")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, message: jetstream::Message) {
+        let info = message.info().ok();
+        let delivered = info.as_ref().map_or(1, |i| i.delivered);
+        // Queue wait counts from when JetStream stored the message.
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+        let waited = info.as_ref().map_or(0, |i| (now - i.published.unix_timestamp_nanos()).max(0));
+        let received = Instant::now().checked_sub(Duration::from_nanos(waited as u64)).unwrap_or_else(Instant::now);
+        let outcome = match Prepared::parse(&message.payload, received) {
+            Ok(mut prepared) => {
+                prepared.prefer_full_receipt();
+                self.execute_with_progress(&message, prepared).await
+            }
+            Err(failure) => {
+                self.dispatcher.count(&self.config.pipeline, failure.status());
+                Err(failure)
+            }
+        };
+        let done = match outcome {
+            Ok((response, invocation_id)) => self.publish_result(&message, &response, &invocation_id).await,
+            Err(failure) if failure.kind.retry() == Retry::Never || delivered >= self.config.max_deliver => {
+                self.dead_letter(&message, &failure, delivered).await
+            }
+            Err(failure) => {
+                tracing::warn!(pipeline = %self.config.pipeline, delivered, error = %failure.message, "invocation failed; NATS will redeliver");
+                message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await.map_err(|e| e.to_string())
+            }
+        };
+        if let Err(error) = done {
+            // Not acked: JetStream redelivers it after ack_wait.
+            tracing::error!(pipeline = %self.config.pipeline, %error, "could not finish a NATS message; it will be redelivered");
+        }
+    }
+
+    /// Run, telling JetStream the message is still being worked on.
+    async fn execute_with_progress(
+        &self,
+        message: &jetstream::Message,
+        prepared: Prepared,
+    ) -> Result<(Vec<u8>, String), Failure> {
+        let traceparent = message.headers.as_ref().and_then(|h| h.get("traceparent")).map(|v| v.as_str().to_string());
+        let invocation = Invocation {
+            trigger: TriggerKind::Nats,
+            pipeline: &self.config.pipeline,
+            prepared,
+            timeout: self.config.timeout,
+            trace: self.dispatcher.trace(traceparent.as_deref()),
+        };
+        let run = self.dispatcher.invoke(invocation);
+        tokio::pin!(run);
+        let mut progress = tokio::time::interval(self.config.ack_wait / 3);
+        progress.tick().await;
+        let completed: Completed = loop {
+            tokio::select! {
+                completed = &mut run => break completed?,
+                _ = progress.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        let body = serde_json::to_vec(&completed.response)
+            .map_err(|e| Failure::new(weir_core::ErrorKind::Internal, e.to_string()))?;
+        Ok((body, completed.output.invocation_id))
+    }
+
+    async fn publish_result(
+        &self,
+        message: &jetstream::Message,
+        body: &[u8],
+        invocation_id: &str,
+    ) -> Result<(), String> {
+        let reply_to = message.headers.as_ref().and_then(|h| h.get(REPLY_TO_HEADER)).map(|v| v.as_str().to_string());
+        let Some(subject) = self.config.results.clone().or(reply_to) else {
+            // Nowhere to send it: the result is dropped, and said so.
+            tracing::warn!(pipeline = %self.config.pipeline, "no `results` subject and no {REPLY_TO_HEADER} header: result dropped");
+            return message.double_ack().await.map_err(|e| e.to_string());
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Weir-Invocation-Id", invocation_id);
+        self.client.publish_with_headers(subject, headers, body.to_vec().into()).await.map_err(|e| e.to_string())?;
+        self.client.flush().await.map_err(|e| e.to_string())?;
+        // Only now is the message done. A lost ack means a redelivery and a
+        // duplicate result (same request id), never a lost one; so the ack
+        // is not waited for, which spares a round trip per message.
+        message.ack().await.map_err(|e| e.to_string())
+    }
+
+    async fn dead_letter(&self, message: &jetstream::Message, failure: &Failure, delivered: i64) -> Result<(), String> {
+        tracing::warn!(pipeline = %self.config.pipeline, delivered, kind = %failure.kind, error = %failure.message, "dead-lettering a NATS message");
+        if let Some(subject) = &self.config.dead_letter {
+            let letter = DeadLetter {
+                pipeline: &self.config.pipeline,
+                subject: message.subject.as_str(),
+                delivered,
+                stream_sequence: message.info().map(|i| i.stream_sequence).unwrap_or_default(),
+                error: LetterError { status: failure.status(), kind: failure.kind.as_str(), message: &failure.message },
+                request: String::from_utf8_lossy(&message.payload),
+            };
+            let body = serde_json::to_vec(&letter).map_err(|e| e.to_string())?;
+            self.client.publish(subject.clone(), body.into()).await.map_err(|e| e.to_string())?;
+            self.client.flush().await.map_err(|e| e.to_string())?;
+        }
+        message.double_ack_with(AckKind::Term).await.map_err(|e| e.to_string())
+    }
+}
