@@ -6,7 +6,7 @@ use weir_core::wasm::WasmKind;
 
 use serde::{Deserialize, Serialize};
 
-/// CNCF Wasm OCI artifact (https://tag-runtime.cncf.io/wgs/wasm/deliverables/wasm-oci-artifact/).
+/// CNCF Wasm OCI artifact (<https://tag-runtime.cncf.io/wgs/wasm/deliverables/wasm-oci-artifact/>).
 pub const WASM_CONFIG_MEDIA_TYPE: &str = oci_wasm::WASM_MANIFEST_CONFIG_MEDIA_TYPE;
 pub const WASM_LAYER_MEDIA_TYPE: &str = oci_wasm::WASM_LAYER_MEDIA_TYPE;
 /// weir's model artifact: a small JSON config and one ONNX layer.

@@ -161,7 +161,7 @@ fn main() {
     let seconds: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(8);
     let Some(nats) = TestNats::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Sandbox::new().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     println!("digits pipeline, closed loops, {seconds} s each (one 2-core machine runs everything)");
     println!("{:>6} {:>8} {:>10} {:>10} {:>10}", "via", "clients", "per s", "p50", "p99");
     for clients in [1, 2] {

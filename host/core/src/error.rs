@@ -146,7 +146,6 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
         }
     }
-
 }
 
 impl fmt::Display for ErrorKind {

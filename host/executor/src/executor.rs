@@ -84,8 +84,11 @@ impl Executor {
     /// The loaded component of a step (fetched, compiled or taken from the
     /// cache when cold), with the models it may use made available.
     pub async fn component(&self, step: &Step) -> Result<(Arc<StepComponent>, Option<ColdStart>), PipelineError> {
-        let load_error =
-            |error| PipelineError::Load { step: step.name.clone(), component: step.component.clone(), error };
+        let load_error = |error| PipelineError::Load {
+            step: step.name.clone(),
+            component: step.component.clone(),
+            error: Box::new(error),
+        };
         let loaded = self.residency.component(&step.component).await.map_err(load_error)?;
         self.residency.models_for(step).await.map_err(load_error)?;
         Ok(loaded)

@@ -21,7 +21,7 @@ pub enum PipelineError {
     #[error("step `{step}` needs `{wanted}`, but step `{from}` produced only {produced:?}")]
     MissingTensor { step: String, wanted: String, from: String, produced: Vec<String> },
     #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
-    Load { step: String, component: String, error: ResidencyError },
+    Load { step: String, component: String, error: Box<ResidencyError> },
     #[error("output `{output}` of pipeline `{pipeline}` is {got}, but the manifest declares {declared}")]
     OutputType { pipeline: String, output: String, declared: String, got: String },
     #[error(transparent)]

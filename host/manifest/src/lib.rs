@@ -1,7 +1,7 @@
 //! weir-manifest: `weir.toml`, from text to a checked model.
 //!
 //! Reading a manifest has two passes. [`parse`] turns the text into a
-//! [`Manifest`]: the spanned schema ([`schema`]) is checked (names, routes,
+//! [`Manifest`]: the spanned schema (module `schema`) is checked (names, routes,
 //! cycles, units, references) with every error naming the file, line and
 //! column, the key, and what was expected; it reads nothing else: no
 //! environment, no file system. [`Manifest::check_files`] is the second

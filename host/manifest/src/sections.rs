@@ -57,7 +57,11 @@ impl Manifest {
         self.read_sections(&["pipelines", "*", "triggers", name], &mut found)?;
         let mut sections: Vec<PipelineSection<T>> = found
             .into_iter()
-            .map(|(pipeline, value)| PipelineSection { key: format!("pipelines.{pipeline}.triggers.{name}"), pipeline, value })
+            .map(|(pipeline, value)| PipelineSection {
+                key: format!("pipelines.{pipeline}.triggers.{name}"),
+                pipeline,
+                value,
+            })
             .collect();
         if name == LEGACY_PIPELINE_SECTION {
             let mut legacy = Vec::new();

@@ -78,7 +78,8 @@ impl NatsSettings {
             Some(timeout) => duration(&place, timeout, "triggers.nats.timeout")?,
             None => Duration::from_secs(30),
         };
-        let consumers = raw_consumers.iter().map(|section| consumer(&place, section, timeout)).collect::<Result<Vec<_>, _>>()?;
+        let consumers =
+            raw_consumers.iter().map(|section| consumer(&place, section, timeout)).collect::<Result<Vec<_>, _>>()?;
         Ok(Some(NatsSettings { url: url.clone(), consumers }))
     }
 }

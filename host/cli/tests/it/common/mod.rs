@@ -31,10 +31,7 @@ pub fn only_string(tensor: &Tensor) -> String {
 }
 
 pub fn config(pairs: &[(&str, &str)]) -> StepGrants {
-    StepGrants {
-        config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        ..Default::default()
-    }
+    StepGrants { config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Default::default() }
 }
 
 /// A compiled-component cache shared by the tests (keyed by digest and engine

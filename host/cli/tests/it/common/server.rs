@@ -57,14 +57,23 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
         .map_while(Result::ok)
         .find(|line| line.starts_with("weir: serving"))
         .expect("weir serve exited before serving");
-    let addr = line.split("http://").nth(1).and_then(|s| s.strip_suffix("/v2")).unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/v2"))
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     Server { child, base: format!("http://{addr}") }
 }
 
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 pub fn get(server: &Server, path: &str) -> (u16, Value) {
@@ -74,11 +83,8 @@ pub fn get(server: &Server, path: &str) -> (u16, Value) {
 }
 
 pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
-    let mut response = agent()
-        .post(format!("{}{path}", server.base))
-        .header("content-type", "application/json")
-        .send(body)
-        .unwrap();
+    let mut response =
+        agent().post(format!("{}{path}", server.base)).header("content-type", "application/json").send(body).unwrap();
     let status = response.status().as_u16();
     (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
 }
