@@ -123,3 +123,36 @@ fn jobs_survive_kill_9_and_results_stay_readable_after_a_restart() {
         assert_eq!(job["response"]["outputs"][0]["data"], json!([1.0, 3.0]));
     }
 }
+
+/// Jobs go through the same dispatcher as HTTP: their own time limit
+/// (`[triggers.jobs] timeout`, not the HTTP one), and the same invocation
+/// metrics (latency, CPU, energy) as a synchronous call.
+#[test]
+fn jobs_have_their_own_time_limit_and_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "timeout = \"150ms\"\n[triggers.http]\ntimeout = \"30s\"");
+    let server = start_with(&manifest, &[], &[]);
+    // 400 ms of work: within the HTTP limit, over the jobs limit.
+    let (status, direct) = post(&server, "/v2/models/slow/infer", X);
+    assert_eq!(status, 200, "{direct}");
+    let (_, _, location) = submit(&server, "slow", X);
+    let job = wait_finished(&server, &location.unwrap());
+    assert_eq!((&job["status"], &job["error"]["status"]), (&json!("failed"), &json!(504)), "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("150ms"), "{job}");
+
+    let (_, _, location) = submit(&server, "fast", X);
+    assert_eq!(wait_finished(&server, &location.unwrap())["status"], "succeeded");
+    let mut response = agent().get(format!("{}/metrics", server.base)).call().unwrap();
+    let metrics = response.body_mut().read_to_string().unwrap();
+    // Only the job ran `fast`: its invocation is in the step and energy series.
+    for needle in [
+        "weir_requests_total{pipeline=\"fast\",status=\"202\"} 1",
+        "weir_requests_total{pipeline=\"fast\",status=\"200\"} 1",
+        "weir_requests_total{pipeline=\"slow\",status=\"504\"} 1",
+        "weir_request_duration_seconds_count{pipeline=\"fast\"} 1",
+        "weir_step_cpu_seconds_total{pipeline=\"fast\",step=\"scale\"}",
+        "weir_energy_joules_total{pipeline=\"fast\",step=\"scale\",method=\"cpu-model\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
+    }
+}
