@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use weir_tests::{HOSTILE, SCALE};
+use weir_tests::SCALE;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits/weir.toml")
@@ -81,15 +81,13 @@ fn the_digits_pipeline_speaks_open_inference_protocol() {
 }
 
 fn write_manifest(dir: &Path, http: &str) -> PathBuf {
+    let components = crate::common::test_components();
     let path = dir.join("weir.toml");
     std::fs::write(
         &path,
         format!(
             r#"
-[components.hostile]
-source = "{HOSTILE}"
-[components.scale]
-source = "{SCALE}"
+{components}
 
 [[pipelines.slow.steps]]
 name = "busy"

@@ -6,21 +6,18 @@ use std::time::{Duration, Instant};
 
 use crate::common::server::{agent, get, post, start_with, Server};
 use serde_json::{json, Value};
-use weir_tests::{HOSTILE, SCALE};
 
 const X: &str = r#"{"id": "req-1", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 3.0]}]}"#;
 
 fn write_manifest(dir: &Path, jobs: &str) -> PathBuf {
+    let components = crate::common::test_components();
     let path = dir.join("weir.toml");
     let store = dir.join("jobs.redb");
     std::fs::write(
         &path,
         format!(
             r#"
-[components.hostile]
-source = "{HOSTILE}"
-[components.scale]
-source = "{SCALE}"
+{components}
 [pipelines.slow]
 steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 400 }} }}]
 outputs = {{ x = "busy.x" }}
@@ -142,8 +139,7 @@ fn jobs_have_their_own_time_limit_and_the_same_metrics() {
 
     let (_, _, location) = submit(&server, "fast", X);
     assert_eq!(wait_finished(&server, &location.unwrap())["status"], "succeeded");
-    let mut response = agent().get(format!("{}/metrics", server.base)).call().unwrap();
-    let metrics = response.body_mut().read_to_string().unwrap();
+    let metrics = crate::common::server::metrics(&server);
     // Only the job ran `fast`: its invocation is in the step and energy series.
     for needle in [
         "weir_requests_total{pipeline=\"fast\",status=\"202\"} 1",

@@ -144,13 +144,7 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     // No `results` subject: the answer goes where the message asked.
     assert_eq!(json(&collect(&mut inbox, |m| m.len() == 1).await[0])["id"], "to-me");
     // Queue invocations count in the same metrics as HTTP ones.
-    let metrics = crate::common::server::agent()
-        .get(format!("{}/metrics", server.base))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = crate::common::server::metrics(&server);
     for needle in [
         "weir_requests_total{pipeline=\"fast\",status=\"200\"} 10",
         "weir_requests_total{pipeline=\"fast\",status=\"400\"} 1",

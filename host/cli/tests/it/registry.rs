@@ -185,13 +185,7 @@ fn serve_pulls_on_first_use_and_scales_to_zero() {
         "a cold component still says when it was last used"
     );
     assert_eq!(dropped["models"]["loaded_bytes"], 0);
-    let metrics = crate::common::server::agent()
-        .get(format!("{}/metrics", server.base))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = crate::common::server::metrics(&server);
     assert!(metrics.contains("weir_components_resident 0"), "{metrics}");
 
     // The next cold start takes the compiled cache and downloads nothing.

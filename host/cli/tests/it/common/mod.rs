@@ -69,3 +69,13 @@ pub fn weir_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>) -> O
 pub fn weir(args: &[&str], stdin: Option<&str>) -> Output {
     weir_with(args, &[], stdin)
 }
+
+/// `[components.hostile]` and `[components.scale]`, the guests most test
+/// manifests start with.
+pub fn test_components() -> String {
+    format!(
+        "[components.hostile]\nsource = \"{}\"\n[components.scale]\nsource = \"{}\"\n",
+        weir_tests::HOSTILE,
+        weir_tests::SCALE
+    )
+}

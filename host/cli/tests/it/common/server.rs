@@ -88,3 +88,8 @@ pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
 }
+
+/// The server's Prometheus text.
+pub fn metrics(server: &Server) -> String {
+    agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap()
+}
