@@ -16,7 +16,7 @@ pub const MODEL_LAYER_MEDIA_TYPE: &str = "application/vnd.weir.model.onnx.v1";
 /// Layer media types other tools use for ONNX files (accepted on pull).
 const FOREIGN_MODEL_LAYER_TYPES: &[&str] = &["application/octet-stream", "application/onnx", "application/vnd.onnx"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactKind {
     Component,

@@ -37,6 +37,20 @@ pub enum RegistryError {
     PinMismatch { reference: String, pinned: Digest, manifest: Digest, content: Digest },
     #[error("the local artifact cache at `{path}` failed: {why}")]
     Store { path: String, why: String },
+    /// Something the registry serves (or declares) is over one of weir's
+    /// limits; refused before it is downloaded or as soon as it crosses it.
+    #[error("{reference}: {what} is {size}, over the {limit} limit; nothing was run. {hint}")]
+    TooLarge { reference: String, what: String, size: String, limit: String, hint: &'static str },
+    #[error(
+        "{reference}: the manifest lists {count} layers, over the limit of {limit}; a weir artifact has exactly \
+         one layer (push it with `weir push`)"
+    )]
+    TooManyLayers { reference: String, count: usize, limit: usize },
+    #[error(
+        "{reference}: the registry did not answer {what} within {after:?}; it may be down or overloaded (the \
+         limit is `{setting}`)"
+    )]
+    TimedOut { reference: String, what: String, after: std::time::Duration, setting: &'static str },
 }
 
 impl RegistryError {
@@ -99,4 +113,30 @@ impl weir_core::Classify for RegistryError {
             _ => weir_core::ErrorKind::Registry,
         }
     }
+}
+
+/// What to do about an artifact over `--max-artifact-size`.
+pub(crate) const BLOB_HINT: &str =
+    "If the artifact is genuine, raise the limit (`--max-artifact-size`); otherwise do not trust this registry";
+/// What to do about a manifest or config over weir's fixed limits.
+pub(crate) const METADATA_HINT: &str =
+    "A weir artifact's manifest and config are a few KiB: this registry is not serving a weir artifact";
+/// The flags that set the read and connect timeouts.
+pub(crate) const TIMEOUT_SETTING: &str = "--registry-timeout";
+pub(crate) const CONNECT_TIMEOUT_SETTING: &str = "--registry-connect-timeout";
+
+/// `123 bytes`, `4 MiB`, `2.5 GiB`: sizes in messages people read.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if n >= unit {
+            let value = n as f64 / unit as f64;
+            return if n % unit == 0 {
+                format!("{} {name}", n / unit)
+            } else {
+                format!("{value:.1} {name} ({n} bytes)")
+            };
+        }
+    }
+    format!("{n} bytes")
 }

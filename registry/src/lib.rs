@@ -11,6 +11,8 @@ mod artifact;
 mod auth;
 mod client;
 mod error;
+mod layers;
+mod limited;
 mod reference;
 mod store;
 

@@ -2,6 +2,7 @@
 //! that runs anything.
 //!
 //! - [`tensor`]: datatypes, tensors, their validation and the BYTES codec;
+//!   [`tensor_json`]: their elements as JSON, streamed;
 //! - [`digest`]: `sha256:` content digests;
 //! - [`error`]: the one [`ErrorKind`], mapped once to an HTTP status, a CLI
 //!   exit code and a queue retry decision;
@@ -21,6 +22,7 @@ pub mod paths;
 pub mod pricing;
 pub mod step;
 pub mod tensor;
+pub mod tensor_json;
 pub mod units;
 pub mod wasm;
 

@@ -2,7 +2,6 @@
 //! `weir:pipeline/types.tensor`): datatype facts, the validation every
 //! tensor crossing the sandbox boundary goes through, and the BYTES codec.
 
-use serde_json::Value;
 use thiserror::Error;
 
 /// Element type of a tensor (the WIT `datatype`, in its order).
@@ -159,43 +158,6 @@ pub fn split_bytes_elements<'a>(name: &str, mut data: &'a [u8]) -> Result<Vec<&'
     Ok(out)
 }
 
-/// A (validated) tensor's elements as JSON values, flat: numbers, booleans,
-/// and BYTES elements as strings when UTF-8, else arrays of byte values.
-pub fn json_values(tensor: &Tensor) -> Vec<Value> {
-    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        data.chunks_exact(N).map(|c| c.try_into().expect("chunks_exact yields N bytes"))
-    }
-    let d = &tensor.data;
-    match tensor.datatype {
-        Datatype::Bool => d.iter().map(|&b| Value::Bool(b != 0)).collect(),
-        Datatype::Uint8 => d.iter().map(|&b| Value::from(b)).collect(),
-        Datatype::Int8 => d.iter().map(|&b| Value::from(b as i8)).collect(),
-        Datatype::Uint16 => chunks::<2>(d).map(|c| Value::from(u16::from_le_bytes(c))).collect(),
-        Datatype::Int16 => chunks::<2>(d).map(|c| Value::from(i16::from_le_bytes(c))).collect(),
-        Datatype::Uint32 => chunks::<4>(d).map(|c| Value::from(u32::from_le_bytes(c))).collect(),
-        Datatype::Int32 => chunks::<4>(d).map(|c| Value::from(i32::from_le_bytes(c))).collect(),
-        Datatype::Uint64 => chunks::<8>(d).map(|c| Value::from(u64::from_le_bytes(c))).collect(),
-        Datatype::Int64 => chunks::<8>(d).map(|c| Value::from(i64::from_le_bytes(c))).collect(),
-        Datatype::Fp16 => chunks::<2>(d).map(|c| shortest_float(half::f16::from_le_bytes(c))).collect(),
-        Datatype::Fp32 => chunks::<4>(d).map(|c| shortest_float(f32::from_le_bytes(c))).collect(),
-        Datatype::Fp64 => chunks::<8>(d).map(|c| Value::from(f64::from_le_bytes(c))).collect(),
-        Datatype::Bytes => split_bytes_elements(&tensor.name, d)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|bytes| match std::str::from_utf8(bytes) {
-                Ok(text) => Value::from(text),
-                Err(_) => Value::from(bytes.to_vec()),
-            })
-            .collect(),
-    }
-}
-
-/// A narrow float as the shortest decimal that reads back to it (0.6, not
-/// 0.6000000238418579). NaN and infinities have no JSON form: null.
-fn shortest_float(value: impl std::fmt::Display) -> Value {
-    value.to_string().parse::<f64>().ok().map(Value::from).unwrap_or(Value::Null)
-}
-
 /// Check that a tensor's data matches its shape and datatype.
 pub fn validate(tensor: &Tensor) -> Result<(), TensorError> {
     let name = &tensor.name;
@@ -299,5 +261,106 @@ mod tests {
     fn duplicate_names_are_rejected() {
         let t = tensor(Datatype::Uint8, &[1], vec![1]);
         assert_eq!(validate_all(&[t.clone(), t]), Err(TensorError::DuplicateName("t".into())));
+    }
+}
+
+/// Property tests: the validator and the BYTES codec take any input without
+/// panicking, and the codec round-trips.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn datatype() -> impl Strategy<Value = Datatype> {
+        prop::sample::select(ALL_DATATYPES.to_vec())
+    }
+
+    /// Dimensions from tiny to absurd: 0, small, near the `usize` limits.
+    fn dim() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            4 => 0u64..8,
+            1 => Just(0),
+            1 => any::<u64>(),
+            1 => prop::sample::select(vec![u32::MAX as u64, 1 << 32, 1 << 62, u64::MAX / 2, u64::MAX]),
+        ]
+    }
+
+    fn shape() -> impl Strategy<Value = Vec<u64>> {
+        prop::collection::vec(dim(), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any shape, any data: an answer, never a panic; and `Ok` only when
+        /// the data matches what the shape asks for.
+        #[test]
+        fn validate_never_panics(
+            name in prop_oneof![Just(String::new()), "[a-z]{1,4}"],
+            datatype in datatype(),
+            shape in shape(),
+            data in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let tensor = Tensor { name, datatype, shape, data };
+            if validate(&tensor).is_ok() {
+                let count = element_count(&tensor.shape).expect("a valid tensor's count fits");
+                match element_size(datatype) {
+                    Some(size) => prop_assert_eq!(tensor.data.len(), count * size),
+                    None => prop_assert_eq!(split_bytes_elements("t", &tensor.data).unwrap().len(), count),
+                }
+            }
+            let _ = validate_all(&[tensor.clone(), tensor]);
+        }
+
+        /// Data built for the shape is accepted (small shapes only).
+        #[test]
+        fn well_formed_tensors_are_valid(
+            datatype in datatype(),
+            shape in prop::collection::vec(0u64..4, 0..4),
+            seed in any::<u8>(),
+        ) {
+            let count = element_count(&shape).unwrap();
+            let data = match element_size(datatype) {
+                Some(size) if datatype == Datatype::Bool => vec![seed & 1; count * size],
+                Some(size) => vec![seed; count * size],
+                None => {
+                    let mut out = Vec::new();
+                    for i in 0..count {
+                        push_bytes_element(&mut out, &vec![seed; i % 3]);
+                    }
+                    out
+                }
+            };
+            prop_assert_eq!(validate(&Tensor { name: "t".into(), datatype, shape, data }), Ok(()));
+        }
+
+        /// Whatever elements go in come back out, in order.
+        #[test]
+        fn bytes_codec_round_trips(
+            elements in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..20),
+        ) {
+            let mut data = Vec::new();
+            for element in &elements {
+                push_bytes_element(&mut data, element);
+            }
+            let split = split_bytes_elements("t", &data).unwrap();
+            prop_assert_eq!(split, elements.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let shape = vec![elements.len() as u64];
+            prop_assert_eq!(validate(&Tensor { name: "t".into(), datatype: Datatype::Bytes, shape, data }), Ok(()));
+        }
+
+        /// Arbitrary bytes split or fail cleanly; a successful split re-encodes to
+        /// the same bytes.
+        #[test]
+        fn arbitrary_bytes_data_splits_or_fails(data in prop::collection::vec(any::<u8>(), 0..128)) {
+            if let Ok(elements) = split_bytes_elements("t", &data) {
+                let mut again = Vec::new();
+                for element in elements {
+                    push_bytes_element(&mut again, element);
+                }
+                prop_assert_eq!(again, data);
+            }
+        }
     }
 }

@@ -102,7 +102,7 @@ impl Executor {
         options: &RunOptions,
     ) -> Result<PipelineOutput, PipelineError> {
         let started = Instant::now();
-        let invocation_id = new_invocation_id();
+        let invocation_id = options.invocation_id.clone().unwrap_or_else(new_invocation_id);
         let pipeline = self.pipeline(pipeline)?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut session = Session::begin(

@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub full_receipt: bool,
     /// When the request arrived (for the receipt's queue wait).
     pub received: Option<Instant>,
+    /// The invocation's id, when the trigger chose it (so that it can name
+    /// the invocation even if the run fails); a new one otherwise.
+    pub invocation_id: Option<String>,
 }
 
 /// One step as it ran, for traces.

@@ -121,9 +121,11 @@ pub struct Residency {
     residents: Mutex<HashMap<String, Resident>>,
     history: Mutex<HashMap<String, History>>,
     registered_models: Mutex<HashSet<String>>,
-    /// One load at a time: concurrent first calls wait for it instead of
-    /// compiling the same component twice.
-    loading: tokio::sync::Mutex<()>,
+    /// One load at a time per artifact: concurrent first calls of one
+    /// component wait for its load instead of compiling it twice, while
+    /// other artifacts load meanwhile (a stuck registry holds up only what
+    /// comes from it).
+    loading: Mutex<HashMap<(ArtifactKind, String), Arc<tokio::sync::Mutex<()>>>>,
     origin: Instant,
     origin_unix_ms: u64,
 }
@@ -160,10 +162,15 @@ impl Residency {
             residents: Mutex::new(HashMap::new()),
             history: Mutex::new(HashMap::new()),
             registered_models: Mutex::new(registered),
-            loading: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
             origin: Instant::now(),
             origin_unix_ms: weir_core::clock::unix_ms(),
         }
+    }
+
+    /// The lock held while `name` (of `kind`) loads.
+    fn load_lock(&self, kind: ArtifactKind, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.loading).entry((kind, name.to_string())).or_default().clone()
     }
 
     fn now_ms(&self) -> u64 {
@@ -176,7 +183,8 @@ impl Residency {
         if let Some(component) = self.warm(name) {
             return Ok((component, None));
         }
-        let _loading = self.loading.lock().await;
+        let loading = self.load_lock(ArtifactKind::Component, name);
+        let _loading = loading.lock().await;
         if let Some(component) = self.warm(name) {
             return Ok((component, None));
         }
@@ -233,7 +241,8 @@ impl Residency {
             if lock(&self.registered_models).contains(name) {
                 continue;
             }
-            let _loading = self.loading.lock().await;
+            let loading = self.load_lock(ArtifactKind::Model, name);
+            let _loading = loading.lock().await;
             if lock(&self.registered_models).contains(name) {
                 continue;
             }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 use weir_core::tensor::parse_datatype;
-use weir_core::units::{parse_bytes, parse_duration};
 use weir_core::{DeviceChoice, Digest, ModelGrants, Pricing, StepGrants, StepLimits};
 use weir_registry::ArtifactRef;
 
+use crate::limits;
 use crate::place::{Location, Place};
 use crate::schema::{RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
 use crate::{
@@ -55,9 +55,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         Some(p) => Some(ProvenanceSettings {
             path: place.resolve(p.path.get_ref()),
             retention: match &p.retention {
-                Some(r) => {
-                    parse_duration(r.get_ref()).map_err(|e| place.at(r, format!("provenance.retention: {e}")))?
-                }
+                Some(r) => limits::duration(&place, r, "provenance.retention", &limits::RETENTION)?,
                 None => Duration::from_secs(30 * 86_400),
             },
             keep_tensors: p.keep_tensors,
@@ -146,7 +144,7 @@ fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, 
         if *threads.get_ref() == 0 {
             return Err(place.at(threads, format!("{key}.threads must be at least 1")));
         }
-        decl.threads = *threads.get_ref();
+        decl.threads = limits::count_shown(place, threads, &format!("{key}.threads"), 1, limits::MAX_THREADS, "1024")?;
     }
     Ok(decl)
 }
@@ -179,17 +177,19 @@ fn route(place: &Place, text: &Spanned<String>, context: &str) -> Result<Route, 
 }
 
 fn limits(place: &Place, raw: &RawLimits, context: &str) -> Result<StepLimits, ManifestError> {
-    let mut limits = StepLimits::default();
+    let mut checked = StepLimits::default();
     if let Some(memory) = &raw.memory {
-        limits.memory_bytes =
-            parse_bytes(memory.get_ref()).map_err(|e| place.at(memory, format!("{context}.limits.memory: {e}")))?;
+        checked.memory_bytes = limits::bytes(place, memory, &format!("{context}.limits.memory"), &limits::STEP_MEMORY)?;
     }
     if let Some(timeout) = &raw.timeout {
-        limits.timeout = parse_duration(timeout.get_ref())
-            .map_err(|e| place.at(timeout, format!("{context}.limits.timeout: {e}")))?;
+        checked.timeout =
+            limits::duration(place, timeout, &format!("{context}.limits.timeout"), &limits::STEP_TIMEOUT)?;
     }
-    limits.fuel = raw.fuel.as_ref().map(|f| *f.get_ref());
-    Ok(limits)
+    if let Some(fuel) = &raw.fuel {
+        checked.fuel =
+            Some(limits::count_shown(place, fuel, &format!("{context}.limits.fuel"), 1, limits::MAX_FUEL, "10^15")?);
+    }
+    Ok(checked)
 }
 
 fn config_values(step: &RawStep, context: &str, place: &Place) -> Result<Vec<(String, String)>, ManifestError> {
@@ -300,7 +300,10 @@ fn pipeline_decl(
                 ),
             )
         })?;
-        inputs.push(TensorDecl { name: decl.name.get_ref().clone(), datatype, shape: decl.shape.clone() });
+        let shape = check_shape(decl.shape.get_ref()).map_err(|e| {
+            place.at(&decl.shape, format!("pipelines.{name}.inputs.{}.shape: {e}", decl.name.get_ref()))
+        })?;
+        inputs.push(TensorDecl { name: decl.name.get_ref().clone(), datatype, shape });
     }
     if raw.steps.is_empty() {
         return Err(place.nowhere(format!("pipelines.{name}: a pipeline needs at least one step")));
@@ -411,10 +414,23 @@ fn output_decl(
                 .and_then(toml::Value::as_array)
                 .and_then(|dims| dims.iter().map(toml::Value::as_integer).collect::<Option<Vec<i64>>>())
                 .ok_or_else(expected)?;
+            let shape = check_shape(&shape).map_err(|e| place.at(raw, format!("{context}.shape: {e}")))?;
             Ok((from.to_string(), Some(TensorDecl { name: output.into(), datatype, shape })))
         }
         _ => Err(expected()),
     }
+}
+
+/// A declared shape: at most `MAX_RANK` dimensions, each `-1` (any size)
+/// or 0 to `MAX_DIM`.
+fn check_shape(shape: &[i64]) -> Result<Vec<i64>, String> {
+    if shape.len() > limits::MAX_RANK {
+        return Err(format!("{} dimensions is too many; allowed: at most {}", shape.len(), limits::MAX_RANK));
+    }
+    if let Some(dim) = shape.iter().find(|&&d| d < -1 || d > limits::MAX_DIM) {
+        return Err(format!("dimension {dim} is out of range; allowed: -1 (any size) or 0 to 2^53"));
+    }
+    Ok(shape.to_vec())
 }
 
 /// Kahn's algorithm; on a cycle, the names along it (first repeated last).
@@ -479,6 +495,16 @@ fn pricing(place: &Place, raw: &RawManifest) -> Result<Pricing, ManifestError> {
         if let Some(value) = value {
             if !value.get_ref().is_finite() || *value.get_ref() < 0.0 {
                 return Err(place.at(value, format!("accounting.{field} must be a number >= 0")));
+            }
+            if *value.get_ref() > limits::MAX_PRICE {
+                return Err(place.at(
+                    value,
+                    format!(
+                        "accounting.{field} = {:e} is too large; allowed: 0 to {:e}",
+                        value.get_ref(),
+                        limits::MAX_PRICE
+                    ),
+                ));
             }
             *target = *value.get_ref();
         }

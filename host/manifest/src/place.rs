@@ -49,9 +49,18 @@ impl<'a> Place<'a> {
 
     /// A TOML deserialisation error, at its span when it has one.
     pub fn toml_error(&self, error: &toml::de::Error) -> ManifestError {
+        let mut message = error.message().trim().to_string();
+        if message.is_empty() {
+            // toml says nothing for some stray characters (a lone `\r`).
+            let found = error.span().and_then(|span| self.text.get(span.start..)).and_then(|rest| rest.chars().next());
+            message = match found {
+                Some(c) => format!("`{}` is not valid TOML here", c.escape_debug()),
+                None => "not valid TOML".to_string(),
+            };
+        }
         match error.span() {
-            Some(span) => self.error(span, error.message().trim().to_string()),
-            None => self.nowhere(error.message().trim().to_string()),
+            Some(span) => self.error(span, message),
+            None => self.nowhere(message),
         }
     }
 

@@ -95,7 +95,7 @@ pub struct RawPipeline {
 pub struct RawTensorDecl {
     pub name: Spanned<String>,
     pub datatype: Spanned<String>,
-    pub shape: Vec<i64>,
+    pub shape: Spanned<Vec<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 
 use crate::device::Device;
 use crate::error::NnError;
+use crate::offload::Interrupt;
 use crate::spec::{ModelSpec, RunTiming, TensorSpec};
 use crate::tensor::NnTensor;
 
@@ -12,7 +13,12 @@ use crate::tensor::NnTensor;
 pub trait Graph: Send + Sync {
     /// Run one inference on inputs already checked against the model's
     /// declared signature; every declared output comes back, in order.
-    fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError>;
+    /// `interrupt` stops it from another thread (the step was cancelled).
+    fn run(
+        &self,
+        inputs: &[(String, NnTensor)],
+        interrupt: &Interrupt,
+    ) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError>;
 
     /// Threads the backend runs beside the caller for this graph.
     fn pool_threads(&self) -> usize {

@@ -1,7 +1,10 @@
 //! The host side of `wasi:nn@0.2.0-rc-2024-10-28` for one invocation: graph,
 //! execution-context, tensor and error resources live in the invocation's
-//! resource table; models come from the shared [`ModelCache`], limited by
-//! the step's grant.
+//! resource table, each charged to the step's [`HostBudget`]; models come
+//! from the shared [`ModelCache`], limited by the step's grant. Loads and
+//! inference are `async` on the guest's side and run on blocking threads
+//! ([`crate::offload`]), so they never stall the async workers, and a step
+//! cancelled mid-inference stops it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use weir_core::ModelGrants;
 
+use crate::budget::HostBudget;
 use crate::cache::ModelCache;
 use crate::device::DeviceChoice;
 use crate::error::{NnError, NnErrorCode};
@@ -27,7 +31,12 @@ mod generated {
             "wasi:nn/inference.graph-execution-context": super::ContextHandle,
             "wasi:nn/errors.error": crate::error::NnError,
         },
-        imports: { default: trappable },
+        imports: {
+            "wasi:nn/graph.load": async | trappable,
+            "wasi:nn/graph.load-by-name": async | trappable,
+            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
+            default: trappable,
+        },
     });
 }
 
@@ -36,6 +45,8 @@ use generated::wasi::nn::{errors, graph, inference, tensor};
 /// A graph a guest loaded.
 pub struct GraphHandle {
     model: Arc<LoadedModel>,
+    /// Host bytes charged for it (model bytes the guest supplied).
+    charged: u64,
 }
 
 /// An execution context on a graph.
@@ -62,18 +73,32 @@ pub struct NnUsage {
     pub inference_time: Duration,
     /// CPU time of ONNX Runtime's pool threads working for these calls.
     pub pool_cpu: Duration,
+    /// CPU time of the blocking threads that ran these calls.
+    pub run_cpu: Duration,
+    /// The most host memory the step's `wasi:nn` resources held at once.
+    pub host_bytes_peak: u64,
 }
 
 /// Per-invocation `wasi:nn` state.
 pub struct NnCtx {
     cache: Option<Arc<ModelCache>>,
     grants: ModelGrants,
+    budget: HostBudget,
     pub usage: NnUsage,
 }
 
 impl NnCtx {
-    pub fn new(cache: Option<Arc<ModelCache>>, grants: ModelGrants) -> Self {
-        NnCtx { cache, grants, usage: NnUsage::default() }
+    /// `host_memory_limit`: what the step's resources may hold on the host
+    /// (by default its memory limit).
+    pub fn new(cache: Option<Arc<ModelCache>>, grants: ModelGrants, host_memory_limit: u64) -> Self {
+        NnCtx { cache, grants, budget: HostBudget::new(host_memory_limit), usage: NnUsage::default() }
+    }
+
+    /// What the step used, with the budget's peak.
+    pub fn take_usage(&mut self) -> NnUsage {
+        let mut usage = std::mem::take(&mut self.usage);
+        usage.host_bytes_peak = self.budget.peak();
+        usage
     }
 
     fn record(&mut self, model: &LoadedModel) {
@@ -100,8 +125,31 @@ impl<'a> NnView<'a> {
 
     fn fail<T>(&mut self, error: NnError) -> wasmtime::Result<Result<T, Resource<NnError>>> {
         tracing::debug!(code = ?error.code, message = %error.message, "wasi-nn error returned to the guest");
+        self.ctx.budget.charge("an error", error.message.len() as u64)?;
         Ok(Err(self.table.push(error)?))
     }
+
+    fn push_tensor(&mut self, tensor: NnTensor) -> wasmtime::Result<Resource<NnTensor>> {
+        self.ctx.budget.charge("a tensor", tensor_bytes(&tensor))?;
+        Ok(self.table.push(tensor)?)
+    }
+
+    fn take_tensor(&mut self, tensor: Resource<NnTensor>) -> wasmtime::Result<NnTensor> {
+        let tensor = self.table.delete(tensor)?;
+        self.ctx.budget.release(tensor_bytes(&tensor));
+        Ok(tensor)
+    }
+
+    fn push_graph(&mut self, model: Arc<LoadedModel>, charged: u64) -> wasmtime::Result<Resource<GraphHandle>> {
+        self.ctx.budget.charge("a graph", charged)?;
+        self.ctx.record(&model);
+        Ok(self.table.push(GraphHandle { model, charged })?)
+    }
+}
+
+/// Host bytes a tensor holds.
+fn tensor_bytes(tensor: &NnTensor) -> u64 {
+    (tensor.data.len() as u64).saturating_add(4 * tensor.dims.len() as u64)
 }
 
 struct HasNnView;
@@ -111,7 +159,7 @@ impl HasData for HasNnView {
 }
 
 /// Add `wasi:nn` to a component linker.
-pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> NnView<'_>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> NnView<'_>) -> wasmtime::Result<()> {
     graph::add_to_linker::<T, HasNnView>(linker, get)?;
     tensor::add_to_linker::<T, HasNnView>(linker, get)?;
     inference::add_to_linker::<T, HasNnView>(linker, get)?;
@@ -144,7 +192,7 @@ fn wit_type(ty: NnType) -> tensor::TensorType {
 }
 
 impl graph::Host for NnView<'_> {
-    fn load(
+    async fn load(
         &mut self,
         builders: Vec<graph::GraphBuilder>,
         encoding: graph::GraphEncoding,
@@ -171,22 +219,28 @@ impl graph::Host for NnView<'_> {
             Ok([bytes]) => bytes,
             Err(_) => return self.fail(NnError::invalid("an ONNX graph is one builder: the model bytes")),
         };
+        // The session built from guest bytes is at least as big as they are.
+        let charged = bytes.len() as u64;
+        self.ctx.budget.charge("a graph", charged)?;
+        self.ctx.budget.release(charged);
         let spec = ModelSpec { device, ..ModelSpec::from_bytes("guest-supplied", bytes) };
-        let loaded = match &self.ctx.cache {
-            Some(cache) => LoadedModel::load(spec, cache.backend().as_ref()),
-            None => LoadedModel::load(spec, &crate::onnx::OnnxRuntime),
+        let backend: Arc<dyn crate::backend::Backend> = match &self.ctx.cache {
+            Some(cache) => cache.backend().clone(),
+            None => Arc::new(crate::onnx::OnnxRuntime),
         };
+        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(spec, backend.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(NnError::runtime(format!("loading the model did not finish: {e}"))));
         match loaded {
-            Ok(model) => {
-                let model = Arc::new(model);
-                self.ctx.record(&model);
-                Ok(Ok(self.table.push(GraphHandle { model })?))
-            }
+            Ok(model) => Ok(Ok(self.push_graph(Arc::new(model), charged)?)),
             Err(error) => self.fail(error),
         }
     }
 
-    fn load_by_name(&mut self, name: String) -> wasmtime::Result<Result<Resource<GraphHandle>, Resource<NnError>>> {
+    async fn load_by_name(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<GraphHandle>, Resource<NnError>>> {
         // Ungranted and unknown look the same to the guest: no hint that a
         // model exists which the step may not use.
         let not_found =
@@ -195,11 +249,8 @@ impl graph::Host for NnView<'_> {
         let Some(cache) = self.ctx.cache.clone().filter(|c| granted && c.is_registered(&name)) else {
             return self.fail(not_found());
         };
-        match cache.get(&name) {
-            Ok(model) => {
-                self.ctx.record(&model);
-                Ok(Ok(self.table.push(GraphHandle { model })?))
-            }
+        match crate::offload::load_blocking(cache, name).await {
+            Ok(model) => Ok(Ok(self.push_graph(model, 0)?)),
             Err(error) => self.fail(error),
         }
     }
@@ -211,17 +262,19 @@ impl graph::HostGraph for NnView<'_> {
         graph: Resource<GraphHandle>,
     ) -> wasmtime::Result<Result<Resource<ContextHandle>, Resource<NnError>>> {
         let model = self.table.get(&graph)?.model.clone();
+        self.ctx.budget.charge("an execution context", 0)?;
         Ok(Ok(self.table.push(ContextHandle { model })?))
     }
 
     fn drop(&mut self, graph: Resource<GraphHandle>) -> wasmtime::Result<()> {
-        self.table.delete(graph)?;
+        let graph = self.table.delete(graph)?;
+        self.ctx.budget.release(graph.charged);
         Ok(())
     }
 }
 
 impl inference::HostGraphExecutionContext for NnView<'_> {
-    fn compute(
+    async fn compute(
         &mut self,
         context: Resource<ContextHandle>,
         inputs: Vec<inference::NamedTensor>,
@@ -229,16 +282,17 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         let model = self.table.get(&context)?.model.clone();
         let mut named = Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
-            named.push((name, self.table.delete(tensor)?));
+            named.push((name, self.take_tensor(tensor)?));
         }
-        match model.run(&named) {
-            Ok((outputs, timing)) => {
+        match crate::offload::run_blocking(model, named).await {
+            Ok(ran) => {
                 self.ctx.usage.computes += 1;
-                self.ctx.usage.inference_time += timing.inference;
-                self.ctx.usage.pool_cpu += timing.pool_cpu;
-                let mut result = Vec::with_capacity(outputs.len());
-                for (name, tensor) in outputs {
-                    result.push((name, self.table.push(tensor)?));
+                self.ctx.usage.inference_time += ran.timing.inference;
+                self.ctx.usage.pool_cpu += ran.timing.pool_cpu;
+                self.ctx.usage.run_cpu += ran.cpu;
+                let mut result = Vec::with_capacity(ran.outputs.len());
+                for (name, tensor) in ran.outputs {
+                    result.push((name, self.push_tensor(tensor)?));
                 }
                 Ok(Ok(result))
             }
@@ -248,6 +302,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
 
     fn drop(&mut self, context: Resource<ContextHandle>) -> wasmtime::Result<()> {
         self.table.delete(context)?;
+        self.ctx.budget.release(0);
         Ok(())
     }
 }
@@ -259,7 +314,7 @@ impl tensor::HostTensor for NnView<'_> {
         ty: tensor::TensorType,
         data: tensor::TensorData,
     ) -> wasmtime::Result<Resource<NnTensor>> {
-        Ok(self.table.push(NnTensor { dims: dimensions, ty: nn_type(ty), data })?)
+        self.push_tensor(NnTensor { dims: dimensions, ty: nn_type(ty), data })
     }
 
     fn dimensions(&mut self, tensor: Resource<NnTensor>) -> wasmtime::Result<tensor::TensorDimensions> {
@@ -275,7 +330,7 @@ impl tensor::HostTensor for NnView<'_> {
     }
 
     fn drop(&mut self, tensor: Resource<NnTensor>) -> wasmtime::Result<()> {
-        self.table.delete(tensor)?;
+        self.take_tensor(tensor)?;
         Ok(())
     }
 }
@@ -300,7 +355,8 @@ impl errors::HostError for NnView<'_> {
     }
 
     fn drop(&mut self, error: Resource<NnError>) -> wasmtime::Result<()> {
-        self.table.delete(error)?;
+        let error = self.table.delete(error)?;
+        self.ctx.budget.release(error.message.len() as u64);
         Ok(())
     }
 }

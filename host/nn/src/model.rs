@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Graph};
 use crate::device::Placement;
 use crate::error::{NnError, NnErrorCode};
+use crate::offload::Interrupt;
 use crate::spec::{ModelSpec, RunTiming, TensorSpec};
 use crate::tensor::NnTensor;
 
@@ -44,6 +45,8 @@ impl LoadedModel {
         if let Some(reason) = &placement.fallback_reason {
             tracing::warn!(model = %spec.name, %reason, "device `auto`: running on the CPU");
         }
+        // Also refuses external data out of the model's folder, before the
+        // backend opens anything.
         let (file_bytes, digest) = spec.size_and_digest()?;
         let loaded = backend.load(&spec, placement.device)?;
         Ok(LoadedModel {
@@ -107,7 +110,16 @@ impl LoadedModel {
     /// Run one inference; returns every declared output and where the time
     /// went. Safe to call from many threads at once.
     pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {
+        self.run_interruptible(inputs, &Interrupt::default())
+    }
+
+    /// [`LoadedModel::run`] that `interrupt` can stop from another thread.
+    pub fn run_interruptible(
+        &self,
+        inputs: &[(String, NnTensor)],
+        interrupt: &Interrupt,
+    ) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {
         self.check_inputs(inputs)?;
-        self.graph.run(inputs)
+        self.graph.run(inputs, interrupt)
     }
 }

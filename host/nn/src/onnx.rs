@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::ValueType;
 
 use crate::backend::{Backend, Graph, LoadedGraph};
 use crate::device::Device;
 use crate::error::NnError;
+use crate::offload::Interrupt;
 use crate::pool::{MeteredThreads, PoolThreads};
 use crate::shared_run::run_shared;
 use crate::spec::{ModelSource, ModelSpec, RunTiming, TensorSpec};
@@ -67,7 +68,11 @@ struct OnnxGraph {
 }
 
 impl Graph for OnnxGraph {
-    fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {
+    fn run(
+        &self,
+        inputs: &[(String, NnTensor)],
+        interrupt: &Interrupt,
+    ) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {
         let values = inputs
             .iter()
             .map(|(name, tensor)| {
@@ -83,10 +88,26 @@ impl Graph for OnnxGraph {
             })
             .collect::<Result<Vec<_>, NnError>>()?;
         let named: Vec<_> = values.iter().map(|(index, value)| (self.input_names[*index].as_c_str(), value)).collect();
+        // A stopped interrupt sets the run's terminate flag: ONNX Runtime
+        // checks it between nodes and returns early.
+        let options = Arc::new(
+            RunOptions::new().map_err(|e| NnError::runtime(format!("model `{}`: run options: {e}", self.model)))?,
+        );
+        let terminate = options.clone();
+        interrupt.on_stop(Box::new(move || {
+            let _ = terminate.terminate();
+        }));
         let metered = (!self.pool.is_empty()).then(|| self.pool.begin());
         let started = Instant::now();
-        let outputs = run_shared(&self.session, &named, &self.output_names);
+        let outputs = run_shared(&self.session, &options, &named, &self.output_names);
         let inference = started.elapsed();
+        interrupt.clear();
+        if interrupt.is_stopped() {
+            return Err(NnError::new(
+                crate::error::NnErrorCode::Timeout,
+                format!("model `{}`: the inference was stopped (the step's time limit passed)", self.model),
+            ));
+        }
         let pool_cpu = metered.map(|call| call.finish()).unwrap_or_default();
         let outputs = outputs.map_err(|e| NnError::runtime(format!("model `{}`: {e}", self.model)))?;
         let names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();

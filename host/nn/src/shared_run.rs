@@ -9,15 +9,17 @@
 use std::ffi::{c_char, CStr, CString};
 use std::ptr::{self, NonNull};
 
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::sys::OrtValue;
 use ort::value::DynValue;
 use ort::AsPointer;
 
 /// Run `session` on named inputs and return the named outputs, in order.
 /// Takes `&Session`: any number of threads may run the same session at once.
+/// `options` is this call's own, so terminating it stops only this call.
 pub(crate) fn run_shared(
     session: &Session,
+    options: &RunOptions,
     inputs: &[(&CStr, &DynValue)],
     outputs: &[CString],
 ) -> Result<Vec<DynValue>, String> {
@@ -27,13 +29,14 @@ pub(crate) fn run_shared(
     let output_names: Vec<*const c_char> = outputs.iter().map(|name| name.as_ptr()).collect();
     let mut output_values: Vec<*mut OrtValue> = vec![ptr::null_mut(); outputs.len()];
     // SAFETY: every pointer refers to data borrowed for the whole call (names,
-    // input values owned by the caller, the output array above); `Run` is
+    // input values owned by the caller, the run options, the output array
+    // above); `Run` is
     // thread-safe on one session per ONNX Runtime's documentation, and the
     // C API takes the session pointer as mutable only nominally.
     let status = unsafe {
         (api.Run)(
             session.ptr().cast_mut(),
-            ptr::null(),
+            options.ptr(),
             input_names.as_ptr(),
             input_values.as_ptr(),
             input_values.len(),

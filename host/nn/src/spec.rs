@@ -1,8 +1,11 @@
 //! What a model is before it is loaded ([`ModelSpec`]), the signature a
 //! backend reports for it ([`TensorSpec`]), and where one inference's time
-//! went ([`RunTiming`]).
+//! went ([`RunTiming`]). A model's external data is checked here, before
+//! any backend sees it ([`external_data`]).
 
-use std::path::PathBuf;
+pub mod external_data;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,18 +57,49 @@ impl ModelSpec {
         ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1 }
     }
 
-    /// Size and digest of the model bytes.
+    /// Size and digest of the model bytes, once its external data has
+    /// passed [`ModelSpec::check_external_data`].
     pub(crate) fn size_and_digest(&self) -> Result<(u64, String), NnError> {
         let of = |bytes: &[u8]| (bytes.len() as u64, weir_core::Digest::of(bytes).to_string());
         match &self.source {
-            ModelSource::File(path) => std::fs::read(path).map(|b| of(&b)).map_err(|e| {
-                NnError::new(
-                    NnErrorCode::NotFound,
-                    format!("model `{}`: cannot read {}: {e}", self.name, path.display()),
-                )
-            }),
-            ModelSource::Bytes(bytes) => Ok(of(bytes)),
+            ModelSource::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    NnError::new(
+                        NnErrorCode::NotFound,
+                        format!("model `{}`: cannot read {}: {e}", self.name, path.display()),
+                    )
+                })?;
+                self.check_external_data(&bytes)?;
+                Ok(of(&bytes))
+            }
+            ModelSource::Bytes(bytes) => {
+                self.check_external_data(bytes)?;
+                Ok(of(bytes))
+            }
         }
+    }
+
+    /// Refuse external data that leaves the model's folder (a file model)
+    /// or any external data at all (a model given as bytes); see
+    /// [`external_data`]. `bytes` are the model's ONNX bytes. Bytes that are
+    /// not a well-formed protobuf are a runtime error, as ONNX Runtime's own.
+    pub fn check_external_data(&self, bytes: &[u8]) -> Result<(), NnError> {
+        let folder = match &self.source {
+            ModelSource::File(path) => Some(match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            }),
+            ModelSource::Bytes(_) => None,
+        };
+        external_data::check(bytes, folder).map_err(|error| match error {
+            external_data::ExternalDataError::Malformed(why) => NnError::runtime(format!(
+                "loading model `{}` from {}: not a well-formed ONNX protobuf: {why}",
+                self.name, self.source
+            )),
+            external_data::ExternalDataError::Refused(why) => {
+                NnError::new(NnErrorCode::Security, format!("model `{}` ({}): {why}", self.name, self.source))
+            }
+        })
     }
 }
 

@@ -204,3 +204,71 @@ fn pool_threads_cpu_time_is_attributed_to_the_call() {
     }
     assert!(pool_cpu > Duration::ZERO, "the pool threads' CPU time was not counted");
 }
+
+/// Protobuf, just enough for an ONNX model whose one initializer keeps its
+/// data in an external file at `location`.
+fn model_with_external_data(location: &str) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+        varint(out, number << 3 | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut tensor = Vec::new();
+    tensor.extend([0x08, 0x04, 0x10, 0x01]); // dims = [4], data_type = FLOAT
+    field(&mut tensor, 8, b"w");
+    for (key, value) in [("location", location), ("offset", "0"), ("length", "16")] {
+        let mut entry = Vec::new();
+        field(&mut entry, 1, key.as_bytes());
+        field(&mut entry, 2, value.as_bytes());
+        field(&mut tensor, 13, &entry);
+    }
+    tensor.extend([0x70, 0x01]); // data_location = EXTERNAL
+    let mut graph = Vec::new();
+    field(&mut graph, 2, b"g");
+    field(&mut graph, 5, &tensor);
+    let mut model = vec![0x08, 0x09]; // ir_version = 9
+    field(&mut model, 7, &graph);
+    model
+}
+
+#[test]
+fn external_data_out_of_the_model_folder_is_refused_before_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/ok.bin"), [0u8; 16]).unwrap();
+    let cache = ModelCache::new(CacheOptions::default());
+    for (name, location) in [("absolute", "/etc/passwd"), ("parent", "../x"), ("deep", "sub/../../x")] {
+        let path = dir.path().join(format!("{name}.onnx"));
+        std::fs::write(&path, model_with_external_data(location)).unwrap();
+        cache.register(ModelSpec::new(name, &path));
+        let err = cache.get(name).unwrap_err();
+        assert_eq!(err.code, NnErrorCode::Security, "{name}: {err}");
+        assert!(err.message.contains(location) && err.message.contains("must stay in the model's folder"), "{err}");
+    }
+    // Inside the folder: the check passes (ONNX Runtime may still refuse
+    // this hand-made model, for its own reasons).
+    let path = dir.path().join("inside.onnx");
+    let bytes = model_with_external_data("sub/ok.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let spec = ModelSpec::new("inside", &path);
+    assert_eq!(spec.check_external_data(&bytes), Ok(()));
+    cache.register(spec);
+    if let Err(err) = cache.get("inside") {
+        assert_ne!(err.code, NnErrorCode::Security, "{err}");
+    }
+    // A model from bytes has no folder: any external data is refused.
+    let spec = ModelSpec::from_bytes("guest", model_with_external_data("sub/ok.bin"));
+    let err = weir_nn::LoadedModel::load(spec, &weir_nn::OnnxRuntime).unwrap_err();
+    assert_eq!(err.code, NnErrorCode::Security, "{err}");
+    assert!(err.message.contains("must be self-contained"), "{err}");
+    // The real example models pass.
+    let digits = std::fs::read(model_path("digits.onnx")).unwrap();
+    assert_eq!(ModelSpec::from_bytes("digits", digits.clone()).check_external_data(&digits), Ok(()));
+}

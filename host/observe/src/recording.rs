@@ -57,7 +57,7 @@ impl Recording {
             datatype: datatype_name(tensor.datatype).to_string(),
             shape: tensor.shape.clone(),
             sha256: Digest::of(&tensor.data).to_string(),
-            data: keep.then(|| serde_json::Value::Array(weir_core::tensor::json_values(tensor))),
+            data: keep.then(|| serde_json::Value::Array(weir_core::tensor_json::json_values(tensor))),
         }
     }
 }

@@ -69,6 +69,8 @@ pub enum InvokeError {
     Timeout { step: String, limit: Duration },
     #[error("step `{step}` exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)")]
     MemoryLimit { step: String, limit: u64, requested: u64 },
+    #[error("step `{step}` failed: {source}")]
+    HostMemory { step: String, source: weir_nn::budget::HostMemoryExceeded },
     #[error("step `{step}` ran out of fuel (limit {limit} instructions)")]
     FuelExhausted { step: String, limit: u64 },
     #[error("step `{step}` trapped: {message}")]
@@ -174,8 +176,9 @@ pub async fn invoke(
         instantiate,
         peak_memory_bytes: limiter.peak,
         fuel_consumed,
-        // ONNX Runtime's pool threads worked for this step too.
-        cpu: cpu + nn.pool_cpu,
+        // Inference ran on a blocking thread, and ONNX Runtime's pool
+        // threads worked for this step too.
+        cpu: cpu + nn.run_cpu + nn.pool_cpu,
         nn,
         bytes_in,
         bytes_out,
@@ -204,6 +207,9 @@ fn classify_failure(
         Some(Trap::Interrupt) => return InvokeError::Timeout { step, limit: limits.timeout },
         Some(Trap::OutOfFuel) => return InvokeError::FuelExhausted { step, limit: limits.fuel.unwrap_or(u64::MAX) },
         _ => {}
+    }
+    if let Some(exceeded) = error.downcast_ref::<weir_nn::budget::HostMemoryExceeded>() {
+        return InvokeError::HostMemory { step, source: exceeded.clone() };
     }
     // A refused memory.grow usually surfaces as the guest aborting
     // ("memory allocation failed" then `unreachable`): report the cause.

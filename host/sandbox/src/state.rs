@@ -34,7 +34,9 @@ impl StepState {
             wasi: deny_all_wasi(stdout, stderr),
             table: ResourceTable::new(),
             config: grants.config.iter().cloned().collect(),
-            nn: NnCtx::new(Some(models.clone()), grants.nn.clone()),
+            // What the step's wasi:nn resources hold on the host counts against
+            // the same limit as its linear memory.
+            nn: NnCtx::new(Some(models.clone()), grants.nn.clone(), limits.memory_bytes),
             limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, refused: None },
         }
     }
@@ -49,7 +51,7 @@ impl StepState {
 
     /// What the step did with `wasi:nn`, taken out of the state.
     pub(crate) fn take_nn_usage(&mut self) -> NnUsage {
-        std::mem::take(&mut self.nn.usage)
+        self.nn.take_usage()
     }
 
     pub(crate) fn config(&self) -> &WasiConfigVariables {

@@ -5,16 +5,19 @@
 //! same way (HTTP status, job status, queue retry). So the three behave
 //! the same by construction; only their settings differ.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use weir_core::ids::new_invocation_id;
 use weir_core::{Classify, ErrorKind};
 use weir_executor::{Executor, PipelineOutput, RunOptions};
 use weir_observe::metrics::Metrics;
 use weir_observe::receipts::{invocation_receipt, Receipt};
 use weir_observe::telemetry::{self, TraceContext, Tracer};
 
-use crate::oip::{self, InferenceRequest, InferenceResponse};
+use crate::oip::{self, InferenceRequest, InferenceResponse, RequestLimits};
 
 /// Which trigger a request came through (for logs and spans).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +80,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Parse an OIP request body; `received` starts the queue-wait clock.
-    pub fn parse(body: &[u8], received: Instant) -> Result<Prepared, Failure> {
-        let request = oip::parse_request(body)?;
+    /// Parse an OIP request body within `limits`; `received` starts the
+    /// queue-wait clock.
+    pub fn parse(body: &[u8], received: Instant, limits: &RequestLimits) -> Result<Prepared, Failure> {
+        let request = oip::parse_request(body, limits)?;
         let inputs = oip::request_tensors(&request)?;
         let mut options = oip::run_options(&request)?;
         options.received = Some(received);
@@ -98,6 +102,8 @@ pub struct Completed {
     pub output: PipelineOutput,
     pub receipt: Option<Receipt>,
     pub response: InferenceResponse,
+    /// `response` as JSON, within the response limit.
+    pub body: Vec<u8>,
     /// The span id of the invocation's span (for `traceparent` answers).
     pub span_id: Option<[u8; 8]>,
 }
@@ -119,13 +125,29 @@ pub struct Dispatcher {
     receipts: bool,
     metrics: Arc<Metrics>,
     tracer: Option<Tracer>,
+    limits: RequestLimits,
 }
 
 impl Dispatcher {
     /// `receipts` turns per-invocation receipts (and their metrics) on;
     /// `tracer` exports spans when an OTLP endpoint is configured.
     pub fn new(executor: Arc<Executor>, receipts: bool, metrics: Arc<Metrics>, tracer: Option<Tracer>) -> Dispatcher {
-        Dispatcher { executor, receipts, metrics, tracer }
+        Dispatcher { executor, receipts, metrics, tracer, limits: RequestLimits::default() }
+    }
+
+    /// What one request may hold, for every trigger alike.
+    pub fn with_limits(mut self, limits: RequestLimits) -> Dispatcher {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &RequestLimits {
+        &self.limits
+    }
+
+    /// Parse a request body under this dispatcher's limits.
+    pub fn prepare(&self, body: &[u8], received: Instant) -> Result<Prepared, Failure> {
+        Prepared::parse(body, received, &self.limits)
     }
 
     pub fn executor(&self) -> &Arc<Executor> {
@@ -150,12 +172,23 @@ impl Dispatcher {
 
     /// Run one invocation under the trigger's time limit; over it, the
     /// invocation is cancelled (timed out). Metrics, spans and logs are
-    /// recorded here, for every trigger alike.
+    /// recorded here, for every trigger alike. A panic anywhere in the run is
+    /// caught and answered as an internal error naming the invocation: the
+    /// trigger (an HTTP worker, a job worker, a queue consumer) lives on.
     pub async fn invoke(&self, invocation: Invocation<'_>) -> Result<Completed, Failure> {
-        let Invocation { trigger, pipeline, prepared, timeout, trace } = invocation;
+        let Invocation { trigger, pipeline, mut prepared, timeout, trace } = invocation;
         let received = prepared.options.received.unwrap_or_else(Instant::now);
+        let invocation_id = prepared.options.invocation_id.get_or_insert_with(new_invocation_id).clone();
         let _in_flight = self.metrics.in_flight();
-        let result = self.run(pipeline, prepared, timeout, trace).await;
+        let run = AssertUnwindSafe(self.run(pipeline, prepared, timeout, trace)).catch_unwind();
+        let result = run.await.unwrap_or_else(|panic| {
+            let why = panic_message(panic.as_ref());
+            tracing::error!(trigger = trigger.as_str(), pipeline, invocation = %invocation_id, panic = %why, "an invocation panicked");
+            Err(Failure::new(
+                ErrorKind::Internal,
+                format!("internal error in invocation {invocation_id} (a bug in weir, please report it): {why}"),
+            ))
+        });
         match &result {
             Ok(completed) => {
                 self.metrics.request(pipeline, 200);
@@ -196,6 +229,7 @@ impl Dispatcher {
         };
         let receipt = self.receipts.then(|| invocation_receipt(&output, &self.executor.manifest().accounting));
         let response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref())?;
+        let body = oip::to_json_bounded(&response, self.limits.max_response_bytes)?;
         let span_id = match (&self.tracer, trace) {
             (Some(tracer), Some(trace)) => {
                 let (spans, span_id) = telemetry::invocation_spans(pipeline, trace, &output);
@@ -204,6 +238,15 @@ impl Dispatcher {
             }
             _ => None,
         };
-        Ok(Completed { output, receipt, response, span_id })
+        Ok(Completed { output, receipt, response, body, span_id })
     }
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

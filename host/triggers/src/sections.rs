@@ -1,7 +1,6 @@
 //! Helpers every trigger uses to read its own manifest section.
 
 use toml::Spanned;
-use weir_core::units::parse_duration;
 use weir_manifest::{Manifest, ManifestError, Place};
 
 /// The triggers this weir has; a section naming another is an error.
@@ -26,7 +25,11 @@ pub fn at_least_one(place: &Place, value: &Spanned<usize>, key: &str) -> Result<
     }
 }
 
-/// A spanned duration such as `30s`.
+/// A spanned duration such as `30s`, within its range
+/// (`weir_manifest::limits`): a `*.retention` from 1s to 3650d, every
+/// other trigger duration (time limits, `ack_wait`) from 1ms to 24h.
 pub fn duration(place: &Place, value: &Spanned<String>, key: &str) -> Result<std::time::Duration, ManifestError> {
-    parse_duration(value.get_ref()).map_err(|e| place.at(value, format!("{key}: {e}")))
+    use weir_manifest::limits;
+    let range = if key.ends_with(".retention") { limits::RETENTION } else { limits::TRIGGER_TIMEOUT };
+    limits::duration(place, value, key, &range)
 }

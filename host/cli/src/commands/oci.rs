@@ -7,7 +7,38 @@ use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use weir_registry::{ArtifactRef, BlobStore, Credentials, Progress, Registry, RegistryError, RegistryOptions};
 
+use weir_core::units;
+
 use super::{exit, fail, with_code, Failure};
+
+/// How far a registry is trusted (shared by push, pull and serve).
+#[derive(clap::Args)]
+pub struct RegistryLimitArgs {
+    /// Give up on a registry that sends nothing for this long (and on a
+    /// manifest that takes longer in all).
+    #[arg(long, default_value = "60s")]
+    registry_timeout: String,
+    /// Give up connecting to a registry after this long.
+    #[arg(long, default_value = "10s")]
+    registry_connect_timeout: String,
+    /// Refuse a component or model larger than this before downloading it.
+    #[arg(long, default_value = "2GiB")]
+    max_artifact_size: String,
+}
+
+impl RegistryLimitArgs {
+    /// `options` with these limits.
+    pub fn apply(&self, options: RegistryOptions) -> Result<RegistryOptions, Failure> {
+        let bad = |flag: &str, e: String| fail(exit::BAD_INPUT)(anyhow!("{flag}: {e}"));
+        let duration = |text: &str, flag: &str| units::parse_duration(text).map_err(|e| bad(flag, e));
+        Ok(RegistryOptions {
+            read_timeout: duration(&self.registry_timeout, "--registry-timeout")?,
+            connect_timeout: duration(&self.registry_connect_timeout, "--registry-connect-timeout")?,
+            max_blob_bytes: units::parse_bytes(&self.max_artifact_size).map_err(|e| bad("--max-artifact-size", e))?,
+            ..options
+        })
+    }
+}
 
 /// How to reach the registry (shared by push and pull).
 #[derive(clap::Args)]
@@ -25,6 +56,8 @@ pub struct RegistryArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    limits: RegistryLimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -62,7 +95,8 @@ impl RegistryArgs {
             }
             None => Credentials::Discover,
         };
-        let options = RegistryOptions { credentials, insecure: self.insecure, ..Default::default() };
+        let options =
+            self.limits.apply(RegistryOptions { credentials, insecure: self.insecure, ..Default::default() })?;
         Ok(Registry::new(BlobStore::new(BlobStore::default_root()), options))
     }
 

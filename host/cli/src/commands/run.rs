@@ -83,7 +83,9 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn read_request(input: &str) -> Result<(InferenceRequest, Vec<Tensor>), Failure> {
     let bytes = read_input(input).map_err(fail(exit::BAD_INPUT))?;
-    let request = oip::parse_request(&bytes).map_err(|e| fail(exit::BAD_INPUT)(input_error(input, e)))?;
+    // A local file is the operator's own: no body limit, the same checks.
+    let limits = oip::RequestLimits { max_body_bytes: bytes.len() as u64, ..oip::RequestLimits::default() };
+    let request = oip::parse_request(&bytes, &limits).map_err(|e| fail(exit::BAD_INPUT)(input_error(input, e)))?;
     let tensors = oip::request_tensors(&request).map_err(|e| fail(exit::BAD_INPUT)(input_error(input, e)))?;
     Ok((request, tensors))
 }

@@ -46,6 +46,8 @@ pub struct ServeArgs {
     /// Do not price invocations or return receipts (to measure what accounting costs).
     #[arg(long)]
     no_receipts: bool,
+    #[command(flatten)]
+    registry_limits: super::oci::RegistryLimitArgs,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -83,7 +85,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         ..SandboxOptions::default()
     };
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
-    let registry = RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() };
+    let registry = args
+        .registry_limits
+        .apply(RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() })?;
     let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
     let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
@@ -96,8 +100,10 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let _guard = tokio.enter();
     // Idle components and models go even when no request comes to notice them.
     executor.residency().start_sweeper();
-    let dispatcher =
-        Arc::new(Dispatcher::new(executor, !args.no_receipts, Arc::new(Metrics::new()), Tracer::from_env()));
+    let dispatcher = Arc::new(
+        Dispatcher::new(executor, !args.no_receipts, Arc::new(Metrics::new()), Tracer::from_env())
+            .with_limits(triggers.http.limits()),
+    );
     tokio
         .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, |addr| {
             // Tests and scripts wait for this line.

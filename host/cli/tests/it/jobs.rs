@@ -121,6 +121,38 @@ fn jobs_survive_kill_9_and_results_stay_readable_after_a_restart() {
     }
 }
 
+/// A job whose every start ended with its host gone (a poison job) ends
+/// as failed after `max_attempts` starts instead of taking hosts down forever.
+#[test]
+fn a_job_that_keeps_killing_its_host_ends_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "workers = 1
+max_attempts = 2",
+    );
+    let mut location = None;
+    // Two starts, each cut short by kill -9 while the 400 ms step runs.
+    for _ in 0..2 {
+        let server = start_with(&manifest, &[], &[]);
+        let at = location.get_or_insert_with(|| submit(&server, "slow", X).2.unwrap()).clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get(&server, &at).1["status"] != "running" {
+            assert!(Instant::now() < deadline, "the job never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server.kill9();
+    }
+    let server = start_with(&manifest, &[], &[]);
+    let job = wait_finished(&server, location.as_ref().unwrap());
+    assert_eq!((&job["status"], &job["attempts"]), (&json!("failed"), &json!(3)), "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.contains("started 2 times without finishing"), "{message}");
+    // The worker lives on: the next job runs.
+    let (_, _, next) = submit(&server, "fast", X);
+    assert_eq!(wait_finished(&server, &next.unwrap())["status"], "succeeded");
+}
+
 /// Jobs go through the same dispatcher as HTTP: their own time limit
 /// (`[triggers.jobs] timeout`, not the HTTP one), and the same invocation
 /// metrics (latency, CPU, energy) as a synchronous call.

@@ -7,6 +7,7 @@ mod common;
 
 mod cli;
 mod docs;
+mod hardening;
 mod http;
 mod jobs;
 mod models;

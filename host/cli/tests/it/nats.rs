@@ -45,6 +45,17 @@ outputs = {{ x = "busy.x" }}
 [pipelines.long]
 steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 2500 }} }}]
 outputs = {{ x = "busy.x" }}
+[pipelines.poison]
+steps = [{{ name = "busy", component = "hostile", inputs = ["input.x"], config = {{ mode = "busy", ms = 2500 }} }}]
+outputs = {{ x = "busy.x" }}
+[pipelines.poison.triggers.nats]
+stream = "POISON"
+subject = "infer.poison"
+durable = "weir-poison"
+results = "results.poison"
+ack_wait = "1s"
+max_deliver = 1
+dead_letter = "dlq.poison"
 # The older place of a pipeline's NATS section still works.
 [pipelines.long.nats]
 stream = "LONG"
@@ -109,7 +120,8 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     let mut results = client.subscribe("results.fast").await.unwrap();
     let mut dead_fast = client.subscribe("dlq.fast").await.unwrap();
     let mut dead_broken = client.subscribe("dlq.broken").await.unwrap();
-    let mut inbox = client.subscribe("inbox.me").await.unwrap();
+    let mut inbox = client.subscribe("weir.replies.me").await.unwrap();
+    let mut dead_reply = client.subscribe("dlq.reply").await.unwrap();
     let server = start_with(&write_manifest(dir.path(), &nats.url), &[], &[]);
 
     let js = jetstream::new(client.clone());
@@ -119,8 +131,13 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     publish(&js, "infer.fast", "{not json".into()).await;
     publish(&js, "infer.broken", request("doomed")).await;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Weir-Reply-To", "inbox.me");
+    headers.insert("Weir-Reply-To", "weir.replies.me");
     js.publish_with_headers("infer.reply", headers, request("to-me").into()).await.unwrap().await.unwrap();
+    // A reply subject outside `reply_prefix` (here JetStream's API, which
+    // would delete the stream) is refused and dead-lettered, never used.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Weir-Reply-To", "$JS.API.STREAM.DELETE.FAST");
+    js.publish_with_headers("infer.reply", headers, request("hijack").into()).await.unwrap().await.unwrap();
 
     let got = collect(&mut results, |m| m.len() == 10).await;
     let ids: HashSet<String> = got.iter().map(|m| json(m)["id"].as_str().unwrap().to_string()).collect();
@@ -143,6 +160,13 @@ async fn results_come_back_and_bad_messages_are_dead_lettered() {
     assert!(letter["error"]["message"].as_str().unwrap().contains("boom"));
     // No `results` subject: the answer goes where the message asked.
     assert_eq!(json(&collect(&mut inbox, |m| m.len() == 1).await[0])["id"], "to-me");
+    let letter = json(&collect(&mut dead_reply, |m| m.len() == 1).await[0]);
+    assert_eq!((&letter["error"]["status"], &letter["delivered"]), (&400.into(), &1.into()), "{letter}");
+    assert!(letter["error"]["message"].as_str().unwrap().contains("weir.replies."), "{letter}");
+    assert!(js.get_stream("FAST").await.is_ok(), "the stream is still there");
+    // Results and dead letters are stored by JetStream (acknowledged publishes).
+    let mut out = js.get_stream("FAST_OUT").await.expect("a stream stores the results");
+    assert!(out.info().await.unwrap().state.messages >= 11, "10 results and a dead letter stored");
     // Queue invocations count in the same metrics as HTTP ones.
     let metrics = crate::common::server::metrics(&server);
     for needle in [
@@ -204,6 +228,28 @@ async fn a_host_killed_mid_stream_loses_nothing() {
     .await;
     got.extend(rest);
     assert_eq!(unique(&got).len(), N, "every message was processed");
+}
+
+/// A message whose deliveries all took their host down (kill -9 while it
+/// runs) is dead-lettered, unrun, by the next host that gets it after
+/// `max_deliver` deliveries: not lost, and not run forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_keeps_killing_its_host_is_dead_lettered() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &nats.url);
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut dead = client.subscribe("dlq.poison").await.unwrap();
+    let first = start_with(&manifest, &[], &[]);
+    publish(&jetstream::new(client.clone()), "infer.poison", request("poison")).await;
+    // The step takes 2.5 s: the host dies while it runs.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    first.kill9();
+    let _second = start_with(&manifest, &[], &[]);
+    let letter = json(&collect(&mut dead, |m| m.len() == 1).await[0]);
+    assert_eq!(letter["delivered"], 2, "{letter}");
+    assert!(letter["error"]["message"].as_str().unwrap().contains("without an answer"), "{letter}");
+    assert_eq!(letter["request"].as_str().unwrap(), request("poison"));
 }
 
 /// An invocation longer than `ack_wait` is kept alive by progress acks:

@@ -257,6 +257,51 @@ outputs = {{ y = "s.x" }}
     assert_eq!(post(&server, "/v2/models/local/infer", x).0, 200);
 }
 
+/// A registry that accepts connections and never answers holds up only the
+/// components that come from it: a local component's cold start runs
+/// meanwhile (loads are locked per artifact, not globally).
+#[test]
+fn a_stuck_registry_does_not_hold_up_other_cold_starts() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[components.stuck]
+source = "oci://127.0.0.1:{port}/steps/noop:1"
+[components.local]
+source = "{NOOP}"
+[pipelines.stuck]
+steps = [{{ name = "s", component = "stuck", inputs = ["input.x"] }}]
+outputs = {{ y = "s.x" }}
+[pipelines.local]
+steps = [{{ name = "s", component = "local", inputs = ["input.x"] }}]
+outputs = {{ y = "s.x" }}
+"#
+        ),
+    )
+    .unwrap();
+    let oci = dir.path().join("oci");
+    let server = start_with(&manifest, &[], &[("WEIR_OCI_CACHE", oci.as_path())]);
+    let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}"#;
+    let stuck = {
+        let base = server.base.clone();
+        std::thread::spawn(move || {
+            crate::common::server::agent().post(format!("{base}/v2/models/stuck/infer")).send(x).map(|r| r.status())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(post(&server, "/v2/models/local/infer", x).0, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "the local cold start waited {waited:?} behind the stuck registry");
+    assert!(!stuck.is_finished(), "the stuck pull is still waiting on the silent registry");
+    drop(silent);
+}
+
 /// Idle memory of registered pipelines: `weir serve` with 1 and with N
 /// pipelines over the same few components, RSS compared.
 #[test]

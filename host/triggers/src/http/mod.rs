@@ -2,41 +2,54 @@
 //! Open Inference Protocol v2 (REST), plus status, metrics, jobs and the
 //! provenance records.
 //!
-//! Limits: bodies over `max_body` get 413; at most `max_concurrency`
-//! invocations run at once and a request beyond that gets 429 at once
-//! (back-pressure instead of an unbounded queue); an invocation over
-//! `timeout` gets 504 and is cancelled. Each step also has its own limits,
-//! so a slow or hostile step never holds up other pipelines.
+//! Limits: bodies over `max_body` get 413 and bodies slower than
+//! `body_timeout` 408; at most `max_concurrency` invocations run at once and
+//! a request beyond that gets 429 at once (back-pressure instead of an
+//! unbounded queue), before its body is decoded; decoding is charged against
+//! `max_decoded` (429 when spent); an invocation over `timeout` gets 504 and
+//! is cancelled; a response over `max_response` gets 413. Each step also has
+//! its own limits, so a slow or hostile step never holds up other pipelines.
+//! Connections are limited in `listen`; a panic in any handler is a 500.
 
 pub mod api;
+mod listen;
 mod records;
 mod settings;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use futures_util::FutureExt;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
 
 pub use settings::HttpSettings;
 
-use crate::dispatch::{Dispatcher, Failure, Invocation, Prepared, TriggerKind};
+use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, TriggerKind};
 use crate::jobs::Jobs;
 use api::{ErrorBody, JobAccepted, Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
+
+/// The decoding budget is counted in KiB (semaphore permits are u32).
+const BUDGET_UNIT: u64 = 1024;
 
 struct AppState {
     dispatcher: Arc<Dispatcher>,
     settings: HttpSettings,
     slots: Semaphore,
+    /// Memory requests being decoded and run may hold, in `BUDGET_UNIT`s.
+    decoding: Semaphore,
     /// Asynchronous invocations, or why they are off.
     jobs: Result<Jobs, String>,
     /// The provenance store, when the manifest keeps records.
@@ -76,9 +89,10 @@ pub fn router(
     jobs: Result<Jobs, String>,
     provenance: Option<Arc<ProvenanceStore>>,
 ) -> Router {
-    let max_body = usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX);
     let slots = Semaphore::new(settings.max_concurrency);
-    let state = Arc::new(AppState { slots, dispatcher, settings, jobs, provenance });
+    let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
+    let decoding = Semaphore::new(budget as usize);
+    let state = Arc::new(AppState { slots, decoding, dispatcher, settings, jobs, provenance });
     Router::new()
         .route("/v2/health/live", get(|| async { Json(Live { live: true }) }))
         .route("/v2/health/ready", get(|| async { Json(Ready { ready: true }) }))
@@ -92,8 +106,23 @@ pub fn router(
         .route("/v2/invocations/{id}", get(records::get_invocation).delete(records::erase_invocation))
         .route("/v2/subjects/{subject}", delete(records::erase_subject))
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
+}
+
+/// A panic in a handler is answered 500 (the connection and the server
+/// live on); invocations catch their own and name the invocation.
+async fn catch_panic(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let why = panic_message(panic.as_ref());
+            tracing::error!(%path, panic = %why, "a request handler panicked");
+            let error = format!("internal error (a bug in weir, please report it): {why}");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorBody { error })).into_response()
+        }
+    }
 }
 
 /// Serve until ctrl-c or SIGTERM, with the asynchronous jobs and NATS
@@ -121,9 +150,8 @@ pub async fn serve(
     }
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     on_listening(listener.local_addr()?);
-    axum::serve(listener, router(dispatcher, settings, jobs, provenance))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let limits = listen::ConnectionLimits::from(&settings);
+    listen::serve_connections(listener, router(dispatcher, settings, jobs, provenance), limits, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -212,7 +240,7 @@ async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
     pipeline(&state, &name)?;
@@ -220,10 +248,20 @@ async fn infer(
         state.dispatcher.count(&name, failure.status());
         ApiError(failure)
     };
+    let body = match read_body(body, state.settings.max_body_bytes, state.settings.body_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::Failed(failure)) => return Err(counted(failure)),
+        Err(BodyError::TimedOut(after)) => {
+            state.dispatcher.count(&name, StatusCode::REQUEST_TIMEOUT.as_u16());
+            let error = format!("the request body did not arrive within {after:?} (body_timeout)");
+            return Ok((StatusCode::REQUEST_TIMEOUT, Json(ErrorBody { error })).into_response());
+        }
+    };
     if wants_async(&headers) {
+        let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
         return submit_job(&state, &name, &body, received).map_err(counted);
     }
-    let prepared = Prepared::parse(&body, received).map_err(counted)?;
+    // Taken before the body is decoded: a request turned away costs nothing.
     let Ok(_slot) = state.slots.try_acquire() else {
         let message = format!(
             "{} invocations are already running (max_concurrency); retry later",
@@ -231,12 +269,16 @@ async fn infer(
         );
         return Err(counted(Failure::new(ErrorKind::Overloaded, message)));
     };
+    let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
+    let prepared = state.dispatcher.prepare(&body, received).map_err(counted)?;
+    drop(body);
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let trace = state.dispatcher.trace(traceparent);
     let invocation =
         Invocation { trigger: TriggerKind::Http, pipeline: &name, prepared, timeout: state.settings.timeout, trace };
     let completed = state.dispatcher.invoke(invocation).await?;
-    let mut response = Json(completed.response).into_response();
+    let mut response =
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], completed.body).into_response();
     if let Ok(id) = HeaderValue::from_str(&completed.output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);
     }
@@ -246,6 +288,48 @@ async fn infer(
         }
     }
     Ok(response)
+}
+
+enum BodyError {
+    Failed(Failure),
+    TimedOut(Duration),
+}
+
+/// The request body, at most `max` bytes, within `timeout`.
+async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, BodyError> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(BodyError::TimedOut(timeout)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let too_large =
+                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            Err(BodyError::Failed(if too_large {
+                Failure::new(
+                    ErrorKind::TooLarge,
+                    format!("the request body is over the limit of {max} bytes (max_body); send less data per request"),
+                )
+            } else {
+                Failure::new(ErrorKind::InvalidInput, format!("the request body could not be read: {error}"))
+            }))
+        }
+    }
+}
+
+/// Charge what decoding a body of `len` bytes may hold against the
+/// server-wide budget; when it is spent, the request is turned away (429).
+fn decoding_budget(state: &AppState, len: usize) -> Result<SemaphorePermit<'_>, Failure> {
+    let bound = state.dispatcher.limits().decoded_bound(len);
+    let units = u32::try_from(bound.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+    state.decoding.try_acquire_many(units).map_err(|_| {
+        Failure::new(
+            ErrorKind::Overloaded,
+            format!(
+                "requests being decoded already hold the server's budget of {} bytes (max_decoded); retry later",
+                state.settings.max_decoded_bytes
+            ),
+        )
+    })
 }
 
 /// `Prefer: respond-async` (RFC 7240) asks for a job instead of an answer.
@@ -261,7 +345,7 @@ fn wants_async(headers: &HeaderMap) -> bool {
 /// Check the request, keep it durably, answer 202 with where to look.
 fn submit_job(state: &AppState, name: &str, body: &[u8], received: Instant) -> Result<Response, Failure> {
     let jobs = state.jobs.as_ref().map_err(|why| Failure::new(ErrorKind::Unavailable, why.clone()))?;
-    Prepared::parse(body, received)?;
+    state.dispatcher.prepare(body, received)?;
     let job = jobs.submit(name, body)?;
     state.dispatcher.count(name, 202);
     let location = format!("/v2/jobs/{}", job.id);

@@ -3,22 +3,26 @@
 //! runs on a fixed set of workers through the shared dispatcher (under the
 //! jobs trigger's own time limit), and its result stays readable until its
 //! retention ends. Jobs queued or running when the process stopped run
-//! again after a restart (at least once). The queue is bounded: beyond
+//! again after a restart (at least once), up to `max_attempts` starts; a
+//! job that keeps taking its host down ends as failed. The queue is bounded: beyond
 //! `max_queued` unfinished jobs, submissions are refused (429).
 
 mod settings;
 mod store;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, Mutex};
+use weir_core::ErrorKind;
 
 pub use settings::JobSettings;
 pub use store::{Job, JobError, JobFailure, JobStatus, JobStore};
 
-use crate::dispatch::{Dispatcher, Invocation, Prepared, TriggerKind};
+use crate::dispatch::{Dispatcher, Failure, Invocation, TriggerKind};
 
 /// The store and its workers.
 pub struct Jobs {
@@ -43,14 +47,19 @@ impl Jobs {
             let _ = queue.send(id);
         }
         let receiver = Arc::new(Mutex::new(receiver));
-        let timeout = settings.timeout;
+        let (timeout, max_attempts) = (settings.timeout, settings.max_attempts);
         for _ in 0..settings.workers.max(1) {
             let (store, receiver, dispatcher, unfinished) =
                 (store.clone(), receiver.clone(), dispatcher.clone(), unfinished.clone());
             tokio::spawn(async move {
                 loop {
                     let Some(id) = receiver.lock().await.recv().await else { return };
-                    run_job(&store, &dispatcher, &id, timeout).await;
+                    // The dispatcher turns a panicking invocation into a 500;
+                    // this keeps the worker alive whatever else panics.
+                    let run = AssertUnwindSafe(run_job(&store, &dispatcher, &id, timeout, max_attempts));
+                    if run.catch_unwind().await.is_err() {
+                        tracing::error!(job = %id, "a job worker panicked; the worker goes on");
+                    }
                     unfinished.fetch_sub(1, Ordering::AcqRel);
                 }
             });
@@ -88,16 +97,29 @@ impl Jobs {
     }
 }
 
-async fn run_job(store: &JobStore, dispatcher: &Dispatcher, id: &str, timeout: Duration) {
+async fn run_job(store: &JobStore, dispatcher: &Dispatcher, id: &str, timeout: Duration, max_attempts: u32) {
     let job = match store.start(id) {
         Ok(Some(job)) => job,
         Ok(None) => return,
         Err(error) => return tracing::error!(job = id, %error, "could not start a job"),
     };
+    if job.attempts > max_attempts {
+        // Every earlier start ended without a result: a poison job.
+        let message = format!(
+            "the job was started {} times without finishing (its host stopped or crashed while running it); \
+             it is not tried again (triggers.jobs.max_attempts = {max_attempts})",
+            job.attempts - 1
+        );
+        tracing::error!(job = id, attempts = job.attempts - 1, "giving up on a job that never finished");
+        if let Err(error) = store.finish(id, Err(Failure::new(ErrorKind::Internal, message))) {
+            tracing::error!(job = id, %error, "could not record a job's failure");
+        }
+        return;
+    }
     // Queue wait counts from submission (across restarts too).
     let waited = Duration::from_millis(weir_core::clock::unix_ms().saturating_sub(job.submitted_unix_ms));
     let received = Instant::now().checked_sub(waited).unwrap_or_else(Instant::now);
-    let outcome = match Prepared::parse(job.request.as_bytes(), received) {
+    let outcome = match dispatcher.prepare(job.request.as_bytes(), received) {
         Ok(prepared) => {
             let invocation = Invocation {
                 trigger: TriggerKind::Jobs,

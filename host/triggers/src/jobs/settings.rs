@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 use weir_core::Digest;
-use weir_manifest::{Manifest, ManifestError};
+use weir_manifest::{limits, Manifest, ManifestError};
 
 use crate::sections::{at_least_one, duration};
 
@@ -18,6 +18,7 @@ struct RawJobs {
     max_queued: Option<Spanned<usize>>,
     workers: Option<Spanned<usize>>,
     timeout: Option<Spanned<String>>,
+    max_attempts: Option<Spanned<u32>>,
 }
 
 /// How the async mode runs.
@@ -32,7 +33,14 @@ pub struct JobSettings {
     pub workers: usize,
     /// The time limit of one job's invocation.
     pub timeout: Duration,
+    /// Starts a job gets: one that was started this often without
+    /// finishing (its host stopped or crashed while running it) ends as
+    /// failed instead of running again.
+    pub max_attempts: u32,
 }
+
+/// The most `max_attempts` a manifest may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
 
 /// Where jobs are kept when the manifest does not say: one store per
 /// manifest under weir's data folder, so two manifests never share a queue.
@@ -53,6 +61,7 @@ impl JobSettings {
             max_queued: 1000,
             workers: 4,
             timeout: Duration::from_secs(30),
+            max_attempts: 3,
         };
         let Some(raw) = raw else { return Ok(jobs) };
         let place = manifest.place();
@@ -70,6 +79,9 @@ impl JobSettings {
         }
         if let Some(timeout) = &raw.timeout {
             jobs.timeout = duration(&place, timeout, "triggers.jobs.timeout")?;
+        }
+        if let Some(value) = &raw.max_attempts {
+            jobs.max_attempts = limits::count(&place, value, "triggers.jobs.max_attempts", 1, MAX_ATTEMPTS)?;
         }
         Ok(jobs)
     }

@@ -2,14 +2,19 @@
 //! gets a durable pull consumer. Messages carry OIP v2 inference requests;
 //! results are OIP responses (with the request `id` and the full receipt).
 //!
-//! - At least once: a message is acked only after its result was published
-//!   and flushed to the server. A host that dies mid-message leaves it
-//!   unacked, and JetStream redelivers it after `ack_wait` (to this host
-//!   after a restart, or to another one on the same durable consumer).
-//!   Duplicates carry the same request `id`.
+//! - At least once, never lost: a message is acked only after JetStream
+//!   acknowledged storing its result (or its dead letter). Results and dead
+//!   letters go to subjects a stream stores (`<STREAM>_OUT` is created when
+//!   none does). A host that dies mid-message leaves it unacked, and
+//!   JetStream redelivers it after `ack_wait`. Duplicates carry the same
+//!   request `id`.
 //! - A malformed message goes to the dead-letter subject at once and is
 //!   terminated; a failing one is retried (nak) until `max_deliver`, then
-//!   dead-lettered. Neither holds up the others.
+//!   dead-lettered. A message delivered more than `max_deliver` times
+//!   without an answer (it took its hosts down) is dead-lettered unrun by
+//!   the next host that gets it. Neither holds up the others.
+//! - A message names where its result goes (`Weir-Reply-To`) only under
+//!   the consumer's `reply_prefix`: never a JetStream API subject.
 //! - Back-pressure: a host pulls only as many messages as it has free
 //!   slots (`concurrency`), and long invocations send progress acks so
 //!   JetStream does not redeliver them while they run.
@@ -27,7 +32,7 @@ use tokio::sync::Semaphore;
 mod settings;
 
 pub use settings::{NatsConsumer, NatsSettings};
-use weir_core::Retry;
+use weir_core::{ErrorKind, Retry};
 
 use crate::dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
 
@@ -74,11 +79,12 @@ pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings) -> Resu
         .connect(settings.url.as_str())
         .await
         .map_err(|e| NatsError::Connect { url: settings.url.clone(), message: e.to_string() })?;
-    let context = jetstream::new(client.clone());
+    let context = jetstream::new(client);
     for config in &settings.consumers {
         let consumer = consumer(&context, config).await?;
+        store_outputs(&context, config).await?;
         tracing::info!(pipeline = %config.pipeline, subject = %config.subject, durable = %config.durable, "consuming from NATS JetStream");
-        let worker = Worker { dispatcher: dispatcher.clone(), client: client.clone(), config: config.clone() };
+        let worker = Worker { dispatcher: dispatcher.clone(), js: context.clone(), config: config.clone() };
         tokio::spawn(worker.run(consumer));
     }
     Ok(())
@@ -107,7 +113,10 @@ async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result
                 durable_name: Some(config.durable.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: config.ack_wait,
-                max_deliver: config.max_deliver,
+                // One delivery more than the setting: a message whose every
+                // delivery took its host down reaches a host once more, to
+                // be dead-lettered without running.
+                max_deliver: config.max_deliver + 1,
                 filter_subject: config.subject.clone(),
                 ..Default::default()
             },
@@ -116,10 +125,52 @@ async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result
         .map_err(|e| fail(e.to_string()))
 }
 
+/// How long `<STREAM>_OUT` keeps results and dead letters.
+const OUTPUT_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// Make sure a stream stores every subject the consumer publishes to, so
+/// that each publish is acknowledged: subjects no stream stores go into
+/// `<STREAM>_OUT`.
+async fn store_outputs(context: &jetstream::Context, config: &NatsConsumer) -> Result<(), NatsError> {
+    let name = format!("{}_OUT", config.stream);
+    let fail = |message: String| NatsError::Setup {
+        pipeline: config.pipeline.clone(),
+        stream: name.clone(),
+        durable: config.durable.clone(),
+        message,
+    };
+    let mut missing = Vec::new();
+    for subject in config.outputs() {
+        if context.stream_by_subject(subject.as_str()).await.is_err() {
+            missing.push(subject);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let stream = context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: missing.clone(),
+            max_age: OUTPUT_MAX_AGE,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let stored = &stream.cached_info().config.subjects;
+    match missing.iter().find(|s| !stored.contains(s)) {
+        Some(subject) => Err(fail(format!(
+            "no stream stores `{subject}`, and stream `{name}` exists without it; add the subject to a stream \
+             (results and dead letters are published to JetStream, so that none is lost)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[derive(Clone)]
 struct Worker {
     dispatcher: Arc<Dispatcher>,
-    client: async_nats::Client,
+    js: jetstream::Context,
     config: NatsConsumer,
 }
 
@@ -168,7 +219,8 @@ impl Worker {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
         let waited = info.as_ref().map_or(0, |i| (now - i.published.unix_timestamp_nanos()).max(0));
         let received = Instant::now().checked_sub(Duration::from_nanos(waited as u64)).unwrap_or_else(Instant::now);
-        let outcome = match Prepared::parse(&message.payload, received) {
+        let admitted = self.admit(&message, delivered);
+        let outcome = match admitted.and_then(|()| self.dispatcher.prepare(&message.payload, received)) {
             Ok(mut prepared) => {
                 prepared.prefer_full_receipt();
                 self.execute_with_progress(&message, prepared).await
@@ -192,6 +244,42 @@ impl Worker {
             // Not acked: JetStream redelivers it after ack_wait.
             tracing::error!(pipeline = %self.config.pipeline, %error, "could not finish a NATS message; it will be redelivered");
         }
+    }
+
+    /// Whether a message may run at all: its reply subject is allowed, and
+    /// it has not already taken `max_deliver` hosts down.
+    fn admit(&self, message: &jetstream::Message, delivered: i64) -> Result<(), Failure> {
+        if delivered > self.config.max_deliver {
+            let message = format!(
+                "delivered {delivered} times without an answer (each host stopped or crashed while running it); \
+                 not run again (max_deliver = {})",
+                self.config.max_deliver
+            );
+            return Err(Failure::new(ErrorKind::Internal, message));
+        }
+        match self.reply_subject(message) {
+            Some(Err(subject)) => Err(Failure::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{REPLY_TO_HEADER} `{subject}` is not allowed: it must start with `{}` and hold no wildcards \
+                     or spaces (set `reply_prefix` in the manifest to allow another prefix)",
+                    self.config.reply_prefix
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the message asks its result to go, if it asks: `Err` when the
+    /// subject is outside the consumer's `reply_prefix`.
+    fn reply_subject(&self, message: &jetstream::Message) -> Option<Result<String, String>> {
+        let subject = message.headers.as_ref()?.get(REPLY_TO_HEADER)?.as_str().to_string();
+        let rest = subject.strip_prefix(self.config.reply_prefix.as_str()).unwrap_or_default();
+        let allowed = !rest.is_empty()
+            && rest.len() <= 256
+            && rest.split('.').all(|token| !token.is_empty() && token != "*" && token != ">")
+            && rest.chars().all(|c| c.is_ascii_graphic());
+        Some(if allowed { Ok(subject) } else { Err(subject) })
     }
 
     /// Run, telling JetStream the message is still being worked on.
@@ -220,9 +308,7 @@ impl Worker {
                 }
             }
         };
-        let body = serde_json::to_vec(&completed.response)
-            .map_err(|e| Failure::new(weir_core::ErrorKind::Internal, e.to_string()))?;
-        Ok((body, completed.output.invocation_id))
+        Ok((completed.body, completed.output.invocation_id))
     }
 
     async fn publish_result(
@@ -231,7 +317,7 @@ impl Worker {
         body: &[u8],
         invocation_id: &str,
     ) -> Result<(), String> {
-        let reply_to = message.headers.as_ref().and_then(|h| h.get(REPLY_TO_HEADER)).map(|v| v.as_str().to_string());
+        let reply_to = self.reply_subject(message).and_then(Result::ok);
         let Some(subject) = self.config.results.clone().or(reply_to) else {
             // Nowhere to send it: the result is dropped, and said so.
             tracing::warn!(pipeline = %self.config.pipeline, "no `results` subject and no {REPLY_TO_HEADER} header: result dropped");
@@ -239,12 +325,19 @@ impl Worker {
         };
         let mut headers = HeaderMap::new();
         headers.insert("Weir-Invocation-Id", invocation_id);
-        self.client.publish_with_headers(subject, headers, body.to_vec().into()).await.map_err(|e| e.to_string())?;
-        self.client.flush().await.map_err(|e| e.to_string())?;
+        self.publish_stored(subject, headers, body.to_vec()).await?;
         // Only now is the message done. A lost ack means a redelivery and a
         // duplicate result (same request id), never a lost one; so the ack
         // is not waited for, which spares a round trip per message.
         message.ack().await.map_err(|e| e.to_string())
+    }
+
+    /// Publish and wait until JetStream says it stored the message.
+    async fn publish_stored(&self, subject: String, headers: HeaderMap, body: Vec<u8>) -> Result<(), String> {
+        let stored = self.js.publish_with_headers(subject.clone(), headers, body.into()).await;
+        let stored = stored.map_err(|e| format!("publishing to `{subject}`: {e}"))?;
+        stored.await.map_err(|e| format!("JetStream did not store the message on `{subject}`: {e}"))?;
+        Ok(())
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, failure: &Failure, delivered: i64) -> Result<(), String> {
@@ -259,8 +352,7 @@ impl Worker {
                 request: String::from_utf8_lossy(&message.payload),
             };
             let body = serde_json::to_vec(&letter).map_err(|e| e.to_string())?;
-            self.client.publish(subject.clone(), body.into()).await.map_err(|e| e.to_string())?;
-            self.client.flush().await.map_err(|e| e.to_string())?;
+            self.publish_stored(subject.clone(), HeaderMap::new(), body).await?;
         }
         message.double_ack_with(AckKind::Term).await.map_err(|e| e.to_string())
     }

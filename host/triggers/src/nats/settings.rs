@@ -8,6 +8,8 @@ use toml::Spanned;
 use weir_manifest::sections::PipelineSection;
 use weir_manifest::{Manifest, ManifestError, Place};
 
+use weir_manifest::limits;
+
 use crate::sections::{at_least_one, duration};
 
 #[derive(Debug, Deserialize)]
@@ -15,6 +17,7 @@ use crate::sections::{at_least_one, duration};
 struct RawNats {
     url: Spanned<String>,
     timeout: Option<Spanned<String>>,
+    reply_prefix: Option<Spanned<String>>,
 }
 
 /// `[pipelines.NAME.triggers.nats]`: a JetStream durable consumer feeding the pipeline.
@@ -31,7 +34,15 @@ struct RawNatsConsumer {
     max_deliver: Option<Spanned<i64>>,
     dead_letter: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    reply_prefix: Option<Spanned<String>>,
 }
+
+/// Where a message may ask its result to be sent when `reply_prefix` is not set.
+pub const DEFAULT_REPLY_PREFIX: &str = "weir.replies.";
+/// The most messages one host runs at once for one consumer.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// The most times a message may be delivered before it is dead-lettered.
+pub const MAX_DELIVER: i64 = 100;
 
 /// The NATS server and the consumers feeding pipelines.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,10 +61,28 @@ pub struct NatsConsumer {
     pub results: Option<String>,
     pub concurrency: usize,
     pub ack_wait: Duration,
+    /// Deliveries a message gets (failing in a retryable way, or with its
+    /// host stopping) before it is dead-lettered.
     pub max_deliver: i64,
     pub dead_letter: Option<String>,
     /// The time limit of one message's invocation.
     pub timeout: Duration,
+    /// A message's `Weir-Reply-To` must start with this (ends with `.`).
+    pub reply_prefix: String,
+}
+
+impl NatsConsumer {
+    /// The subjects this consumer publishes to (JetStream must store them,
+    /// for publishes to be acknowledged): results or the reply prefix's
+    /// subjects, and the dead-letter subject.
+    pub fn outputs(&self) -> Vec<String> {
+        let mut subjects = vec![match &self.results {
+            Some(results) => results.clone(),
+            None => format!("{}>", self.reply_prefix),
+        }];
+        subjects.extend(self.dead_letter.clone());
+        subjects
+    }
 }
 
 impl NatsSettings {
@@ -78,8 +107,14 @@ impl NatsSettings {
             Some(timeout) => duration(&place, timeout, "triggers.nats.timeout")?,
             None => Duration::from_secs(30),
         };
-        let consumers =
-            raw_consumers.iter().map(|section| consumer(&place, section, timeout)).collect::<Result<Vec<_>, _>>()?;
+        let reply_prefix = match &nats.reply_prefix {
+            Some(prefix) => subject_prefix(&place, prefix, "triggers.nats.reply_prefix")?,
+            None => DEFAULT_REPLY_PREFIX.to_string(),
+        };
+        let consumers = raw_consumers
+            .iter()
+            .map(|section| consumer(&place, section, timeout, &reply_prefix))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(NatsSettings { url: url.clone(), consumers }))
     }
 }
@@ -88,6 +123,7 @@ fn consumer(
     place: &Place,
     section: &PipelineSection<RawNatsConsumer>,
     timeout: Duration,
+    reply_prefix: &str,
 ) -> Result<NatsConsumer, ManifestError> {
     let (key, raw, pipeline) = (&section.key, &section.value, &section.pipeline);
     let token = |value: &toml::Spanned<String>, field: &str, wildcards: bool| -> Result<String, ManifestError> {
@@ -113,9 +149,20 @@ fn consumer(
         max_deliver: 3,
         dead_letter: raw.dead_letter.as_ref().map(|d| token(d, "dead_letter", false)).transpose()?,
         timeout,
+        reply_prefix: reply_prefix.to_string(),
     };
+    for (value, field) in [(&raw.results, "results"), (&raw.dead_letter, "dead_letter")] {
+        if let Some(value) = value.as_ref().filter(|v| v.get_ref().starts_with('$')) {
+            let message = format!("{key}.{field}: `{}` is a system subject (it starts with `$`)", value.get_ref());
+            return Err(place.at(value, message));
+        }
+    }
+    if let Some(prefix) = &raw.reply_prefix {
+        consumer.reply_prefix = subject_prefix(place, prefix, &format!("{key}.reply_prefix"))?;
+    }
     if let Some(n) = &raw.concurrency {
         consumer.concurrency = at_least_one(place, n, &format!("{key}.concurrency"))?;
+        limits::count(place, n, &format!("{key}.concurrency"), 1, MAX_CONCURRENCY)?;
     }
     if let Some(limit) = &raw.timeout {
         consumer.timeout = duration(place, limit, &format!("{key}.timeout"))?;
@@ -130,7 +177,30 @@ fn consumer(
         if *n.get_ref() < 1 {
             return Err(place.at(n, format!("{key}.max_deliver must be at least 1")));
         }
-        consumer.max_deliver = *n.get_ref();
+        consumer.max_deliver = limits::count(place, n, &format!("{key}.max_deliver"), 1, MAX_DELIVER)?;
     }
     Ok(consumer)
+}
+
+/// A subject prefix such as `weir.replies.`: whole tokens, ending with `.`,
+/// no wildcards, not a system (`$...`) subject.
+fn subject_prefix(place: &Place, value: &Spanned<String>, key: &str) -> Result<String, ManifestError> {
+    let text = value.get_ref();
+    let why = if text.starts_with('$') {
+        Some("it may not name system subjects (starting with `$`)")
+    } else if !text.ends_with('.') || text.len() < 2 {
+        Some("it must be one or more whole tokens ending with `.`, such as `weir.replies.`")
+    } else if text.starts_with('.') || text.contains("..") {
+        Some("it has an empty token")
+    } else if !text.chars().all(|c| c.is_ascii_graphic() && c != '*' && c != '>') {
+        Some("it may hold no wildcards (`*`, `>`), spaces or non-ASCII characters")
+    } else if text.len() > 200 {
+        Some("it is longer than 200 characters")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(place.at(value, format!("{key}: `{text}` is not a subject prefix: {why}"))),
+        None => Ok(text.clone()),
+    }
 }

@@ -84,6 +84,53 @@ impl Step for Hostile {
                     Err(e) => format!("denied: {:?}: {}", e.code(), e.data()),
                 })?])
             }
+            // Run the model named by config `model` on every input, under
+            // the input's own name; answer its outputs.
+            "nn-run" => {
+                let model = weir_sdk::nn::Model::load(&config::require::<String>("model")?)?;
+                let inputs = inputs.into_vec();
+                let named: Vec<(&str, &Tensor)> = inputs.iter().map(|t| (t.name.as_str(), t)).collect();
+                model.run(&named)
+            }
+            // Make the host hold wasi:nn resources without bound (each kept,
+            // never dropped): tensors of `mib` MiB copied from one buffer,
+            // execution contexts, or inference outputs. Needs no model grant
+            // for tensors. Ends only when the host refuses.
+            "nn-tensor-flood" => {
+                use weir_sdk::nn::nn_tensor::{Tensor as NnTensor, TensorType};
+                let mib = config::parse_or::<u32>("mib", 4)?;
+                let buffer = vec![7u8; mib as usize * (1 << 20)];
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(NnTensor::new(&[mib * (1 << 18)], TensorType::Fp32, &buffer));
+                }
+            }
+            "nn-context-flood" => {
+                let model = config::require::<String>("model")?;
+                let graph = weir_sdk::nn::graph::load_by_name(&model)
+                    .map_err(|e| StepError::Failed(format!("{:?}: {}", e.code(), e.data())))?;
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(graph.init_execution_context());
+                }
+            }
+            "nn-output-flood" => {
+                use weir_sdk::nn::nn_tensor::{Tensor as NnTensor, TensorType};
+                let model = config::require::<String>("model")?;
+                let input = config::require::<String>("input")?;
+                let graph = weir_sdk::nn::graph::load_by_name(&model)
+                    .map_err(|e| StepError::Failed(format!("{:?}: {}", e.code(), e.data())))?;
+                let context = graph.init_execution_context().map_err(|e| StepError::Failed(e.data()))?;
+                let x = inputs.get(&input)?;
+                let dims: Vec<u32> = x.shape.iter().map(|&d| d as u32).collect();
+                let mut hoard = Vec::new();
+                loop {
+                    let tensor = NnTensor::new(&dims, TensorType::Fp32, &x.data);
+                    let outputs =
+                        context.compute(vec![(input.clone(), tensor)]).map_err(|e| StepError::Failed(e.data()))?;
+                    hoard.push(outputs);
+                }
+            }
             // Keep a core busy for `ms` milliseconds, then echo.
             "busy" => {
                 let ms = config::parse_or::<u64>("ms", 100)?;
