@@ -104,6 +104,7 @@ impl Executor {
         let started = Instant::now();
         let invocation_id = options.invocation_id.clone().unwrap_or_else(new_invocation_id);
         let pipeline = self.pipeline(pipeline)?;
+        check_declared_inputs(pipeline, &inputs)?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut session = Session::begin(
             &self.observers,
@@ -282,10 +283,30 @@ fn fetch(
     Ok(tensor)
 }
 
+fn describe(datatype: weir_core::tensor::Datatype, shape: &dyn std::fmt::Debug) -> String {
+    format!("{} {shape:?}", weir_core::tensor::datatype_name(datatype))
+}
+
+/// A request's tensors match the pipeline's declared inputs (a caller's
+/// mistake, refused before any step runs or sizes a buffer from them).
+fn check_declared_inputs(pipeline: &Pipeline, inputs: &[Tensor]) -> Result<(), PipelineError> {
+    for tensor in inputs {
+        if let Some(declared) = pipeline.inputs.iter().find(|d| d.name == tensor.name) {
+            if !declared.admits(tensor) {
+                return Err(PipelineError::InputType {
+                    pipeline: pipeline.name.clone(),
+                    input: tensor.name.clone(),
+                    declared: describe(declared.datatype, &declared.shape),
+                    got: describe(tensor.datatype, &tensor.shape),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Declared output types hold on every invocation.
 fn check_declared(pipeline: &Pipeline, outputs: &[Tensor]) -> Result<(), PipelineError> {
-    let describe =
-        |datatype, shape: &dyn std::fmt::Debug| format!("{} {shape:?}", weir_core::tensor::datatype_name(datatype));
     for tensor in outputs {
         if let Some(declared) = pipeline.output_types.get(&tensor.name) {
             if !declared.admits(tensor) {

@@ -22,6 +22,11 @@ pub enum PipelineError {
     MissingTensor { step: String, wanted: String, from: String, produced: Vec<String> },
     #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
     Load { step: String, component: String, error: Box<ResidencyError> },
+    #[error(
+        "input `{input}` of pipeline `{pipeline}` is {got}, but the pipeline takes {declared} (-1: any size); \
+         send a tensor of that datatype and shape"
+    )]
+    InputType { pipeline: String, input: String, declared: String, got: String },
     #[error("output `{output}` of pipeline `{pipeline}` is {got}, but the manifest declares {declared}")]
     OutputType { pipeline: String, output: String, declared: String, got: String },
     #[error(transparent)]
@@ -32,7 +37,9 @@ impl Classify for PipelineError {
     fn kind(&self) -> ErrorKind {
         match self {
             PipelineError::UnknownPipeline { .. } => ErrorKind::NotFound,
-            PipelineError::MissingInput { .. } | PipelineError::UnknownStep { .. } => ErrorKind::InvalidInput,
+            PipelineError::MissingInput { .. }
+            | PipelineError::UnknownStep { .. }
+            | PipelineError::InputType { .. } => ErrorKind::InvalidInput,
             PipelineError::Load { error, .. } => error.kind(),
             PipelineError::MissingTensor { .. } | PipelineError::OutputType { .. } => ErrorKind::StepFailed,
             PipelineError::Step(error) => error.kind(),
