@@ -131,7 +131,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
     for (unit, name) in UNITS {
         if n >= unit {
             let value = n as f64 / unit as f64;
-            return if n % unit == 0 {
+            return if n.is_multiple_of(unit) {
                 format!("{} {name}", n / unit)
             } else {
                 format!("{value:.1} {name} ({n} bytes)")

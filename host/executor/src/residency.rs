@@ -113,6 +113,9 @@ struct History {
     last_used_ms: Option<u64>,
 }
 
+/// Held while one artifact loads.
+type LoadLock = Arc<tokio::sync::Mutex<()>>;
+
 pub struct Residency {
     sandbox: Arc<Sandbox>,
     policy: ResidencyPolicy,
@@ -125,7 +128,7 @@ pub struct Residency {
     /// component wait for its load instead of compiling it twice, while
     /// other artifacts load meanwhile (a stuck registry holds up only what
     /// comes from it).
-    loading: Mutex<HashMap<(ArtifactKind, String), Arc<tokio::sync::Mutex<()>>>>,
+    loading: Mutex<HashMap<(ArtifactKind, String), LoadLock>>,
     origin: Instant,
     origin_unix_ms: u64,
 }
@@ -169,7 +172,7 @@ impl Residency {
     }
 
     /// The lock held while `name` (of `kind`) loads.
-    fn load_lock(&self, kind: ArtifactKind, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn load_lock(&self, kind: ArtifactKind, name: &str) -> LoadLock {
         lock(&self.loading).entry((kind, name.to_string())).or_default().clone()
     }
 

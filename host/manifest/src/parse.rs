@@ -427,7 +427,7 @@ fn check_shape(shape: &[i64]) -> Result<Vec<i64>, String> {
     if shape.len() > limits::MAX_RANK {
         return Err(format!("{} dimensions is too many; allowed: at most {}", shape.len(), limits::MAX_RANK));
     }
-    if let Some(dim) = shape.iter().find(|&&d| d < -1 || d > limits::MAX_DIM) {
+    if let Some(dim) = shape.iter().find(|&&d| !(-1..=limits::MAX_DIM).contains(&d)) {
         return Err(format!("dimension {dim} is out of range; allowed: -1 (any size) or 0 to 2^53"));
     }
     Ok(shape.to_vec())

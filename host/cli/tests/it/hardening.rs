@@ -61,7 +61,7 @@ fn hostile_requests_get_a_4xx_and_the_server_serves_on() {
         ("300 inputs", format!(r#"{{"inputs":[{}]}}"#, many_inputs.join(",")), 400),
         (
             "an output requested twice",
-            format!(r#"{{"inputs":[],"outputs":[{{"name":"label"}},{{"name":"label"}}]}}"#),
+            r#"{"inputs":[],"outputs":[{"name":"label"},{"name":"label"}]}"#.to_string(),
             400,
         ),
         (
