@@ -49,7 +49,13 @@ async fn bad_requests_get_the_status_that_says_so() {
             "/v2/models/digits/infer",
             r#"{"inputs":[{"name":"pixels","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
             400,
-            "has shape [-1, 64] (-1 = any), got [1, 3]",
+            "input `pixels` of pipeline `digits` is FP32 [1, 3], but the pipeline takes FP32 [-1, 64]",
+        ),
+        (
+            "/v2/models/digits/infer",
+            r#"{"inputs":[{"name":"pixels","shape":[1,64],"datatype":"INT64","data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}"#,
+            400,
+            "but the pipeline takes FP32 [-1, 64]",
         ),
         (
             "/v2/models/digits/infer",

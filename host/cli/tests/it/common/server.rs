@@ -35,9 +35,11 @@ pub fn start(manifest: &Path) -> Server {
     start_with(manifest, &[], &[])
 }
 
-/// Start with extra arguments and environment.
+/// Start with extra arguments and environment. `WEIR_TEST_BINARY` runs
+/// another build instead (an older revision, for before/after figures).
 pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let binary = std::env::var_os("WEIR_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_weir").into());
+    let mut command = Command::new(binary);
     command
         .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(args)
