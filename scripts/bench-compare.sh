@@ -36,7 +36,9 @@ declare -A port pid
 for name in before after; do
   bin=$([ $name = before ] && echo "$before" || echo "$after")
   port[$name]=$([ $name = before ] && echo 18191 || echo 18192)
-  WEIR_LOG=warn "$bin" serve examples/digits/weir.toml --listen 127.0.0.1:${port[$name]} 2>"$out/$name.log" &
+  # Builds with access control need --no-auth for keyless loopback callers.
+  noauth=$("$bin" serve --help | grep -q -- --no-auth && echo --no-auth || true)
+  WEIR_LOG=warn "$bin" serve examples/digits/weir.toml --listen 127.0.0.1:${port[$name]} $noauth 2>"$out/$name.log" &
   pid[$name]=$!
   pids+=($!)
 done

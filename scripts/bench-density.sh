@@ -31,7 +31,7 @@ def manifest(count):
 def serve(path):
     env = dict(os.environ, WEIR_LOG="warn")
     started = time.perf_counter()
-    proc = subprocess.Popen(["target/release/weir", "serve", path, "--listen", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(["target/release/weir", "serve", path, "--listen", "127.0.0.1:0", "--no-auth"], env=env, stderr=subprocess.PIPE, text=True)
     base = "http://" + proc.stderr.readline().split("http://")[1].strip().removesuffix("/v2")
     return proc, base, time.perf_counter() - started
 

@@ -49,9 +49,9 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18085 2>"$out/weir.log" &
+WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18085 --no-auth 2>"$out/weir.log" &
 pids+=($!)
-WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18089 --no-receipts 2>"$out/weir-off.log" &
+WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18089 --no-auth --no-receipts 2>"$out/weir-off.log" &
 pids+=($!)
 (cd "$out/mlserver" && mlserver start . >"$out/mlserver.log" 2>&1) &
 pids+=($!)

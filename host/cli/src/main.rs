@@ -34,6 +34,8 @@ enum Command {
     Pull(commands::oci::PullArgs),
     /// Scaffold a new step component crate wired to weir-sdk.
     New(commands::new::NewArgs),
+    /// Create, list and revoke the API keys callers present to `weir serve`.
+    Keys(commands::keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Receipts(args) => commands::receipts::receipts(args),
         Command::Push(args) => commands::oci::push(args),
         Command::Pull(args) => commands::oci::pull(args),
+        Command::Keys(args) => commands::keys::keys(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod paths;
 pub mod pricing;
+pub mod secret;
 pub mod step;
 pub mod tensor;
 pub mod tensor_json;

@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use wasmtime::component::Component;
 use wasmtime::Engine;
+use weir_core::secret::constant_time_eq;
 use weir_core::Digest;
 
 #[derive(Debug, Error)]
@@ -303,8 +304,7 @@ fn read_or_make_key(path: &Path) -> Result<Key, CacheError> {
                 return Ok(Key(key));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                std::fs::File::open("/dev/urandom").and_then(|mut r| r.read_exact(&mut key)).map_err(io)?;
+                let key = weir_core::secret::random_bytes::<32>();
                 // Written aside, then linked into place: a second process
                 // making one at the same time keeps the first, never half of one.
                 let tmp = path.with_extension(format!("{}.{}.tmp", std::process::id(), unique()));
@@ -337,10 +337,6 @@ fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; MAC_LEN] {
     outer.update(block.map(|b| b ^ 0x5c));
     outer.update(inner.finalize());
     outer.finalize().into()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unique() -> u64 {

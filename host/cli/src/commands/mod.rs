@@ -2,6 +2,7 @@
 
 mod compose;
 pub mod graph;
+pub mod keys;
 pub mod new;
 pub mod oci;
 pub mod receipts;

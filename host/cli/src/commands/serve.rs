@@ -48,6 +48,12 @@ pub struct ServeArgs {
     no_receipts: bool,
     #[command(flatten)]
     registry_limits: super::oci::RegistryLimitArgs,
+    /// The API key file (made with `weir keys create`; default as for `weir keys`).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// No access control: every caller may do everything. Only on a loopback listener.
+    #[arg(long)]
+    no_auth: bool,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -84,6 +90,8 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         models,
         ..SandboxOptions::default()
     };
+    let keys = args.keys.clone().unwrap_or_else(super::keys::default_key_file);
+    let access = super::keys::access(&keys, args.no_auth, &listen)?;
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
     let registry = args
         .registry_limits
@@ -105,7 +113,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             .with_limits(triggers.http.limits()),
     );
     tokio
-        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, |addr| {
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, |addr| {
             // Tests and scripts wait for this line.
             eprintln!("weir: serving {} on http://{addr}/v2", pipelines.join(", "));
         }))

@@ -199,15 +199,20 @@ fn bad_serve_arguments_are_clear_errors() {
     let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().unwrap();
     let manifest = example();
     let manifest = manifest.to_str().unwrap();
-    let out = run(&["serve", manifest, "--model-idle-timeout", "5"]);
+    let out = run(&["serve", manifest, "--model-idle-timeout", "5", "--no-auth"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model-idle-timeout: `5` has no unit"));
     let out = run(&["serve", "/nonexistent/weir.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the manifest"));
-    let out = run(&["serve", manifest, "--listen", "not-an-address"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("serving on not-an-address"));
+    let out = run(&["serve", manifest, "--listen", "not-an-address", "--no-auth"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not `not-an-address`"));
+    let keys = tempfile::tempdir().unwrap();
+    let keys = keys.path().join("keys.json");
+    let out = run(&["serve", manifest, "--listen", "not-an-address", "--keys", keys.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API keys"));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod access;
 mod cli;
 mod docs;
 mod hardening;

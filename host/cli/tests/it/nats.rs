@@ -106,10 +106,9 @@ fn json(message: &async_nats::Message) -> Value {
     serde_json::from_slice(&message.payload).unwrap()
 }
 
-/// The pid inside an invocation id (`<time>-<pid>-<counter>`, hex).
-fn host_of(message: &async_nats::Message) -> u32 {
-    let id = message.headers.as_ref().unwrap().get("Weir-Invocation-Id").unwrap().as_str();
-    u32::from_str_radix(id.split('-').nth(1).unwrap(), 16).unwrap()
+/// Which host answered (`Weir-Instance`, random per process).
+fn host_of(message: &async_nats::Message) -> String {
+    message.headers.as_ref().unwrap().get("Weir-Instance").expect("a Weir-Instance header").as_str().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,7 +192,7 @@ async fn two_hosts_on_one_durable_consumer_share_the_work() {
     let got = collect(&mut results, |m| m.len() == N).await;
     let ids: HashSet<String> = got.iter().map(|m| json(m)["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), N, "exactly N unique results");
-    let mut per_host: HashMap<u32, usize> = HashMap::new();
+    let mut per_host: HashMap<String, usize> = HashMap::new();
     for message in &got {
         *per_host.entry(host_of(message)).or_default() += 1;
     }

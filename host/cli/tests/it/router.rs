@@ -17,13 +17,18 @@ use weir_triggers::http::{router, HttpSettings};
 use weir_triggers::Dispatcher;
 
 fn digits() -> axum::Router {
+    digits_with(weir_access::Access::Off)
+}
+
+/// The digits example's router with the given access control.
+pub fn digits_with(access: weir_access::Access) -> axum::Router {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits/weir.toml");
     let manifest = Manifest::load(&path).unwrap();
     let settings = HttpSettings::from_manifest(&manifest).unwrap();
     let options = SandboxOptions { cache_dir: Some(crate::common::shared_cache_dir()), ..SandboxOptions::default() };
     let executor = Arc::new(Executor::new(Arc::new(Sandbox::new(options).unwrap()), manifest));
     let dispatcher = Arc::new(Dispatcher::new(executor, true, Arc::new(Metrics::new()), None));
-    router(dispatcher, settings, Err("asynchronous invocations are off in this test".into()), None)
+    router(dispatcher, settings, Err("asynchronous invocations are off in this test".into()), None, access)
 }
 
 async fn call(router: &axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {

@@ -12,6 +12,7 @@
 //! Connections are limited in `listen`; a panic in any handler is a 500.
 
 pub mod api;
+mod guard;
 mod listen;
 mod records;
 mod settings;
@@ -26,20 +27,21 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use weir_access::{Access, Principal, Requirement};
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
 
+pub use guard::{endpoint_table, Endpoint, Need};
 pub use settings::HttpSettings;
 
 use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, TriggerKind};
 use crate::jobs::Jobs;
-use api::{ErrorBody, JobAccepted, Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
+use api::{ErrorBody, JobAccepted, ModelMetadata, ModelReady, ServerMetadata, TensorMetadata};
 
 /// The decoding budget is counted in KiB (semaphore permits are u32).
 const BUDGET_UNIT: u64 = 1024;
@@ -54,6 +56,8 @@ struct AppState {
     jobs: Result<Jobs, String>,
     /// The provenance store, when the manifest keeps records.
     provenance: Option<Arc<ProvenanceStore>>,
+    /// Who may call what.
+    access: Access,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -88,23 +92,13 @@ pub fn router(
     settings: HttpSettings,
     jobs: Result<Jobs, String>,
     provenance: Option<Arc<ProvenanceStore>>,
+    access: Access,
 ) -> Router {
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
-    let state = Arc::new(AppState { slots, decoding, dispatcher, settings, jobs, provenance });
-    Router::new()
-        .route("/v2/health/live", get(|| async { Json(Live { live: true }) }))
-        .route("/v2/health/ready", get(|| async { Json(Ready { ready: true }) }))
-        .route("/v2", get(server_metadata))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/metrics", get(records::metrics_text))
-        .route("/v2/status", get(records::status))
-        .route("/v2/jobs/{id}", get(get_job))
-        .route("/v2/invocations/{id}", get(records::get_invocation).delete(records::erase_invocation))
-        .route("/v2/subjects/{subject}", delete(records::erase_subject))
+    let state = Arc::new(AppState { slots, decoding, dispatcher, settings, jobs, provenance, access });
+    guard::routes(&state)
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
         .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
@@ -132,6 +126,7 @@ pub async fn serve(
     dispatcher: Arc<Dispatcher>,
     triggers: crate::Triggers,
     provenance: Option<Arc<ProvenanceStore>>,
+    access: Access,
     on_listening: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let crate::Triggers { http: settings, jobs, nats } = triggers;
@@ -151,7 +146,13 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     on_listening(listener.local_addr()?);
     let limits = listen::ConnectionLimits::from(&settings);
-    listen::serve_connections(listener, router(dispatcher, settings, jobs, provenance), limits, shutdown_signal()).await
+    listen::serve_connections(
+        listener,
+        router(dispatcher, settings, jobs, provenance, access),
+        limits,
+        shutdown_signal(),
+    )
+    .await
 }
 
 async fn shutdown_signal() {
@@ -170,8 +171,13 @@ async fn shutdown_signal() {
     }
 }
 
-async fn server_metadata(State(state): State<Arc<AppState>>) -> Json<ServerMetadata> {
-    let models = state.dispatcher.executor().manifest().pipelines.keys().cloned().collect();
+/// Server metadata; `models` lists only the pipelines the caller may invoke.
+async fn server_metadata(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+) -> Json<ServerMetadata> {
+    let pipelines = state.dispatcher.executor().manifest().pipelines.keys();
+    let models = pipelines.filter(|name| principal.may(&Requirement::Invoke(name.to_string()))).cloned().collect();
     Json(ServerMetadata { name: "weir".into(), version: env!("CARGO_PKG_VERSION").into(), extensions: vec![], models })
 }
 
@@ -239,6 +245,7 @@ async fn model_ready(
 async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -259,7 +266,7 @@ async fn infer(
     };
     if wants_async(&headers) {
         let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
-        return submit_job(&state, &name, &body, received).map_err(counted);
+        return submit_job(&state, &name, &body, received, &principal).map_err(counted);
     }
     // Taken before the body is decoded: a request turned away costs nothing.
     let Ok(_slot) = state.slots.try_acquire() else {
@@ -343,10 +350,16 @@ fn wants_async(headers: &HeaderMap) -> bool {
 }
 
 /// Check the request, keep it durably, answer 202 with where to look.
-fn submit_job(state: &AppState, name: &str, body: &[u8], received: Instant) -> Result<Response, Failure> {
+fn submit_job(
+    state: &AppState,
+    name: &str,
+    body: &[u8],
+    received: Instant,
+    owner: &Principal,
+) -> Result<Response, Failure> {
     let jobs = state.jobs.as_ref().map_err(|why| Failure::new(ErrorKind::Unavailable, why.clone()))?;
     state.dispatcher.prepare(body, received)?;
-    let job = jobs.submit(name, body)?;
+    let job = jobs.submit(name, body, &owner.key_id)?;
     state.dispatcher.count(name, 202);
     let location = format!("/v2/jobs/{}", job.id);
     let accepted = JobAccepted { id: job.id, status: job.status, location: location.clone() };
@@ -357,15 +370,17 @@ fn submit_job(state: &AppState, name: &str, body: &[u8], received: Instant) -> R
     Ok(response)
 }
 
-/// A job's status and, once finished, its OIP response or error.
+/// A job's status and, once finished, its OIP response or error: only for
+/// the key that submitted it (or an admin); to anyone else it does not exist.
 async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<crate::jobs::Job>, ApiError> {
     let jobs = state.jobs.as_ref().map_err(|why| api_error(ErrorKind::NotFound, why.clone()))?;
     match jobs.get(&id)? {
-        Some(job) => Ok(Json(job)),
-        None => {
+        Some(job) if principal.is_admin() || job.owner == principal.key_id => Ok(Json(job)),
+        _ => {
             Err(api_error(ErrorKind::NotFound, format!("no job `{id}` (never submitted here, or its result expired)")))
         }
     }

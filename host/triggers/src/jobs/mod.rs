@@ -79,13 +79,13 @@ impl Jobs {
     }
 
     /// Accept a request for later; refused when the queue is full.
-    pub fn submit(&self, pipeline: &str, request: &[u8]) -> Result<Job, JobError> {
+    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str) -> Result<Job, JobError> {
         let waiting = self.unfinished.fetch_add(1, Ordering::AcqRel);
         if waiting >= self.max_queued {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
             return Err(JobError::Full(waiting));
         }
-        let job = self.store.submit(pipeline, request).inspect_err(|_| {
+        let job = self.store.submit(pipeline, request, owner).inspect_err(|_| {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
         })?;
         let _ = self.queue.send(job.id.clone());

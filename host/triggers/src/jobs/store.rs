@@ -62,6 +62,10 @@ pub struct Job {
     /// Why it failed: the HTTP status a synchronous call would have had, and the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<JobFailure>,
+    /// The id of the key that submitted it (`anonymous` with access
+    /// control off): only that key (or an admin) may read it.
+    #[serde(skip_serializing)]
+    pub owner: String,
     #[serde(skip_serializing)]
     pub(crate) request: String,
     #[serde(skip_serializing)]
@@ -121,7 +125,7 @@ impl JobStore {
     }
 
     /// Record a new job; it is durable when this returns.
-    pub fn submit(&self, pipeline: &str, request: &[u8]) -> Result<Job, JobError> {
+    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str) -> Result<Job, JobError> {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             id: weir_core::ids::new_invocation_id(),
@@ -132,6 +136,7 @@ impl JobStore {
             attempts: 0,
             response: None,
             error: None,
+            owner: owner.into(),
             request: String::from_utf8_lossy(request).into_owned(),
             sequence,
         };
@@ -238,6 +243,8 @@ struct StoredJob {
     attempts: u32,
     response: Option<InferenceResponse>,
     error: Option<JobFailure>,
+    #[serde(default)]
+    owner: String,
     request: String,
     sequence: u64,
 }
@@ -253,6 +260,7 @@ impl From<&Job> for StoredJob {
             attempts: job.attempts,
             response: job.response.clone(),
             error: job.error.clone(),
+            owner: job.owner.clone(),
             request: job.request.clone(),
             sequence: job.sequence,
         }
@@ -270,6 +278,7 @@ impl From<StoredJob> for Job {
             attempts: s.attempts,
             response: s.response,
             error: s.error,
+            owner: s.owner,
             request: s.request,
             sequence: s.sequence,
         }
@@ -286,8 +295,8 @@ mod tests {
         let path = dir.path().join("jobs.redb");
         let (first, second) = {
             let store = JobStore::open(&path).unwrap();
-            let first = store.submit("p", b"{\"inputs\": []}").unwrap();
-            let second = store.submit("p", b"{}").unwrap();
+            let first = store.submit("p", b"{\"inputs\": []}", "k").unwrap();
+            let second = store.submit("p", b"{}", "k").unwrap();
             store.start(&first.id).unwrap();
             let response = InferenceResponse {
                 model_name: "p".into(),
@@ -304,7 +313,7 @@ mod tests {
         let done = store.get(&first.id).unwrap().unwrap();
         assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
         assert!(done.request.is_empty(), "requests are not kept once answered");
-        let third = store.submit("p", b"{}").unwrap();
+        let third = store.submit("p", b"{}", "k").unwrap();
         assert!(third.sequence > second.sequence, "order continues after reopening");
         store.finish(&second.id, Err(Failure::new(ErrorKind::InvalidInput, "bad"))).unwrap();
         assert_eq!(store.sweep(Duration::from_secs(3600)).unwrap(), 0, "nothing is that old");

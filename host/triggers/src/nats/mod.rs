@@ -325,6 +325,7 @@ impl Worker {
         };
         let mut headers = HeaderMap::new();
         headers.insert("Weir-Invocation-Id", invocation_id);
+        headers.insert("Weir-Instance", weir_core::ids::instance_id());
         self.publish_stored(subject, headers, body.to_vec()).await?;
         // Only now is the message done. A lost ack means a redelivery and a
         // duplicate result (same request id), never a lost one; so the ack

@@ -40,9 +40,13 @@ pub fn start(manifest: &Path) -> Server {
 pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
     let binary = std::env::var_os("WEIR_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_weir").into());
     let mut command = Command::new(binary);
+    command.args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"]).args(args);
+    // Access control is tested on its own (access.rs); elsewhere it is off
+    // (older builds, for before/after figures, have no such flag).
+    if !args.contains(&"--keys") && std::env::var_os("WEIR_TEST_BINARY").is_none() {
+        command.arg("--no-auth");
+    }
     command
-        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(args)
         .env("WEIR_CACHE_DIR", super::shared_cache_dir())
         .env("WEIR_LOG", "warn")
         // No RAPL counters unless a test provides some: energy is modelled.

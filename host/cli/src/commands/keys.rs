@@ -1,0 +1,117 @@
+//! `weir keys`: the API keys callers present to `weir serve`, kept hashed in
+//! a key file (`--keys`, default `<data dir>/keys.json`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use weir_access::{Access, KeyFile, Keyring, Scope};
+
+use super::{classified, exit, fail, Failure};
+
+#[derive(clap::Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+    /// The key file (default: `$WEIR_DATA_DIR/keys.json`, else `~/.local/share/weir/keys.json`).
+    #[arg(long, global = true)]
+    keys: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum KeysCommand {
+    /// Make a key; prints it once (only its hash is kept).
+    Create {
+        /// A name for whoever holds it (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        name: String,
+        /// What it may do (repeatable): `invoke:PIPELINE`, `invoke:*`, `records:read`,
+        /// `records:erase`, `status`, `admin`.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys: id, name, scopes, made, revoked.
+    List,
+    /// Revoke a key by id (a running server stops accepting it within a second).
+    Revoke { id: String },
+}
+
+/// Where keys are kept when `--keys` is not given.
+pub fn default_key_file() -> PathBuf {
+    weir_core::paths::data_dir().join("keys.json")
+}
+
+pub fn keys(args: KeysArgs) -> Result<(), Failure> {
+    let path = args.keys.unwrap_or_else(default_key_file);
+    let mut file = KeyFile::load(&path).map_err(classified)?;
+    match args.command {
+        KeysCommand::Create { name, scopes } => {
+            let scopes = scopes.iter().map(|s| s.parse::<Scope>()).collect::<Result<Vec<_>, _>>();
+            let scopes = scopes.map_err(|e| fail(exit::BAD_INPUT)(anyhow!("--scope: {e}")))?;
+            let (record, key) = file.create(&name, scopes).map_err(classified)?;
+            file.save(&path).map_err(classified)?;
+            eprintln!("made key {} ({name}) in {}; it is shown once, keep it secret:", record.id, path.display());
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            println!("{:<16}  {:<20}  {:<8}  scopes", "id", "name", "state");
+            for key in &file.keys {
+                let scopes: Vec<String> = key.scopes.iter().map(Scope::to_string).collect();
+                let state = if key.active() { "active" } else { "revoked" };
+                println!("{:<16}  {:<20}  {state:<8}  {}", key.id, key.name, scopes.join(" "));
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let name = file.revoke(&id).map_err(classified)?.name.clone();
+            file.save(&path).map_err(classified)?;
+            eprintln!("revoked key {id} ({name}) in {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `listen` (`HOST:PORT`) only accepts connections from this machine.
+fn loopback(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
+/// Access control for `weir serve`: keys from `path`, or none at all when
+/// the operator says `--no-auth` on a loopback listener. A server that
+/// would let nobody in (no keys) or everybody in (`--no-auth` reachable
+/// from other machines) refuses to start.
+pub fn access(path: &Path, no_auth: bool, listen: &str) -> Result<Access, Failure> {
+    if no_auth {
+        if !loopback(listen) {
+            return Err(fail(exit::BAD_INPUT)(anyhow!(
+                "--no-auth is only allowed on a loopback listener (127.0.0.1, [::1], localhost), not `{listen}`: \
+                 anyone who reaches it could call everything; create keys with `weir keys create` instead"
+            )));
+        }
+        tracing::warn!(%listen, "access control is off (--no-auth): every local caller may do everything");
+        return Ok(Access::Off);
+    }
+    let keyring = Keyring::open(path).map_err(classified)?;
+    if keyring.active_keys() == 0 {
+        return Err(fail(exit::BAD_INPUT)(anyhow!(
+            "no API keys in {}: make one with `weir keys create --name NAME --scope invoke:*` (and pass the same \
+             --keys), or, on a loopback listener only, run with --no-auth",
+            path.display()
+        )));
+    }
+    Ok(Access::Keys(keyring))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_listeners_are_told_apart() {
+        for yes in ["127.0.0.1:8080", "[::1]:80", "localhost:8080", "127.0.0.2:1"] {
+            assert!(super::loopback(yes), "{yes}");
+        }
+        for no in ["0.0.0.0:8080", "[::]:80", "10.0.0.1:80", "example.com:80", "garbage"] {
+            assert!(!super::loopback(no), "{no}");
+        }
+    }
+}

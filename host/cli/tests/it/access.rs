@@ -1,0 +1,195 @@
+//! Who may do what: every endpoint of the router has a need and enforces
+//! it (walked from the same table the router is built from, and checked
+//! against docs/security.md); keys made with `weir keys` work against the
+//! real binary; jobs are readable only by the key that submitted them.
+
+use std::path::Path;
+use std::process::Command;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+use weir_access::{Access, KeyFile, Keyring, Scope};
+use weir_triggers::http::{endpoint_table, Need};
+
+use crate::common::server::{agent, start_with, Server};
+
+async fn call(router: &axum::Router, method: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let body = r#"{"inputs":[{"name":"pixels","shape":[1,64],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}"#;
+    let response = router.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn concrete(path: &str, pipeline: &str) -> String {
+    path.replace("{name}", pipeline).replace("{id}", "0123456789abcdef0123456789abcdef").replace("{subject}", "someone")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_has_a_need_and_enforces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let mut file = KeyFile::default();
+    let (_, other) = file.create("other", vec![Scope::Invoke(Some("not-digits".into()))]).unwrap();
+    let (_, admin) = file.create("root", vec![Scope::Admin]).unwrap();
+    let (_, revoked) = file.create("gone", vec![Scope::Admin]).unwrap();
+    let gone = file.keys.last().unwrap().id.clone();
+    file.revoke(&gone).unwrap();
+    file.save(&path).unwrap();
+    let router = crate::router::digits_with(Access::Keys(Keyring::open(&path).unwrap()));
+
+    let table = endpoint_table();
+    assert!(table.len() >= 12, "the table lists every endpoint: {table:?}");
+    for endpoint in &table {
+        let at = concrete(endpoint.path, "digits");
+        let what = format!("{} {}", endpoint.method, endpoint.path);
+        let (status, body) = call(&router, endpoint.method, &at, None).await;
+        if endpoint.need == Need::Public {
+            assert_eq!(status, StatusCode::OK, "{what} is public: {body}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} without a key: {body}");
+        assert!(body["error"].as_str().unwrap().contains("Bearer"), "{what}: {body}");
+        assert_eq!(call(&router, endpoint.method, &at, Some(&revoked)).await.0, StatusCode::UNAUTHORIZED, "{what}");
+        let (status, body) = call(&router, endpoint.method, &at, Some(&other)).await;
+        if endpoint.need == Need::AnyKey {
+            assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{what}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{what} with a key without the scope: {body}");
+        }
+        let (status, body) = call(&router, endpoint.method, &at, Some(&admin)).await;
+        assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{what} as admin: {body}");
+    }
+    // Nothing tells a caller without the scope whether a pipeline exists.
+    let (real, real_body) = call(&router, "POST", "/v2/models/digits/infer", Some(&other)).await;
+    let (fake, fake_body) = call(&router, "POST", "/v2/models/nope/infer", Some(&other)).await;
+    assert_eq!((real, fake), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
+    let shape = |v: &Value| v["error"].as_str().unwrap().replace("digits", "P").replace("nope", "P");
+    assert_eq!(shape(&real_body), shape(&fake_body));
+    // Server metadata lists only what the key may invoke.
+    assert_eq!(call(&router, "GET", "/v2", Some(&other)).await.1["models"], serde_json::json!([]));
+    assert_eq!(call(&router, "GET", "/v2", Some(&admin)).await.1["models"], serde_json::json!(["digits"]));
+}
+
+/// docs/security.md lists every endpoint with its scope, as the table says.
+#[test]
+fn the_documented_endpoint_table_matches_the_router() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/security.md")).unwrap();
+    for endpoint in endpoint_table() {
+        let row = format!("| `{} {}` | {} |", endpoint.method, endpoint.path, endpoint.need.scope());
+        assert!(doc.contains(&row), "docs/security.md lacks the row:\n{row}");
+    }
+}
+
+fn weir(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().unwrap()
+}
+
+fn create_key(keys: &Path, name: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["keys", "--keys", keys.to_str().unwrap(), "create", "--name", name];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let out = weir(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `method path` with `key` as a bearer token; POSTs send `body` (asynchronously with `prefer_async`).
+fn request(server: &Server, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    call_with(server, method, path, key, body, false)
+}
+
+fn call_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    prefer_async: bool,
+) -> (u16, Value) {
+    let url = format!("{}{path}", server.base);
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut response = if method == "POST" {
+        let mut call = agent().post(&url).header("content-type", "application/json");
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        if prefer_async {
+            call = call.header("prefer", "respond-async");
+        }
+        call.send(body.unwrap_or_default())
+    } else {
+        let mut call = agent().get(&url);
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        call.call()
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn keys_from_the_command_line_guard_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let manifest = dir.path().join("weir.toml");
+    let components = crate::common::test_components();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{components}\n[pipelines.fast]\nsteps = [{{ name = \"scale\", component = \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"scale.y\" }}\n[triggers.jobs]\npath = \"{}\"\n",
+            dir.path().join("jobs.redb").display()
+        ),
+    )
+    .unwrap();
+    let manifest_arg = manifest.to_str().unwrap();
+    let keys_arg = keys.to_str().unwrap();
+
+    // No keys: refuses to start, and says how to fix it.
+    let out = weir(&["serve", manifest_arg, "--listen", "127.0.0.1:0", "--keys", keys_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weir keys create"), "{out:?}");
+    // --no-auth on a listener other machines can reach: refused.
+    let out = weir(&["serve", manifest_arg, "--listen", "0.0.0.0:0", "--no-auth"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{out:?}");
+
+    let app = create_key(&keys, "app", &["invoke:fast"]);
+    let other = create_key(&keys, "other", &["invoke:*"]);
+    let ops = create_key(&keys, "ops", &["status"]);
+    let listed = String::from_utf8(weir(&["keys", "--keys", keys_arg, "list"]).stdout).unwrap();
+    assert!(listed.contains("app") && listed.contains("invoke:fast") && !listed.contains(&app[25..]), "{listed}");
+    let server = start_with(&manifest, &["--keys", keys_arg], &[]);
+
+    let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+    assert_eq!(request(&server, "POST", "/v2/models/fast/infer", None, Some(x)).0, 401);
+    assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&ops), Some(x)).0, 403);
+    assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x)).0, 200);
+    assert_eq!(request(&server, "GET", "/metrics", Some(&app), None).0, 403);
+    assert_eq!(request(&server, "GET", "/v2/status", Some(&ops), None).0, 200);
+    assert_eq!(request(&server, "GET", "/v2/health/live", None, None).0, 200);
+
+    // A job is readable by the key that submitted it, and by no other.
+    let (status, accepted) = call_with(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x), true);
+    assert_eq!(status, 202, "{accepted}");
+    let location = accepted["location"].as_str().unwrap();
+    let id = location.rsplit('/').next().unwrap();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a 128-bit random id: {id}");
+    assert_eq!(request(&server, "GET", location, Some(&app), None).0, 200);
+    assert_eq!(request(&server, "GET", location, Some(&other), None).0, 404);
+
+    // Revoked: refused by the running server within a second or two.
+    let app_id = &app[5..21];
+    assert!(weir(&["keys", "--keys", keys_arg, "revoke", app_id]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x)).0, 401);
+}

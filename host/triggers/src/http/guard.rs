@@ -1,0 +1,138 @@
+//! Every endpoint and what its caller needs, in one table: the router is
+//! built from it, so no endpoint can be added without a requirement, and
+//! tests and docs walk the same table.
+
+use std::sync::Arc;
+
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::{Json, Router};
+use weir_access::Requirement;
+
+use super::api::{ErrorBody, Live, Ready};
+use super::AppState;
+
+/// What an endpoint needs; `Invoke` names the pipeline by the path's `{name}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Public,
+    AnyKey,
+    Invoke,
+    ReadRecords,
+    EraseRecords,
+    Status,
+}
+
+impl Need {
+    /// The scope text for the documentation's table.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Need::Public => "none (public)",
+            Need::AnyKey => "any valid key",
+            Need::Invoke => "`invoke:{name}` or `invoke:*`",
+            Need::ReadRecords => "`records:read`",
+            Need::EraseRecords => "`records:erase`",
+            Need::Status => "`status`",
+        }
+    }
+
+    fn requirement(self, params: &RawPathParams) -> Requirement {
+        match self {
+            Need::Public => Requirement::Public,
+            Need::AnyKey => Requirement::AnyKey,
+            Need::Invoke => {
+                let name = params.iter().find(|(key, _)| *key == "name").map_or("", |(_, value)| value);
+                Requirement::Invoke(name.to_string())
+            }
+            Need::ReadRecords => Requirement::ReadRecords,
+            Need::EraseRecords => Requirement::EraseRecords,
+            Need::Status => Requirement::Status,
+        }
+    }
+}
+
+/// One endpoint: method, path (axum syntax), need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub need: Need,
+}
+
+/// Every endpoint, with its handler.
+fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
+    let at = |method, path, need| Endpoint { method, path, need };
+    vec![
+        (at("GET", "/v2/health/live", Need::Public), get(|| async { Json(Live { live: true }) })),
+        (at("GET", "/v2/health/ready", Need::Public), get(|| async { Json(Ready { ready: true }) })),
+        (at("GET", "/v2", Need::AnyKey), get(super::server_metadata)),
+        (at("GET", "/v2/models/{name}", Need::Invoke), get(super::model_metadata)),
+        (at("GET", "/v2/models/{name}/ready", Need::Invoke), get(super::model_ready)),
+        (at("POST", "/v2/models/{name}/infer", Need::Invoke), post(super::infer)),
+        (at("GET", "/metrics", Need::Status), get(super::records::metrics_text)),
+        (at("GET", "/v2/status", Need::Status), get(super::records::status)),
+        (at("GET", "/v2/jobs/{id}", Need::AnyKey), get(super::get_job)),
+        (at("GET", "/v2/invocations/{id}", Need::ReadRecords), get(super::records::get_invocation)),
+        (at("DELETE", "/v2/invocations/{id}", Need::EraseRecords), delete(super::records::erase_invocation)),
+        (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
+    ]
+}
+
+/// The table alone (for tests and the documentation).
+pub fn endpoint_table() -> Vec<Endpoint> {
+    endpoints().into_iter().map(|(endpoint, _)| endpoint).collect()
+}
+
+/// The routes of [`endpoints`], each behind its need.
+pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for (endpoint, handler) in endpoints() {
+        let guarded = handler.route_layer(from_fn_with_state((state.clone(), endpoint.need), authorize));
+        match paths.iter_mut().find(|(path, _)| *path == endpoint.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(guarded),
+            None => paths.push((endpoint.path, guarded)),
+        }
+    }
+    paths.into_iter().fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+}
+
+fn refuse(status: StatusCode, error: String) -> Response {
+    let mut response = (status, Json(ErrorBody { error })).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"weir\""));
+    }
+    response
+}
+
+/// Authenticate the caller and check the endpoint's need; the caller's
+/// [`weir_access::Principal`] goes to the handler as a request extension.
+async fn authorize(
+    State((state, need)): State<(Arc<AppState>, Need)>,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if need == Need::Public {
+        return next.run(request).await;
+    }
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let principal = match state.access.authenticate(authorization) {
+        Ok(principal) => principal,
+        Err(error) => return refuse(StatusCode::UNAUTHORIZED, error.to_string()),
+    };
+    let requirement = need.requirement(&params);
+    if !principal.may(&requirement) {
+        // The same answer whether or not the pipeline exists.
+        let error = format!(
+            "key `{}` may not do this: it needs {} (see `weir keys list`)",
+            principal.key_id,
+            requirement.scope_text()
+        );
+        return refuse(StatusCode::FORBIDDEN, error);
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
