@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{AccessError, Scope};
+use crate::{AccessError, Quota, Scope};
 
 /// Every key starts with this: `weir_<16 hex id>_<64 hex secret>`.
 pub const KEY_PREFIX: &str = "weir_";
@@ -25,6 +25,9 @@ pub struct KeyRecord {
     /// `sha256:<hex>` of the secret part.
     pub hash: String,
     pub scopes: Vec<Scope>,
+    /// What it may use of each pipeline (none: no limit).
+    #[serde(default, skip_serializing_if = "Quota::is_unlimited")]
+    pub quota: Quota,
     pub created_unix_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_unix_ms: Option<u64>,
@@ -91,7 +94,7 @@ impl KeyFile {
     }
 
     /// Add a key; returns the key itself (shown once, kept nowhere).
-    pub fn create(&mut self, name: &str, scopes: Vec<Scope>) -> Result<(KeyRecord, String), AccessError> {
+    pub fn create(&mut self, name: &str, scopes: Vec<Scope>, quota: Quota) -> Result<(KeyRecord, String), AccessError> {
         let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         if name.is_empty() || name.len() > 64 || !name.chars().all(fine) {
             return Err(AccessError::BadName(name.to_string()));
@@ -103,6 +106,7 @@ impl KeyFile {
             name: name.to_string(),
             hash: hash_secret(&secret),
             scopes,
+            quota,
             created_unix_ms: weir_core::clock::unix_ms(),
             revoked_unix_ms: None,
         };
@@ -131,7 +135,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         let mut file = KeyFile::load(&path).unwrap();
-        let (record, key) = file.create("ci", vec![Scope::Status]).unwrap();
+        let (record, key) = file.create("ci", vec![Scope::Status], Quota::default()).unwrap();
         file.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let (_, secret) = split_key(&key).unwrap();
@@ -147,7 +151,7 @@ mod tests {
         again.revoke(&record.id).unwrap();
         assert_eq!(again.active().count(), 0);
         assert!(matches!(again.revoke("0000000000000000"), Err(AccessError::UnknownKey(_))));
-        assert!(file.create("has space", vec![]).is_err());
+        assert!(file.create("has space", vec![], Quota::default()).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use thiserror::Error;
 use weir_core::secret::constant_time_eq;
 
 use crate::keyfile::{hash_secret, split_key};
-use crate::{AccessError, KeyFile, KeyRecord, Requirement, Scope};
+use crate::{AccessError, KeyFile, KeyRecord, Quota, Requirement, Scope};
 
 /// How often the key file's modification time is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -34,12 +34,18 @@ pub struct Principal {
     pub key_id: String,
     pub name: String,
     pub scopes: Vec<Scope>,
+    pub quota: Quota,
 }
 
 impl Principal {
     /// The caller when the operator turned access control off: may do all.
     pub fn operator() -> Principal {
-        Principal { key_id: "anonymous".into(), name: "anonymous".into(), scopes: vec![Scope::Admin] }
+        Principal {
+            key_id: "anonymous".into(),
+            name: "anonymous".into(),
+            scopes: vec![Scope::Admin],
+            quota: Quota::default(),
+        }
     }
 
     pub fn may(&self, requirement: &Requirement) -> bool {
@@ -143,7 +149,12 @@ impl Keyring {
         if !constant_time_eq(presented.as_bytes(), record.hash.as_bytes()) {
             return Err(AuthError::Unknown);
         }
-        Ok(Principal { key_id: record.id.clone(), name: record.name.clone(), scopes: record.scopes.clone() })
+        Ok(Principal {
+            key_id: record.id.clone(),
+            name: record.name.clone(),
+            scopes: record.scopes.clone(),
+            quota: record.quota.clone(),
+        })
     }
 }
 
@@ -156,7 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         let mut file = KeyFile::default();
-        let (record, key) = file.create("app", vec![Scope::Invoke(Some("digits".into()))]).unwrap();
+        let (record, key) = file.create("app", vec![Scope::Invoke(Some("digits".into()))], Quota::default()).unwrap();
         file.save(&path).unwrap();
         let keyring = Keyring::open(&path).unwrap();
         let bearer = format!("Bearer {key}");

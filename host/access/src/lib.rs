@@ -9,10 +9,12 @@
 
 mod keyfile;
 mod keyring;
+mod quota;
 mod scope;
 
 pub use keyfile::{KeyFile, KeyRecord, KEY_PREFIX};
 pub use keyring::{Access, AuthError, Keyring, Principal};
+pub use quota::{Admission, Quota, Quotas, Refusal};
 pub use scope::{Requirement, Scope, ScopeError};
 
 use thiserror::Error;

@@ -74,6 +74,7 @@ pub struct Metrics {
     components_resident: Gauge,
     cold_starts: Family<ComponentLabel, Gauge>,
     resident_memory: Gauge,
+    quota_refusals: Family<QuotaLabel, Counter>,
     /// Handles of each pipeline's metrics, looked up once: recording a
     /// request then allocates nothing (label sets are owned strings).
     handles: RwLock<HashMap<String, PipelineHandles>>,
@@ -100,6 +101,13 @@ fn method_index(method: EnergyMethod) -> usize {
         EnergyMethod::Rapl => 1,
         EnergyMethod::Mixed => 2,
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabel {
+    key: String,
+    pipeline: String,
+    limit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,6 +166,12 @@ impl Metrics {
             cold_starts.clone(),
         );
         registry.register("resident_memory_bytes", "Resident set size of the weir process", resident_memory.clone());
+        let quota_refusals = Family::<QuotaLabel, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Requests refused by a key's quota, by key id, pipeline and limit (rate, concurrent, budget)",
+            quota_refusals.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -173,6 +187,7 @@ impl Metrics {
             components_resident,
             cold_starts,
             resident_memory,
+            quota_refusals,
             handles: RwLock::new(HashMap::new()),
         }
     }
@@ -237,6 +252,12 @@ impl Metrics {
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
+    }
+
+    /// Count a request a key's quota refused (`limit`: rate, concurrent, budget).
+    pub fn quota_refused(&self, key: &str, pipeline: &str, limit: &str) {
+        let label = QuotaLabel { key: key.into(), pipeline: pipeline.into(), limit: limit.into() };
+        self.quota_refusals.get_or_create(&label).inc();
     }
 
     /// Count a request that ended with `status`.

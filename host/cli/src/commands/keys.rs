@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use weir_access::{Access, KeyFile, Keyring, Scope};
+use weir_access::{Access, KeyFile, Keyring, Quota, Scope};
 
 use super::{classified, exit, fail, Failure};
 
@@ -28,11 +28,54 @@ enum KeysCommand {
         /// `records:erase`, `status`, `admin`.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
     },
     /// List keys: id, name, scopes, made, revoked.
     List,
     /// Revoke a key by id (a running server stops accepting it within a second).
     Revoke { id: String },
+}
+
+/// A key's quota, counted per pipeline (no flag: no limit).
+#[derive(clap::Args)]
+struct QuotaArgs {
+    /// Requests per second, sustained.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests that may come at once above the rate (default: one second's worth).
+    #[arg(long, requires = "rate")]
+    burst: Option<u32>,
+    /// Invocations running at once.
+    #[arg(long)]
+    concurrent: Option<u32>,
+    /// Requests per --budget-period.
+    #[arg(long)]
+    budget: Option<u64>,
+    /// The budget's period, e.g. `1h`, `30d` (default `1d`).
+    #[arg(long, requires = "budget")]
+    budget_period: Option<String>,
+}
+
+impl QuotaArgs {
+    fn quota(&self) -> Result<Quota, Failure> {
+        let bad = |flag: &str, why: String| fail(exit::BAD_INPUT)(anyhow!("{flag}: {why}"));
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(bad("--rate", "must be a positive number of requests per second".into()));
+        }
+        if self.concurrent == Some(0) || self.budget == Some(0) || self.burst == Some(0) {
+            return Err(bad("--concurrent/--budget/--burst", "must be at least 1".into()));
+        }
+        let period = self.budget_period.as_deref().map(weir_core::units::parse_duration).transpose();
+        let period = period.map_err(|e| bad("--budget-period", e))?;
+        Ok(Quota {
+            rate_per_second: self.rate,
+            burst: self.burst,
+            concurrent: self.concurrent,
+            budget: self.budget,
+            budget_period_secs: period.map(|p| p.as_secs().max(1)),
+        })
+    }
 }
 
 /// Where keys are kept when `--keys` is not given.
@@ -44,10 +87,10 @@ pub fn keys(args: KeysArgs) -> Result<(), Failure> {
     let path = args.keys.unwrap_or_else(default_key_file);
     let mut file = KeyFile::load(&path).map_err(classified)?;
     match args.command {
-        KeysCommand::Create { name, scopes } => {
+        KeysCommand::Create { name, scopes, quota } => {
             let scopes = scopes.iter().map(|s| s.parse::<Scope>()).collect::<Result<Vec<_>, _>>();
             let scopes = scopes.map_err(|e| fail(exit::BAD_INPUT)(anyhow!("--scope: {e}")))?;
-            let (record, key) = file.create(&name, scopes).map_err(classified)?;
+            let (record, key) = file.create(&name, scopes, quota.quota()?).map_err(classified)?;
             file.save(&path).map_err(classified)?;
             eprintln!("made key {} ({name}) in {}; it is shown once, keep it secret:", record.id, path.display());
             println!("{key}");
@@ -57,7 +100,12 @@ pub fn keys(args: KeysArgs) -> Result<(), Failure> {
             for key in &file.keys {
                 let scopes: Vec<String> = key.scopes.iter().map(Scope::to_string).collect();
                 let state = if key.active() { "active" } else { "revoked" };
-                println!("{:<16}  {:<20}  {state:<8}  {}", key.id, key.name, scopes.join(" "));
+                let quota = if key.quota.is_unlimited() {
+                    String::new()
+                } else {
+                    format!("  quota {}", serde_json::to_string(&key.quota).unwrap_or_default())
+                };
+                println!("{:<16}  {:<20}  {state:<8}  {}{quota}", key.id, key.name, scopes.join(" "));
             }
         }
         KeysCommand::Revoke { id } => {

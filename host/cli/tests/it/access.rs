@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
-use weir_access::{Access, KeyFile, Keyring, Scope};
+use weir_access::{Access, KeyFile, Keyring, Quota, Scope};
 use weir_triggers::http::{endpoint_table, Need};
 
 use crate::common::server::{agent, start_with, Server};
@@ -36,9 +36,9 @@ async fn every_endpoint_has_a_need_and_enforces_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let mut file = KeyFile::default();
-    let (_, other) = file.create("other", vec![Scope::Invoke(Some("not-digits".into()))]).unwrap();
-    let (_, admin) = file.create("root", vec![Scope::Admin]).unwrap();
-    let (_, revoked) = file.create("gone", vec![Scope::Admin]).unwrap();
+    let (_, other) = file.create("other", vec![Scope::Invoke(Some("not-digits".into()))], Quota::default()).unwrap();
+    let (_, admin) = file.create("root", vec![Scope::Admin], Quota::default()).unwrap();
+    let (_, revoked) = file.create("gone", vec![Scope::Admin], Quota::default()).unwrap();
     let gone = file.keys.last().unwrap().id.clone();
     file.revoke(&gone).unwrap();
     file.save(&path).unwrap();
@@ -186,6 +186,55 @@ fn keys_from_the_command_line_guard_the_real_server() {
     assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a 128-bit random id: {id}");
     assert_eq!(request(&server, "GET", location, Some(&app), None).0, 200);
     assert_eq!(request(&server, "GET", location, Some(&other), None).0, 404);
+
+    // Quotas: a burst of 2 at 0.5 requests per second, counted per pipeline.
+    let limited = create_key(&keys, "limited", &["invoke:fast"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = weir(&[
+        "keys",
+        "--keys",
+        keys_arg,
+        "create",
+        "--name",
+        "metered",
+        "--scope",
+        "invoke:fast",
+        "--rate",
+        "0.5",
+        "--burst",
+        "2",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let metered = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let statuses: Vec<u16> =
+        (0..3).map(|_| request(&server, "POST", "/v2/models/fast/infer", Some(&metered), Some(x)).0).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let mut over = agent()
+        .post(format!("{}/v2/models/fast/infer", server.base))
+        .header("authorization", &format!("Bearer {metered}"))
+        .send(x)
+        .unwrap();
+    assert_eq!(over.status().as_u16(), 429);
+    let wait: u64 = over.headers().get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert!(over.body_mut().read_to_string().unwrap().contains("rate of 0.5 requests per second"));
+    assert_eq!(
+        request(&server, "POST", "/v2/models/fast/infer", Some(&limited), Some(x)).0,
+        200,
+        "other keys unaffected"
+    );
+    let metrics = agent()
+        .get(format!("{}/metrics", server.base))
+        .header("authorization", &format!("Bearer {ops}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let metered_id = &metered[5..21];
+    let line = format!("weir_quota_refusals_total{{key=\"{metered_id}\",pipeline=\"fast\",limit=\"rate\"}} 2");
+    assert!(metrics.contains(&line), "{line} not in\n{metrics}");
 
     // Revoked: refused by the running server within a second or two.
     let app_id = &app[5..21];

@@ -31,7 +31,7 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use weir_access::{Access, Principal, Requirement};
+use weir_access::{Access, Principal, Quotas, Refusal, Requirement};
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
@@ -58,6 +58,8 @@ struct AppState {
     provenance: Option<Arc<ProvenanceStore>>,
     /// Who may call what.
     access: Access,
+    /// Each key's use of each pipeline.
+    quotas: Quotas,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -97,7 +99,16 @@ pub fn router(
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
-    let state = Arc::new(AppState { slots, decoding, dispatcher, settings, jobs, provenance, access });
+    let state = Arc::new(AppState {
+        slots,
+        decoding,
+        dispatcher,
+        settings,
+        jobs,
+        provenance,
+        access,
+        quotas: Quotas::default(),
+    });
     guard::routes(&state)
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
         .layer(axum::middleware::from_fn(catch_panic))
@@ -251,6 +262,10 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
     pipeline(&state, &name)?;
+    let _admission = match state.quotas.admit(&principal, &name) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(over_quota(&state, &name, &principal, refusal)),
+    };
     let counted = |failure: Failure| {
         state.dispatcher.count(&name, failure.status());
         ApiError(failure)
@@ -295,6 +310,16 @@ async fn infer(
         }
     }
     Ok(response)
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1), counted by limit.
+fn over_quota(state: &AppState, pipeline: &str, principal: &Principal, refusal: Refusal) -> Response {
+    state.dispatcher.count(pipeline, StatusCode::TOO_MANY_REQUESTS.as_u16());
+    state.dispatcher.metrics().quota_refused(&principal.key_id, pipeline, refusal.limit);
+    let seconds = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody { error: refusal.message })).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 enum BodyError {
