@@ -27,8 +27,8 @@ as_root() {
 # --- Debian packages -------------------------------------------------------
 # docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
 # registry and interop tool; nats-server: the queue tests' broker (JetStream);
-# libssl-dev: TLS for the registry client.
-apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl libssl-dev
+# libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates.
+apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl libssl-dev openssl
   docker-registry skopeo apache2-utils nats-server)
 missing=()
 for pkg in "${apt_packages[@]}"; do

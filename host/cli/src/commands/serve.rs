@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// No access control: every caller may do everything. Only on a loopback listener.
     #[arg(long)]
     no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM; overrides `[triggers.http] tls_cert`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; overrides `[triggers.http] tls_key`).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -62,6 +68,13 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(listen) = &args.listen {
         triggers.http.listen = listen.clone();
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        triggers.http.tls = Some(weir_triggers::http::TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
+    if let Some(files) = &triggers.http.tls {
+        weir_triggers::http::check_tls(files).map_err(with_code(exit::BAD_INPUT))?;
+    }
+    let scheme = if triggers.http.tls.is_some() { "https" } else { "http" };
     let listen = triggers.http.listen.clone();
     let bad = |flag: &str, e: String| with_code::<anyhow::Error>(exit::BAD_INPUT)(anyhow::anyhow!("{flag}: {e}"));
     let idle = |text: &str, flag: &str| match text {
@@ -115,7 +128,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     tokio
         .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, |addr| {
             // Tests and scripts wait for this line.
-            eprintln!("weir: serving {} on http://{addr}/v2", pipelines.join(", "));
+            eprintln!("weir: serving {} on {scheme}://{addr}/v2", pipelines.join(", "));
         }))
         .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
 }

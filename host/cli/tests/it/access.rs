@@ -242,3 +242,68 @@ fn keys_from_the_command_line_guard_the_real_server() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x)).0, 401);
 }
+
+/// A self-signed certificate for `localhost` with `cn`, as PEM files.
+fn certificate(dir: &Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", &format!("/CN={cn}"), "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
+        .output()
+        .expect("openssl is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// `curl` over HTTPS trusting `ca`: (HTTP status, the verbose log).
+fn curl_https(url: &str, ca: &Path) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.to_str().unwrap(), url])
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn https_with_a_certificate_that_is_reloaded_when_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path(), "first");
+    let manifest = dir.path().join("weir.toml");
+    let components = crate::common::test_components();
+    std::fs::write(&manifest, format!("{components}\n[pipelines.p]\nsteps = [{{ name = \"s\", component = \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"s.y\" }}\n")).unwrap();
+    let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let server = start_with(&manifest, &args, &[]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}/v2/health/live");
+    let (status, log) = curl_https(&url, &cert);
+    assert_eq!(status, "200", "{log}");
+    assert!(log.contains("CN=first") || log.contains("CN = first"), "{log}");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://localhost:{port}/v2/health/live")])
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // Renewed in place: served within RECHECK (5 s) without a restart.
+    let renewed = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = certificate(renewed.path(), "second");
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let _ = curl_https(&url, &cert);
+    let (status, log) = curl_https(&url, &cert);
+    assert_eq!(status, "200", "{log}");
+    assert!(log.contains("CN=second") || log.contains("CN = second"), "{log}");
+
+    // Broken files: a clear error at start.
+    std::fs::write(&key, "not a key").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-auth"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS: key file"), "{out:?}");
+}

@@ -16,6 +16,7 @@ mod guard;
 mod listen;
 mod records;
 mod settings;
+mod tls;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -38,6 +39,7 @@ use weir_observe::provenance::ProvenanceStore;
 
 pub use guard::{endpoint_table, Endpoint, Need};
 pub use settings::HttpSettings;
+pub use tls::{check as check_tls, TlsError, TlsFiles};
 
 use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, TriggerKind};
 use crate::jobs::Jobs;
@@ -154,16 +156,12 @@ pub async fn serve(
     if let Some(nats) = &nats {
         crate::nats::start(dispatcher.clone(), nats).await.map_err(|e| std::io::Error::other(e.to_string()))?;
     }
+    let tls = settings.tls.as_ref().map(tls::acceptor).transpose().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     on_listening(listener.local_addr()?);
     let limits = listen::ConnectionLimits::from(&settings);
-    listen::serve_connections(
-        listener,
-        router(dispatcher, settings, jobs, provenance, access),
-        limits,
-        shutdown_signal(),
-    )
-    .await
+    let app = router(dispatcher, settings, jobs, provenance, access);
+    listen::serve_connections(listener, app, limits, tls, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@ use toml::Spanned;
 use weir_core::units::parse_bytes;
 use weir_manifest::{Manifest, ManifestError};
 
+use super::tls::TlsFiles;
 use crate::oip::RequestLimits;
 use crate::sections::{at_least_one, duration};
 
@@ -23,6 +24,8 @@ struct RawHttp {
     timeout: Option<Spanned<String>>,
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +49,8 @@ pub struct HttpSettings {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body (408 beyond it).
     pub body_timeout: Duration,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for HttpSettings {
@@ -61,6 +66,7 @@ impl Default for HttpSettings {
             timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -117,6 +123,15 @@ impl HttpSettings {
         }
         if let Some(timeout) = &raw.body_timeout {
             http.body_timeout = duration(&place, timeout, "triggers.http.body_timeout")?;
+        }
+        match (&raw.tls_cert, &raw.tls_key) {
+            (Some(cert), Some(key)) => {
+                http.tls = Some(TlsFiles { cert: place.resolve(cert.get_ref()), key: place.resolve(key.get_ref()) });
+            }
+            (None, None) => {}
+            (Some(one), None) | (None, Some(one)) => {
+                return Err(place.at(one, "triggers.http: tls_cert and tls_key go together (both PEM files)"));
+            }
         }
         Ok(http)
     }

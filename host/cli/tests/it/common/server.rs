@@ -64,7 +64,7 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
         .find(|line| line.starts_with("weir: serving"))
         .expect("weir serve exited before serving");
     let addr = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|s| s.strip_suffix("/v2"))
         .unwrap_or_else(|| panic!("unexpected: {line}"))
