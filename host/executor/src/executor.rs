@@ -104,6 +104,9 @@ impl Executor {
         let started = Instant::now();
         let invocation_id = options.invocation_id.clone().unwrap_or_else(new_invocation_id);
         let pipeline = self.pipeline(pipeline)?;
+        if (options.trace || options.until.is_some()) && !pipeline.taps {
+            return Err(PipelineError::TapsOff { pipeline: pipeline.name.clone() });
+        }
         check_declared_inputs(pipeline, &inputs)?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut session = Session::begin(

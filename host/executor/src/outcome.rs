@@ -23,6 +23,11 @@ pub enum PipelineError {
     #[error("component `{component}` of step `{step}` could not be loaded: {error}")]
     Load { step: String, component: String, error: Box<ResidencyError> },
     #[error(
+        "pipeline `{pipeline}` does not allow `trace` or `until` (it has sensitive tensors); the operator may set \
+         `taps = true` in its manifest section"
+    )]
+    TapsOff { pipeline: String },
+    #[error(
         "input `{input}` of pipeline `{pipeline}` is {got}, but the pipeline takes {declared} (-1: any size); \
          send a tensor of that datatype and shape"
     )]
@@ -40,6 +45,7 @@ impl Classify for PipelineError {
             PipelineError::MissingInput { .. }
             | PipelineError::UnknownStep { .. }
             | PipelineError::InputType { .. } => ErrorKind::InvalidInput,
+            PipelineError::TapsOff { .. } => ErrorKind::Forbidden,
             PipelineError::Load { error, .. } => error.kind(),
             PipelineError::MissingTensor { .. } | PipelineError::OutputType { .. } => ErrorKind::StepFailed,
             PipelineError::Step(error) => error.kind(),

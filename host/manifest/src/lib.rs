@@ -135,8 +135,12 @@ pub struct Pipeline {
     /// Outputs declared with a datatype and shape (for metadata, and
     /// checked on every invocation).
     pub output_types: BTreeMap<String, TensorDecl>,
-    /// Tensors whose data provenance never keeps, only their hashes.
+    /// Tensors whose data provenance never keeps, only their keyed hashes,
+    /// and that `trace` and `until` answers never show.
     pub sensitive: Vec<Source>,
+    /// Whether callers may ask for `trace` and `until` (by default: only
+    /// when nothing is sensitive).
+    pub taps: bool,
 }
 
 impl Pipeline {
@@ -168,6 +172,8 @@ pub struct ProvenanceSettings {
     pub retention: Duration,
     /// Keep the data of tensors not marked sensitive (hashes are always kept).
     pub keep_tensors: bool,
+    /// The key of sensitive tensors' keyed hashes (default: made next to the store).
+    pub hash_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -59,6 +59,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
                 None => Duration::from_secs(30 * 86_400),
             },
             keep_tensors: p.keep_tensors,
+            hash_key: p.hash_key.as_ref().map(|k| place.resolve(k.get_ref())),
         }),
     };
     let trigger_names = trigger_names(&place, &raw)?;
@@ -379,6 +380,7 @@ fn pipeline_decl(
         steps,
         outputs,
         output_types,
+        taps: raw.taps.unwrap_or(sensitive.is_empty()),
         sensitive,
     })
 }

@@ -34,6 +34,7 @@ pub struct RawProvenance {
     pub retention: Option<Spanned<String>>,
     #[serde(default)]
     pub keep_tensors: bool,
+    pub hash_key: Option<Spanned<String>>,
 }
 
 /// Prices for receipts; every field optional (defaults in `weir_core::Pricing`).
@@ -77,6 +78,8 @@ pub struct RawPipeline {
     /// Tensors (`input.x`, `step.tensor`) of which provenance keeps only hashes.
     #[serde(default)]
     pub sensitive: Vec<Spanned<String>>,
+    /// Whether `trace` and `until` may be asked for.
+    pub taps: Option<bool>,
     pub steps: Vec<RawStep>,
     /// `[pipelines.NAME.triggers.TRIGGER]`: opaque here, read by each trigger.
     #[serde(default)]

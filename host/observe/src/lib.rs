@@ -10,6 +10,7 @@
 //! - [`report`]: receipts summed per pipeline and step.
 
 pub mod energy;
+pub mod hash_key;
 pub mod logs;
 pub mod metrics;
 pub mod provenance;

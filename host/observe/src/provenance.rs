@@ -40,7 +40,13 @@ pub struct EdgeTensor {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<u64>,
-    pub sha256: String,
+    /// SHA-256 of the data (tensors not marked sensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// HMAC-SHA256 of the data under the operator's hash key (sensitive
+    /// tensors: never a plain hash, which a guess could be checked against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
 }

@@ -11,6 +11,7 @@ use weir_core::{Digest, Pricing, Tensor};
 use weir_executor::{InvocationFinished, InvocationObserver, InvocationStarted, Observer, StepFinished, StepStarted};
 use weir_manifest::Source;
 
+use crate::hash_key::HashKey;
 use crate::provenance::{EdgeTensor, InvocationRecord, ProvenanceStore, StepRecord};
 use crate::receipts::invocation_receipt;
 
@@ -19,11 +20,12 @@ pub struct ProvenanceRecorder {
     store: Arc<ProvenanceStore>,
     pricing: Pricing,
     keep_tensors: bool,
+    hash_key: HashKey,
 }
 
 impl ProvenanceRecorder {
-    pub fn new(store: Arc<ProvenanceStore>, pricing: Pricing, keep_tensors: bool) -> Self {
-        ProvenanceRecorder { store, pricing, keep_tensors }
+    pub fn new(store: Arc<ProvenanceStore>, pricing: Pricing, keep_tensors: bool, hash_key: HashKey) -> Self {
+        ProvenanceRecorder { store, pricing, keep_tensors, hash_key }
     }
 }
 
@@ -33,6 +35,7 @@ impl Observer for ProvenanceRecorder {
             store: self.store.clone(),
             pricing: self.pricing.clone(),
             keep_tensors: self.keep_tensors,
+            hash_key: self.hash_key.clone(),
             sensitive: started.pipeline.sensitive.clone(),
             steps: HashMap::new(),
             finished: Vec::new(),
@@ -44,6 +47,7 @@ struct Recording {
     store: Arc<ProvenanceStore>,
     pricing: Pricing,
     keep_tensors: bool,
+    hash_key: HashKey,
     sensitive: Vec<Source>,
     steps: HashMap<String, StepRecord>,
     finished: Vec<String>,
@@ -51,13 +55,15 @@ struct Recording {
 
 impl Recording {
     fn edge(&self, tensor: &Tensor, source: &Source) -> EdgeTensor {
-        let keep = self.keep_tensors && !self.sensitive.contains(source);
+        let sensitive = self.sensitive.contains(source);
         EdgeTensor {
             name: tensor.name.clone(),
             datatype: datatype_name(tensor.datatype).to_string(),
             shape: tensor.shape.clone(),
-            sha256: Digest::of(&tensor.data).to_string(),
-            data: keep.then(|| serde_json::Value::Array(weir_core::tensor_json::json_values(tensor))),
+            sha256: (!sensitive).then(|| Digest::of(&tensor.data).to_string()),
+            hmac_sha256: sensitive.then(|| self.hash_key.hash(&tensor.data)),
+            data: (self.keep_tensors && !sensitive)
+                .then(|| serde_json::Value::Array(weir_core::tensor_json::json_values(tensor))),
         }
     }
 }
@@ -102,16 +108,17 @@ impl InvocationObserver for Recording {
         let mut request: Vec<EdgeTensor> =
             event.inputs.values().map(|t| self.edge(t, &Source::Input(t.name.clone()))).collect();
         request.sort_by(|a, b| a.name.cmp(&b.name));
-        // A pipeline output is as sensitive as the tensor it comes from.
-        let outputs = event
-            .output
-            .outputs
-            .iter()
-            .map(|t| {
-                let source = pipeline.outputs.iter().find(|r| r.name == t.name).map(|r| r.source.clone());
-                self.edge(t, &source.unwrap_or(Source::Input(t.name.clone())))
-            })
-            .collect();
+        // A pipeline output is as sensitive as the tensor it comes from;
+        // with `until`, the outputs are that step's tensors, under their names.
+        let source_of = |t: &Tensor| match &event.options.until {
+            Some(step) => Source::Step { step: step.clone(), tensor: t.name.clone() },
+            None => pipeline
+                .outputs
+                .iter()
+                .find(|r| r.name == t.name)
+                .map_or_else(|| Source::Input(t.name.clone()), |r| r.source.clone()),
+        };
+        let outputs = event.output.outputs.iter().map(|t| self.edge(t, &source_of(t))).collect();
         let finished = std::mem::take(&mut self.finished);
         let steps = finished.iter().filter_map(|s| self.steps.remove(s)).collect();
         let record = InvocationRecord {

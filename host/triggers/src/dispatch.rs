@@ -228,7 +228,8 @@ impl Dispatcher {
             }
         };
         let receipt = self.receipts.then(|| invocation_receipt(&output, &self.executor.manifest().accounting));
-        let response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref())?;
+        let sensitive = self.executor.pipeline(pipeline).map(|p| p.sensitive.as_slice()).unwrap_or_default();
+        let response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref(), sensitive)?;
         let body = oip::to_json_bounded(&response, self.limits.max_response_bytes)?;
         let span_id = match (&self.tracer, trace) {
             (Some(tracer), Some(trace)) => {

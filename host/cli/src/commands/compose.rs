@@ -13,6 +13,8 @@ use weir_observe::provenance::ProvenanceStore;
 use weir_observe::recording::ProvenanceRecorder;
 use weir_sandbox::{Sandbox, SandboxOptions};
 
+use weir_observe::hash_key::HashKey;
+
 use super::{classified, exit, with_code, Failure};
 
 /// The manifest's provenance store, when it has one.
@@ -37,10 +39,18 @@ pub fn executor(
     let sandbox = Arc::new(Sandbox::new(sandbox).map_err(with_code(exit::INTERNAL))?);
     let provenance = open_provenance(&manifest)?;
     let energy = Arc::new(EnergyMeter::detect(manifest.accounting.watts_per_core));
-    let recorder = provenance.as_ref().map(|store| {
-        let keep = manifest.provenance.as_ref().is_some_and(|p| p.keep_tensors);
-        ProvenanceRecorder::new(store.clone(), manifest.accounting.clone(), keep)
-    });
+    let recorder = match (&provenance, &manifest.provenance) {
+        (Some(store), Some(settings)) => {
+            // The manifest's key must exist; the default one is made on first use.
+            let key = match &settings.hash_key {
+                Some(path) => HashKey::load(path, false),
+                None => HashKey::load(&weir_observe::hash_key::default_path(&settings.path), true),
+            };
+            let key = key.map_err(classified)?;
+            Some(ProvenanceRecorder::new(store.clone(), manifest.accounting.clone(), settings.keep_tensors, key))
+        }
+        _ => None,
+    };
     let mut executor = Executor::with_resolver(sandbox, manifest, resolver, policy)
         .with_energy(energy)
         .with_observer(Arc::new(StepLogs));

@@ -125,7 +125,9 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         }
     }
     let receipt = invocation_receipt(&output, &executor.manifest().accounting);
-    let response = oip::pipeline_response(&name, &request, &output, &options, Some(&receipt)).map_err(classified)?;
+    let sensitive = executor.pipeline(&name).map(|p| p.sensitive.clone()).unwrap_or_default();
+    let response =
+        oip::pipeline_response(&name, &request, &output, &options, Some(&receipt), &sensitive).map_err(classified)?;
     write_response(&response, args.output.as_deref(), args.pretty).map_err(fail(exit::INTERNAL))
 }
 

@@ -250,6 +250,13 @@ inputs = ["x=normalise.y"]
 models = ["digits"]
 [pipelines.digits.outputs]
 label = "classify.label"
+
+# Taps allowed by the operator, on a pipeline with a sensitive step output.
+[pipelines.tapped]
+sensitive = ["normalise.y"]
+taps = true
+steps = [{{ name = "normalise", component = "scale", inputs = ["x=input.pixels"], config = {{ std = 16 }} }}]
+outputs = {{ y = "normalise.y" }}
 "#,
             digits = models.join("digits.onnx").display(),
             classify = weir_tests::CLASSIFY,
@@ -276,13 +283,49 @@ label = "classify.label"
     let model_digest = format!("sha256:{}", sha256_hex(&std::fs::read(models.join("digits.onnx")).unwrap()));
     assert_eq!(steps[1]["models"][0][1], model_digest.as_str(), "the model's digest is recorded");
     assert_eq!(steps[1]["granted_models"], json!(["digits"]));
-    // The sensitive request tensor: hash only. The normalised edge: kept.
-    assert!(record["inputs"][0]["sha256"].as_str().unwrap().starts_with("sha256:"));
+    // The sensitive request tensor: a keyed hash only (no plain SHA-256 a
+    // guess could be checked against). The normalised edge: kept.
+    let raw: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let keyed = record["inputs"][0]["hmac_sha256"].as_str().unwrap();
+    assert!(keyed.starts_with("hmac-sha256:") && !keyed.contains(&sha256_hex(&raw)), "{record}");
+    assert!(record["inputs"][0].get("sha256").is_none(), "{record}");
+    let key = std::fs::read(dir.path().join("records/provenance.redb.hashkey")).expect("a key made next to the store");
+    assert_eq!(key.len(), 32);
     assert!(record["inputs"][0].get("data").is_none(), "sensitive data is never stored");
     assert!(steps[0]["inputs"][0].get("data").is_none(), "the same tensor entering a step stays hashed");
     assert!(steps[0]["outputs"][0]["data"].is_array(), "non-sensitive edges are kept when keep_tensors");
     assert_eq!(steps[1]["inputs"][0]["sha256"], steps[0]["outputs"][0]["sha256"], "edges link up");
     assert!(record["receipt"]["energy_j"].as_f64().unwrap() > 0.0);
+
+    // Taps are off on a pipeline with sensitive tensors: `trace` and `until` are 403.
+    for parameters in [json!({"trace": true}), json!({"until": "normalise"})] {
+        let mut tapped = request.clone();
+        tapped["parameters"] = parameters;
+        let (status, body) = crate::common::server::post(&server, "/v2/models/digits/infer", &tapped.to_string());
+        assert_eq!(status, 403, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("taps = true"), "{body}");
+    }
+    // Allowed, a sensitive edge still never leaves in the clear: no data in
+    // the trace or the `until` answer, and a keyed hash in the record.
+    let mut traced = request.clone();
+    traced["parameters"] = json!({"trace": true});
+    let (status, body) = crate::common::server::post(&server, "/v2/models/tapped/infer", &traced.to_string());
+    assert_eq!(status, 200, "{body}");
+    let edge = &body["parameters"]["trace"][0]["outputs"][0];
+    assert_eq!((&edge["data"], &edge["parameters"]["redacted"]), (&json!([]), &json!("sensitive")), "{body}");
+    let mut until = request.clone();
+    until["parameters"] = json!({"until": "normalise", "subject": "patient-8"});
+    let response =
+        agent().post(format!("{}/v2/models/tapped/infer", server.base)).send(until.to_string().as_str()).unwrap();
+    let id = response.headers().get("weir-invocation-id").unwrap().to_str().unwrap().to_string();
+    let body: Value = serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["outputs"][0]["parameters"]["redacted"], "sensitive", "{body}");
+    let (_, record) = get(&server, &format!("/v2/invocations/{id}"));
+    let output = &record["outputs"][0];
+    assert!(
+        output.get("data").is_none() && output["hmac_sha256"].is_string(),
+        "`until` does not bypass sensitive: {record}"
+    );
 
     // Erasure by invocation, then by subject: the records are gone.
     let erase = |path: &str| {

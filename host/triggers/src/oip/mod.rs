@@ -18,6 +18,7 @@ use weir_core::tensor::{datatype_name, element_count, parse_datatype, ALL_DATATY
 use weir_core::tensor_json::JsonElements;
 use weir_core::{Classify, ErrorKind, Tensor};
 use weir_executor::{PipelineOutput, RunOptions};
+use weir_manifest::Source;
 use weir_observe::receipts::Receipt;
 
 use decode::{decode_data, DataError};
@@ -287,6 +288,27 @@ pub fn tensor_to_output(tensor: &Tensor) -> ResponseOutput {
     }
 }
 
+/// A sensitive tensor as a tap shows it: its name, datatype and shape,
+/// no data (`parameters.redacted = "sensitive"`).
+fn redacted(tensor: &Tensor) -> ResponseOutput {
+    let mut output = tensor_to_output(tensor);
+    let mut empty = tensor.clone();
+    empty.data.clear();
+    output.data = OutputData::Tensor(empty);
+    output.parameters = Some(Map::from_iter([("redacted".to_string(), Value::from("sensitive"))]));
+    output
+}
+
+/// `tensor`, produced by `step`, as a tap (`trace`, `until`) may show it.
+fn tapped(tensor: &Tensor, step: &str, sensitive: &[Source]) -> ResponseOutput {
+    let source = Source::Step { step: step.to_string(), tensor: tensor.name.clone() };
+    if sensitive.contains(&source) {
+        redacted(tensor)
+    } else {
+        tensor_to_output(tensor)
+    }
+}
+
 /// Keep only the outputs a request asked for (all when it named none).
 pub fn select_outputs(requested: Option<&[RequestOutput]>, outputs: Vec<Tensor>) -> Result<Vec<Tensor>, OipError> {
     let Some(requested) = requested.filter(|r| !r.is_empty()) else { return Ok(outputs) };
@@ -335,13 +357,15 @@ pub fn run_options(request: &InferenceRequest) -> Result<RunOptions, OipError> {
 /// The OIP response for a pipeline run: `parameters.receipt` holds the
 /// invocation's receipt (when accounting is on): its totals, or with
 /// `full_receipt` every step's too; with `trace`, `parameters.trace` lists every
-/// step with its timings and the tensors it produced.
+/// step with its timings and the tensors it produced. Taps never show the
+/// data of a tensor in `sensitive`.
 pub fn pipeline_response(
     model_name: &str,
     request: &InferenceRequest,
     output: &PipelineOutput,
     options: &RunOptions,
     receipt: Option<&Receipt>,
+    sensitive: &[Source],
 ) -> Result<InferenceResponse, OipError> {
     let trace = options.trace;
     let outputs = select_outputs(request.outputs.as_deref(), output.outputs.clone())?;
@@ -361,7 +385,7 @@ pub fn pipeline_response(
                 wall_us: step.stats.wall.as_micros() as u64,
                 instantiate_us: step.stats.instantiate.as_micros() as u64,
                 inference_us: step.stats.nn.inference_time.as_micros() as u64,
-                outputs: step.outputs.iter().map(tensor_to_output).collect(),
+                outputs: step.outputs.iter().map(|t| tapped(t, &step.step, sensitive)).collect(),
             })
             .collect();
         parameters.insert("trace".into(), serde_json::to_value(steps).unwrap_or(Value::Null));
@@ -372,7 +396,10 @@ pub fn pipeline_response(
         model_version: None,
         id: request.id.clone(),
         parameters: (!parameters.is_empty()).then_some(parameters),
-        outputs: outputs.iter().map(tensor_to_output).collect(),
+        outputs: match &options.until {
+            Some(step) => outputs.iter().map(|t| tapped(t, step, sensitive)).collect(),
+            None => outputs.iter().map(tensor_to_output).collect(),
+        },
     })
 }
 
