@@ -7,11 +7,13 @@
 //! Other ways to authenticate (OIDC, mTLS) fit behind [`Access`]: they end
 //! in the same `Principal` with the same scopes.
 
+mod audit;
 mod keyfile;
 mod keyring;
 mod quota;
 mod scope;
 
+pub use audit::{AuditEvent, AuditLog};
 pub use keyfile::{KeyFile, KeyRecord, KEY_PREFIX};
 pub use keyring::{Access, AuthError, Keyring, Principal};
 pub use quota::{Admission, Quota, Quotas, Refusal};

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use weir_access::{Access, KeyFile, Keyring, Quota, Scope};
+use weir_access::{Access, AuditEvent, AuditLog, KeyFile, Keyring, Quota, Scope};
 
 use super::{classified, exit, fail, Failure};
 
@@ -15,6 +15,9 @@ pub struct KeysArgs {
     /// The key file (default: `$WEIR_DATA_DIR/keys.json`, else `~/.local/share/weir/keys.json`).
     #[arg(long, global = true)]
     keys: Option<PathBuf>,
+    /// Where key changes are recorded (default: `audit.log` next to the default key file).
+    #[arg(long, global = true)]
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -83,8 +86,20 @@ pub fn default_key_file() -> PathBuf {
     weir_core::paths::data_dir().join("keys.json")
 }
 
+/// Where the audit log is kept when `--audit-log` is not given.
+pub fn default_audit_log() -> PathBuf {
+    weir_core::paths::data_dir().join("audit.log")
+}
+
+/// Record a key change made on the command line.
+fn audit_change(path: &Path, action: String, detail: String) -> Result<(), Failure> {
+    let log = AuditLog::open(path).map_err(classified)?;
+    log.record(&AuditEvent::now("operator", action, 0, Some(detail))).map_err(classified)
+}
+
 pub fn keys(args: KeysArgs) -> Result<(), Failure> {
     let path = args.keys.unwrap_or_else(default_key_file);
+    let audit = args.audit_log.unwrap_or_else(default_audit_log);
     let mut file = KeyFile::load(&path).map_err(classified)?;
     match args.command {
         KeysCommand::Create { name, scopes, quota } => {
@@ -92,6 +107,8 @@ pub fn keys(args: KeysArgs) -> Result<(), Failure> {
             let scopes = scopes.map_err(|e| fail(exit::BAD_INPUT)(anyhow!("--scope: {e}")))?;
             let (record, key) = file.create(&name, scopes, quota.quota()?).map_err(classified)?;
             file.save(&path).map_err(classified)?;
+            let scopes: Vec<String> = record.scopes.iter().map(Scope::to_string).collect();
+            audit_change(&audit, "keys create".into(), format!("{} ({name}): {}", record.id, scopes.join(" ")))?;
             eprintln!("made key {} ({name}) in {}; it is shown once, keep it secret:", record.id, path.display());
             println!("{key}");
         }
@@ -111,6 +128,7 @@ pub fn keys(args: KeysArgs) -> Result<(), Failure> {
         KeysCommand::Revoke { id } => {
             let name = file.revoke(&id).map_err(classified)?.name.clone();
             file.save(&path).map_err(classified)?;
+            audit_change(&audit, "keys revoke".into(), format!("{id} ({name})"))?;
             eprintln!("revoked key {id} ({name}) in {}", path.display());
         }
     }

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// No access control: every caller may do everything. Only on a loopback listener.
     #[arg(long)]
     no_auth: bool,
+    /// The audit log (who did what; default `audit.log` in weir's data folder; off with --no-auth
+    /// unless given).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM; overrides `[triggers.http] tls_cert`).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -105,6 +109,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     let keys = args.keys.clone().unwrap_or_else(super::keys::default_key_file);
     let access = super::keys::access(&keys, args.no_auth, &listen)?;
+    let audit = match (&args.audit_log, args.no_auth) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => Some(super::keys::default_audit_log()),
+        (None, true) => None,
+    };
+    let audit = audit.map(|path| weir_access::AuditLog::open(&path).map(Arc::new)).transpose().map_err(classified)?;
     let pipelines: Vec<String> = manifest.pipelines.keys().cloned().collect();
     let registry = args
         .registry_limits
@@ -126,7 +136,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             .with_limits(triggers.http.limits()),
     );
     tokio
-        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, |addr| {
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, |addr| {
             // Tests and scripts wait for this line.
             eprintln!("weir: serving {} on {scheme}://{addr}/v2", pipelines.join(", "));
         }))

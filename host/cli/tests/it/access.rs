@@ -91,8 +91,11 @@ fn weir(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().unwrap()
 }
 
+/// `weir keys create`, with the audit log next to the key file.
 fn create_key(keys: &Path, name: &str, scopes: &[&str]) -> String {
-    let mut args = vec!["keys", "--keys", keys.to_str().unwrap(), "create", "--name", name];
+    let audit = keys.with_file_name("audit.log");
+    let mut args = vec!["keys", "--keys", keys.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()];
+    args.extend(["create", "--name", name]);
     for scope in scopes {
         args.extend(["--scope", scope]);
     }
@@ -166,9 +169,11 @@ fn keys_from_the_command_line_guard_the_real_server() {
     let app = create_key(&keys, "app", &["invoke:fast"]);
     let other = create_key(&keys, "other", &["invoke:*"]);
     let ops = create_key(&keys, "ops", &["status"]);
+    let root = create_key(&keys, "root", &["admin"]);
+    let audit_arg = dir.path().join("audit.log");
     let listed = String::from_utf8(weir(&["keys", "--keys", keys_arg, "list"]).stdout).unwrap();
     assert!(listed.contains("app") && listed.contains("invoke:fast") && !listed.contains(&app[25..]), "{listed}");
-    let server = start_with(&manifest, &["--keys", keys_arg], &[]);
+    let server = start_with(&manifest, &["--keys", keys_arg, "--audit-log", audit_arg.to_str().unwrap()], &[]);
 
     let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
     assert_eq!(request(&server, "POST", "/v2/models/fast/infer", None, Some(x)).0, 401);
@@ -238,9 +243,25 @@ fn keys_from_the_command_line_guard_the_real_server() {
 
     // Revoked: refused by the running server within a second or two.
     let app_id = &app[5..21];
-    assert!(weir(&["keys", "--keys", keys_arg, "revoke", app_id]).status.success());
+    let audit = audit_arg.to_str().unwrap();
+    assert!(weir(&["keys", "--keys", keys_arg, "--audit-log", audit, "revoke", app_id]).status.success());
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x)).0, 401);
+
+    // The audit log: who did what and how it ended; admins only.
+    assert_eq!(request(&server, "GET", "/v2/audit", Some(&ops), None).0, 403);
+    let (status, events) = request(&server, "GET", "/v2/audit?limit=1000", Some(&root), None);
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().unwrap();
+    let seen = |key: &str, action: &str, status: u64| {
+        events.iter().any(|e| e["key_id"] == key && e["action"] == action && e["status"] == status)
+    };
+    let infer = "POST /v2/models/fast/infer";
+    assert!(seen(app_id, infer, 200) && seen(&ops[5..21], infer, 403) && seen("unauthenticated", infer, 401));
+    assert!(seen(&metered[5..21], infer, 429), "quota refusals are audited");
+    assert!(events.iter().any(|e| e["action"] == "keys revoke" && e["detail"].as_str().unwrap().contains(app_id)));
+    assert!(events.iter().any(|e| e["action"] == "keys create" && e["detail"].as_str().unwrap().contains("root")));
+    assert!(!std::fs::read_to_string(&audit_arg).unwrap().contains(&app[22..]), "no secret in the audit log");
 }
 
 /// A self-signed certificate for `localhost` with `cn`, as PEM files.

@@ -10,7 +10,7 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
-use weir_access::Requirement;
+use weir_access::{AuditEvent, Requirement};
 
 use super::api::{ErrorBody, Live, Ready};
 use super::AppState;
@@ -24,6 +24,7 @@ pub enum Need {
     ReadRecords,
     EraseRecords,
     Status,
+    Admin,
 }
 
 impl Need {
@@ -36,6 +37,7 @@ impl Need {
             Need::ReadRecords => "`records:read`",
             Need::EraseRecords => "`records:erase`",
             Need::Status => "`status`",
+            Need::Admin => "`admin`",
         }
     }
 
@@ -50,6 +52,7 @@ impl Need {
             Need::ReadRecords => Requirement::ReadRecords,
             Need::EraseRecords => Requirement::EraseRecords,
             Need::Status => Requirement::Status,
+            Need::Admin => Requirement::Admin,
         }
     }
 }
@@ -78,6 +81,7 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("GET", "/v2/invocations/{id}", Need::ReadRecords), get(super::records::get_invocation)),
         (at("DELETE", "/v2/invocations/{id}", Need::EraseRecords), delete(super::records::erase_invocation)),
         (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
+        (at("GET", "/v2/audit", Need::Admin), get(super::records::audit)),
     ]
 }
 
@@ -118,13 +122,18 @@ async fn authorize(
     if need == Need::Public {
         return next.run(request).await;
     }
+    let action = format!("{} {}", request.method(), request.uri().path());
     let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let principal = match state.access.authenticate(authorization) {
         Ok(principal) => principal,
-        Err(error) => return refuse(StatusCode::UNAUTHORIZED, error.to_string()),
+        Err(error) => {
+            audit(&state, "unauthenticated", action, StatusCode::UNAUTHORIZED);
+            return refuse(StatusCode::UNAUTHORIZED, error.to_string());
+        }
     };
     let requirement = need.requirement(&params);
     if !principal.may(&requirement) {
+        audit(&state, &principal.key_id, action, StatusCode::FORBIDDEN);
         // The same answer whether or not the pipeline exists.
         let error = format!(
             "key `{}` may not do this: it needs {} (see `weir keys list`)",
@@ -133,6 +142,19 @@ async fn authorize(
         );
         return refuse(StatusCode::FORBIDDEN, error);
     }
+    let key_id = principal.key_id.clone();
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    let response = next.run(request).await;
+    audit(&state, &key_id, action, response.status());
+    response
+}
+
+/// One line in the audit log, when there is one; a log that cannot be
+/// written is reported, and the request is answered all the same.
+fn audit(state: &AppState, key_id: &str, action: String, status: StatusCode) {
+    if let Some(log) = &state.audit {
+        if let Err(error) = log.record(&AuditEvent::now(key_id, action, status.as_u16(), None)) {
+            tracing::error!(%error, "could not write the audit log");
+        }
+    }
 }

@@ -32,7 +32,7 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use weir_access::{Access, Principal, Quotas, Refusal, Requirement};
+use weir_access::{Access, AuditLog, Principal, Quotas, Refusal, Requirement};
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
@@ -62,6 +62,8 @@ struct AppState {
     access: Access,
     /// Each key's use of each pipeline.
     quotas: Quotas,
+    /// Who did what, when access control is on.
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -97,6 +99,7 @@ pub fn router(
     jobs: Result<Jobs, String>,
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
+    audit: Option<Arc<AuditLog>>,
 ) -> Router {
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
@@ -110,6 +113,7 @@ pub fn router(
         provenance,
         access,
         quotas: Quotas::default(),
+        audit,
     });
     guard::routes(&state)
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
@@ -140,6 +144,7 @@ pub async fn serve(
     triggers: crate::Triggers,
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
+    audit: Option<Arc<AuditLog>>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let crate::Triggers { http: settings, jobs, nats } = triggers;
@@ -160,7 +165,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     on_listening(listener.local_addr()?);
     let limits = listen::ConnectionLimits::from(&settings);
-    let app = router(dispatcher, settings, jobs, provenance, access);
+    let app = router(dispatcher, settings, jobs, provenance, access, audit);
     listen::serve_connections(listener, app, limits, tls, shutdown_signal()).await
 }
 

@@ -78,3 +78,23 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
         resident_memory_bytes: resident_set_bytes(),
     })
 }
+
+/// `GET /v2/audit?limit=N`: the last N audit events (default 100, at most 10 000).
+pub(super) async fn audit(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+) -> Result<Json<Vec<weir_access::AuditEvent>>, ApiError> {
+    let log = state
+        .audit
+        .as_deref()
+        .ok_or_else(|| api_error(ErrorKind::NotFound, "the audit log is off (access control is off: --no-auth)"))?;
+    let limit = match uri.query().into_iter().flat_map(|q| q.split('&')).find_map(|p| p.strip_prefix("limit=")) {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| api_error(ErrorKind::InvalidInput, format!("limit must be a whole number, got `{text}`")))?,
+    }
+    .min(10_000);
+    let log = log.tail(limit).map_err(|e| api_error(ErrorKind::Internal, e.to_string()))?;
+    Ok(Json(log))
+}
