@@ -17,6 +17,7 @@ pub mod provenance;
 pub mod receipts;
 pub mod recording;
 pub mod report;
+pub mod rewrite;
 pub mod telemetry;
 
 pub use receipts::{CompactReceipt, Receipt, StepReceipt};

@@ -4,7 +4,8 @@
 //! for a retention period, and erasable by invocation id or by the subject
 //! the caller named (right to erasure: the records are deleted, not hidden).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use redb::{Database, MultimapTableDefinition, TableDefinition};
@@ -13,6 +14,7 @@ use thiserror::Error;
 use weir_core::clock::unix_ms as now_ms;
 
 use crate::receipts::Receipt;
+use crate::rewrite::{copy_multimap, copy_table, rewrite};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
 /// subject -> invocation ids
@@ -78,7 +80,9 @@ pub struct InvocationRecord {
 }
 
 pub struct ProvenanceStore {
-    db: Database,
+    /// Replaced whole when erasures rewrite the file.
+    db: RwLock<Database>,
+    path: PathBuf,
     retention: Duration,
 }
 
@@ -90,14 +94,18 @@ impl ProvenanceStore {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let db = Database::create(path).map_err(|e| ProvenanceError(format!("opening {}: {e}", path.display())))?;
-        let store = ProvenanceStore { db, retention };
+        let store = ProvenanceStore { db: RwLock::new(db), path: path.to_path_buf(), retention };
         store.purge_expired(now_ms())?;
         Ok(store)
     }
 
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn put(&self, record: &InvocationRecord) -> Result<(), ProvenanceError> {
         let bytes = serde_json::to_vec(record).map_err(err)?;
-        let mut tx = self.db.begin_write().map_err(err)?;
+        let mut tx = self.db().begin_write().map_err(err)?;
         // Records are an audit trail, not a ledger: flushed by the next
         // durable commit or shutdown rather than fsync'd on every request.
         tx.set_durability(redb::Durability::Eventual);
@@ -122,7 +130,7 @@ impl ProvenanceStore {
     }
 
     pub fn get(&self, invocation_id: &str) -> Result<Option<InvocationRecord>, ProvenanceError> {
-        let tx = self.db.begin_read().map_err(err)?;
+        let tx = self.db().begin_read().map_err(err)?;
         let table = match tx.open_table(RECORDS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -142,10 +150,20 @@ impl ProvenanceStore {
         Ok(records)
     }
 
-    /// Delete one invocation's record; whether there was one.
+    /// Erase one invocation's record for good (the file is rewritten, so no
+    /// byte of it stays behind); whether there was one.
     pub fn erase(&self, invocation_id: &str) -> Result<bool, ProvenanceError> {
+        let erased = self.remove(invocation_id)?;
+        if erased {
+            self.rewrite()?;
+        }
+        Ok(erased)
+    }
+
+    /// Delete one record from the tables (its bytes may stay in free pages).
+    fn remove(&self, invocation_id: &str) -> Result<bool, ProvenanceError> {
         let Some(record) = self.get(invocation_id)? else { return Ok(false) };
-        let tx = self.db.begin_write().map_err(err)?;
+        let tx = self.db().begin_write().map_err(err)?;
         {
             tx.open_table(RECORDS).map_err(err)?.remove(invocation_id).map_err(err)?;
             tx.open_multimap_table(BY_TIME).map_err(err)?.remove(record.unix_ms, invocation_id).map_err(err)?;
@@ -160,7 +178,7 @@ impl ProvenanceStore {
     /// Delete every record of a subject; how many there were.
     pub fn erase_subject(&self, subject: &str) -> Result<usize, ProvenanceError> {
         let ids: Vec<String> = {
-            let tx = self.db.begin_read().map_err(err)?;
+            let tx = self.db().begin_read().map_err(err)?;
             match tx.open_multimap_table(SUBJECTS) {
                 Ok(table) => {
                     table.get(subject).map_err(err)?.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect()
@@ -171,14 +189,30 @@ impl ProvenanceStore {
         };
         let mut erased = 0;
         for id in ids {
-            erased += usize::from(self.erase(&id)?);
+            erased += usize::from(self.remove(&id)?);
+        }
+        if erased > 0 {
+            self.rewrite()?;
         }
         Ok(erased)
     }
 
+    /// Copy the live records into a new file and put it in place of the old
+    /// one: redb reuses freed pages but does not clear them, so this is what
+    /// makes an erasure leave nothing on disk. Costs a copy of the store.
+    fn rewrite(&self) -> Result<(), ProvenanceError> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        rewrite(&self.path, &mut db, |from, to| {
+            copy_table(from, to, RECORDS)?;
+            copy_multimap(from, to, SUBJECTS)?;
+            copy_multimap(from, to, BY_TIME)
+        })
+        .map_err(err)
+    }
+
     /// Ids of the records written in a range of unix milliseconds.
     fn ids_written(&self, range: impl std::ops::RangeBounds<u64>) -> Result<Vec<String>, ProvenanceError> {
-        let tx = self.db.begin_read().map_err(err)?;
+        let tx = self.db().begin_read().map_err(err)?;
         let table = match tx.open_multimap_table(BY_TIME) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -200,7 +234,7 @@ impl ProvenanceStore {
         let expired = self.ids_written(..cutoff)?;
         let mut purged = 0;
         for id in expired {
-            purged += usize::from(self.erase(&id)?);
+            purged += usize::from(self.remove(&id)?);
         }
         Ok(purged)
     }

@@ -90,6 +90,11 @@ impl Prepared {
         Ok(Prepared { request, inputs, options })
     }
 
+    /// Whose data the request carries (`parameters.subject`).
+    pub fn subject(&self) -> Option<&str> {
+        self.options.subject.as_deref()
+    }
+
     /// Answer with the full receipt unless the request asked for the compact one.
     pub fn prefer_full_receipt(&mut self) {
         let asked = self.request.parameters.as_ref().and_then(|p| p.get("receipt")).is_some();

@@ -344,6 +344,15 @@ outputs = {{ y = "normalise.y" }}
     )
     .unwrap();
     assert!(ids.iter().all(|id| store.get(id).unwrap().is_none()));
+    drop(store);
+    // Not a byte left: the file's raw bytes hold neither the subject nor
+    // the erased invocations' ids (the store was rewritten, not only unlinked
+    // from its index), while a record that was not erased is still there.
+    let raw = std::fs::read(dir.path().join("records/provenance.redb")).unwrap();
+    let holds = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!holds("patient-7"), "the erased subject's bytes remain in the store file");
+    assert!(ids.iter().all(|id| !holds(id)), "an erased record's bytes remain in the store file");
+    assert!(holds("patient-8"), "records not erased are kept");
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -153,6 +153,32 @@ max_attempts = 2",
     assert_eq!(wait_finished(&server, &next.unwrap())["status"], "succeeded");
 }
 
+/// Erasing a subject erases its jobs too: request and result, and no byte
+/// of them stays in the job store's file.
+#[test]
+fn erasing_a_subject_erases_its_jobs_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "workers = 1");
+    let server = start_with(&manifest, &[], &[]);
+    let marked = r#"{"id": "req-1", "parameters": {"subject": "erase-me-4711"}, "inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [98765.4375, 3.0]}]}"#;
+    let (_, _, location) = submit(&server, "fast", marked);
+    let location = location.unwrap();
+    assert_eq!(wait_finished(&server, &location)["status"], "succeeded");
+    let (_, _, kept) = submit(&server, "fast", X);
+    let kept = kept.unwrap();
+    wait_finished(&server, &kept);
+    let mut erased = agent().delete(format!("{}/v2/subjects/erase-me-4711", server.base)).call().unwrap();
+    let body: Value = serde_json::from_str(&erased.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body, json!({"erased": 0, "jobs": 1}));
+    assert_eq!(get(&server, &location).0, 404);
+    assert_eq!(get(&server, &kept).1["status"], "succeeded", "other jobs are kept");
+    server.kill9();
+    let raw = std::fs::read(dir.path().join("jobs.redb")).unwrap();
+    let holds = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!holds("erase-me-4711") && !holds("98765.4375"), "the erased job's bytes remain in jobs.redb");
+    assert!(!holds(location.rsplit('/').next().unwrap()));
+}
+
 /// Jobs go through the same dispatcher as HTTP: their own time limit
 /// (`[triggers.jobs] timeout`, not the HTTP one), and the same invocation
 /// metrics (latency, CPU, energy) as a synchronous call.

@@ -83,7 +83,15 @@ pub struct JobAccepted {
 /// `DELETE /v2/invocations/{id}` and `/v2/subjects/{subject}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Erased {
+    /// Provenance records erased.
     pub erased: usize,
+    /// Asynchronous jobs erased (by subject only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The model cache, in `/v2/status`.

@@ -386,8 +386,8 @@ fn submit_job(
     owner: &Principal,
 ) -> Result<Response, Failure> {
     let jobs = state.jobs.as_ref().map_err(|why| Failure::new(ErrorKind::Unavailable, why.clone()))?;
-    state.dispatcher.prepare(body, received)?;
-    let job = jobs.submit(name, body, &owner.key_id)?;
+    let prepared = state.dispatcher.prepare(body, received)?;
+    let job = jobs.submit(name, body, &owner.key_id, prepared.subject())?;
     state.dispatcher.count(name, 202);
     let location = format!("/v2/jobs/{}", job.id);
     let accepted = JobAccepted { id: job.id, status: job.status, location: location.clone() };

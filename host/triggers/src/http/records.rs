@@ -39,18 +39,30 @@ pub(super) async fn erase_invocation(
     Path(id): Path<String>,
 ) -> Result<Json<Erased>, ApiError> {
     if provenance(&state)?.erase(&id)? {
-        Ok(Json(Erased { erased: 1 }))
+        Ok(Json(Erased { erased: 1, jobs: 0 }))
     } else {
         Err(api_error(ErrorKind::NotFound, format!("no record of invocation `{id}`")))
     }
 }
 
+/// Erase a subject's provenance records and asynchronous jobs (requests
+/// and results); both stores are rewritten so that no byte of them remains.
 pub(super) async fn erase_subject(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
 ) -> Result<Json<Erased>, ApiError> {
-    let erased = provenance(&state)?.erase_subject(&subject)?;
-    Ok(Json(Erased { erased }))
+    if state.provenance.is_none() && state.jobs.is_err() {
+        provenance(&state)?;
+    }
+    let erased = match state.provenance.as_deref() {
+        Some(store) => store.erase_subject(&subject)?,
+        None => 0,
+    };
+    let jobs = match &state.jobs {
+        Ok(jobs) => jobs.erase_subject(&subject)?,
+        Err(_) => 0,
+    };
+    Ok(Json(Erased { erased, jobs }))
 }
 
 pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

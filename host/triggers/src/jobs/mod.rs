@@ -79,13 +79,13 @@ impl Jobs {
     }
 
     /// Accept a request for later; refused when the queue is full.
-    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str) -> Result<Job, JobError> {
+    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str, subject: Option<&str>) -> Result<Job, JobError> {
         let waiting = self.unfinished.fetch_add(1, Ordering::AcqRel);
         if waiting >= self.max_queued {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
             return Err(JobError::Full(waiting));
         }
-        let job = self.store.submit(pipeline, request, owner).inspect_err(|_| {
+        let job = self.store.submit(pipeline, request, owner, subject).inspect_err(|_| {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
         })?;
         let _ = self.queue.send(job.id.clone());
@@ -94,6 +94,11 @@ impl Jobs {
 
     pub fn get(&self, id: &str) -> Result<Option<Job>, JobError> {
         self.store.get(id)
+    }
+
+    /// Erase the jobs of `subject` (requests and results), for good.
+    pub fn erase_subject(&self, subject: &str) -> Result<usize, JobError> {
+        self.store.erase_subject(subject)
     }
 }
 

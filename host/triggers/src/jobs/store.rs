@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use redb::{Database, ReadableTable, TableDefinition};
@@ -10,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use weir_core::clock::unix_ms as now_ms;
 use weir_core::{Classify, ErrorKind};
+
+use weir_observe::rewrite::{copy_table, rewrite};
 
 use crate::dispatch::Failure;
 use crate::oip::InferenceResponse;
@@ -66,6 +69,9 @@ pub struct Job {
     /// control off): only that key (or an admin) may read it.
     #[serde(skip_serializing)]
     pub owner: String,
+    /// Whose data it is (`parameters.subject`): erased with the subject.
+    #[serde(skip_serializing)]
+    pub subject: Option<String>,
     #[serde(skip_serializing)]
     pub(crate) request: String,
     #[serde(skip_serializing)]
@@ -86,7 +92,8 @@ impl From<Failure> for JobFailure {
 
 /// The durable part: jobs and the order they were submitted in.
 pub struct JobStore {
-    db: Database,
+    /// Replaced whole when an erasure rewrites the file.
+    db: RwLock<Database>,
     path: PathBuf,
     next: AtomicU64,
 }
@@ -98,8 +105,8 @@ impl JobStore {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
         let db = Database::create(path).map_err(|e| fail(&e))?;
-        let store = JobStore { db, path: path.to_path_buf(), next: AtomicU64::new(0) };
-        let txn = store.db.begin_write().map_err(|e| fail(&e))?;
+        let store = JobStore { db: RwLock::new(db), path: path.to_path_buf(), next: AtomicU64::new(0) };
+        let txn = store.db().begin_write().map_err(|e| fail(&e))?;
         let last = {
             txn.open_table(JOBS).map_err(|e| fail(&e))?;
             let queue = txn.open_table(QUEUE).map_err(|e| fail(&e))?;
@@ -109,6 +116,44 @@ impl JobStore {
         txn.commit().map_err(|e| fail(&e))?;
         store.next.store(last.map_or(0, |l| l + 1), Ordering::Relaxed);
         Ok(store)
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Erase every job whose request named `subject`, for good (the file is
+    /// rewritten so that no byte of them stays); how many there were.
+    pub fn erase_subject(&self, subject: &str) -> Result<usize, JobError> {
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
+        let erased = {
+            let mut jobs = txn.open_table(JOBS).map_err(|e| self.error(e))?;
+            let mut queue = txn.open_table(QUEUE).map_err(|e| self.error(e))?;
+            let mut doomed = Vec::new();
+            for entry in jobs.iter().map_err(|e| self.error(e))? {
+                let (id, bytes) = entry.map_err(|e| self.error(e))?;
+                if let Ok(job) = serde_json::from_slice::<StoredJob>(bytes.value()) {
+                    if job.subject.as_deref() == Some(subject) {
+                        doomed.push((id.value().to_string(), job.sequence));
+                    }
+                }
+            }
+            for (id, sequence) in &doomed {
+                jobs.remove(id.as_str()).map_err(|e| self.error(e))?;
+                queue.remove(*sequence).map_err(|e| self.error(e))?;
+            }
+            doomed.len()
+        };
+        txn.commit().map_err(|e| self.error(e))?;
+        if erased > 0 {
+            let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+            rewrite(&self.path, &mut db, |from, to| {
+                copy_table(from, to, JOBS)?;
+                copy_table(from, to, QUEUE)
+            })
+            .map_err(|e| self.error(e))?;
+        }
+        Ok(erased)
     }
 
     fn error(&self, e: impl std::fmt::Display) -> JobError {
@@ -125,7 +170,7 @@ impl JobStore {
     }
 
     /// Record a new job; it is durable when this returns.
-    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str) -> Result<Job, JobError> {
+    pub fn submit(&self, pipeline: &str, request: &[u8], owner: &str, subject: Option<&str>) -> Result<Job, JobError> {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             id: weir_core::ids::new_invocation_id(),
@@ -137,10 +182,11 @@ impl JobStore {
             response: None,
             error: None,
             owner: owner.into(),
+            subject: subject.map(str::to_string),
             request: String::from_utf8_lossy(request).into_owned(),
             sequence,
         };
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
         self.put(&txn, &job)?;
         txn.open_table(QUEUE)
             .map_err(|e| self.error(e))?
@@ -151,7 +197,7 @@ impl JobStore {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Job>, JobError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(JOBS).map_err(|e| self.error(e))?;
         let Some(bytes) = table.get(id).map_err(|e| self.error(e))? else { return Ok(None) };
         let stored: StoredJob = serde_json::from_slice(bytes.value()).map_err(|e| self.error(e))?;
@@ -160,7 +206,7 @@ impl JobStore {
 
     /// Unfinished jobs, oldest first.
     pub fn unfinished(&self) -> Result<Vec<String>, JobError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_read().map_err(|e| self.error(e))?;
         let queue = txn.open_table(QUEUE).map_err(|e| self.error(e))?;
         let mut ids = Vec::new();
         for entry in queue.iter().map_err(|e| self.error(e))? {
@@ -173,7 +219,7 @@ impl JobStore {
     fn update(&self, id: &str, change: impl FnOnce(&mut Job)) -> Result<Option<Job>, JobError> {
         let Some(mut job) = self.get(id)? else { return Ok(None) };
         change(&mut job);
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
         self.put(&txn, &job)?;
         if matches!(job.status, JobStatus::Succeeded | JobStatus::Failed) {
             txn.open_table(QUEUE).map_err(|e| self.error(e))?.remove(job.sequence).map_err(|e| self.error(e))?;
@@ -211,7 +257,7 @@ impl JobStore {
     /// Delete finished jobs older than `retention`; returns how many went.
     pub fn sweep(&self, retention: Duration) -> Result<usize, JobError> {
         let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
         let removed = {
             let mut jobs = txn.open_table(JOBS).map_err(|e| self.error(e))?;
             let mut expired = Vec::new();
@@ -245,6 +291,8 @@ struct StoredJob {
     error: Option<JobFailure>,
     #[serde(default)]
     owner: String,
+    #[serde(default)]
+    subject: Option<String>,
     request: String,
     sequence: u64,
 }
@@ -261,6 +309,7 @@ impl From<&Job> for StoredJob {
             response: job.response.clone(),
             error: job.error.clone(),
             owner: job.owner.clone(),
+            subject: job.subject.clone(),
             request: job.request.clone(),
             sequence: job.sequence,
         }
@@ -279,6 +328,7 @@ impl From<StoredJob> for Job {
             response: s.response,
             error: s.error,
             owner: s.owner,
+            subject: s.subject,
             request: s.request,
             sequence: s.sequence,
         }
@@ -295,8 +345,8 @@ mod tests {
         let path = dir.path().join("jobs.redb");
         let (first, second) = {
             let store = JobStore::open(&path).unwrap();
-            let first = store.submit("p", b"{\"inputs\": []}", "k").unwrap();
-            let second = store.submit("p", b"{}", "k").unwrap();
+            let first = store.submit("p", b"{\"inputs\": []}", "k", None).unwrap();
+            let second = store.submit("p", b"{}", "k", None).unwrap();
             store.start(&first.id).unwrap();
             let response = InferenceResponse {
                 model_name: "p".into(),
@@ -313,7 +363,7 @@ mod tests {
         let done = store.get(&first.id).unwrap().unwrap();
         assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
         assert!(done.request.is_empty(), "requests are not kept once answered");
-        let third = store.submit("p", b"{}", "k").unwrap();
+        let third = store.submit("p", b"{}", "k", None).unwrap();
         assert!(third.sequence > second.sequence, "order continues after reopening");
         store.finish(&second.id, Err(Failure::new(ErrorKind::InvalidInput, "bad"))).unwrap();
         assert_eq!(store.sweep(Duration::from_secs(3600)).unwrap(), 0, "nothing is that old");
