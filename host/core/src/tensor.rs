@@ -119,7 +119,7 @@ pub enum TensorError {
     ShapeOverflow { name: String, shape: Vec<u64> },
     #[error("tensor `{name}`: shape {shape:?} of {datatype} needs {expected} bytes of data, got {actual}")]
     DataLength { name: String, shape: Vec<u64>, datatype: &'static str, expected: usize, actual: usize },
-    #[error("tensor `{name}`: BOOL element {index} is {value}, not 0 or 1")]
+    #[error("tensor `{name}`: BOOL element {index} is not 0 or 1")]
     BadBool { name: String, index: usize, value: u8 },
     #[error("tensor `{name}`: BYTES data is not a sequence of length-prefixed elements: {reason}")]
     BadBytes { name: String, reason: String },

@@ -18,15 +18,15 @@ enum Leaf<'a> {
     Text(&'a str),
 }
 
+/// What kind of element it is, never its value: error messages are
+/// logged and exported, and must not carry the data they are about.
 impl fmt::Display for Leaf<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Leaf::Bool(b) => write!(f, "{b}"),
-            Leaf::Unsigned(u) => write!(f, "{u}"),
-            Leaf::Signed(i) => write!(f, "{i}"),
-            Leaf::Float(x) => write!(f, "{x}"),
-            Leaf::Text(t) if t.len() > 40 => write!(f, "a string of {} bytes", t.len()),
-            Leaf::Text(t) => write!(f, "{t:?}"),
+            Leaf::Bool(_) => f.write_str("a boolean"),
+            Leaf::Unsigned(_) | Leaf::Signed(_) => f.write_str("an integer"),
+            Leaf::Float(_) => f.write_str("a fractional number"),
+            Leaf::Text(t) => write!(f, "a string of {} bytes", t.len()),
         }
     }
 }

@@ -488,9 +488,17 @@ mod tests {
         let err = request(r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#).unwrap_err();
         assert!(err.message().contains("holds 3 elements but `data` has 2"), "{err}");
         let err = request(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#).unwrap_err();
-        assert!(err.message().contains("data[0] is 300, expected an integer in range for UINT8"), "{err}");
+        assert!(err.message().contains("data[0] is an integer, expected an integer in range for UINT8"), "{err}");
         let err = request(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}]}"#).unwrap_err();
         assert!(err.message().contains("expected a number"), "{err}");
+        // Messages are logged and exported: they never carry the data.
+        for (datatype, element) in [("FP32", r#""patient-secret-77""#), ("UINT8", "31337"), ("BOOL", "31337.5")] {
+            let body =
+                format!(r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"{datatype}","data":[{element}]}}]}}"#);
+            let err = request(&body).unwrap_err();
+            let shown = element.trim_matches('"');
+            assert!(!err.message().contains(shown) && err.message().contains("data[0] is"), "{err}");
+        }
         let err = request(r#"[1, 2, 3]"#).unwrap_err();
         assert!(err.message().contains("not an Open Inference Protocol v2 inference request"), "{err}");
     }
