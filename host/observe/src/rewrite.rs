@@ -9,13 +9,24 @@ use redb::{
     WriteTransaction,
 };
 
+/// A redb failure while rewriting (kept small: redb's own error is large).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RewriteError(String);
+
+impl<E: Into<redb::Error>> From<E> for RewriteError {
+    fn from(error: E) -> Self {
+        RewriteError(error.into().to_string())
+    }
+}
+
 /// Replace `db` (open at `path`) with a fresh file holding what `copy`
 /// copies into it. `db` is reopened on the new file.
 pub fn rewrite(
     path: &Path,
     db: &mut Database,
-    copy: impl FnOnce(&ReadTransaction, &WriteTransaction) -> Result<(), redb::Error>,
-) -> Result<(), redb::Error> {
+    copy: impl FnOnce(&ReadTransaction, &WriteTransaction) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".rewrite");
     let fresh_path = PathBuf::from(name);
@@ -26,7 +37,7 @@ pub fn rewrite(
         copy(&from, &to)?;
         to.commit()?;
     }
-    std::fs::rename(&fresh_path, path).map_err(redb::Error::Io)?;
+    std::fs::rename(&fresh_path, path).map_err(|e| RewriteError(e.to_string()))?;
     *db = Database::create(path)?;
     Ok(())
 }
@@ -36,7 +47,7 @@ pub fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     from: &ReadTransaction,
     to: &WriteTransaction,
     table: TableDefinition<K, V>,
-) -> Result<(), redb::Error>
+) -> Result<(), RewriteError>
 where
     for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
     for<'a> V::SelfType<'a>: std::borrow::Borrow<V::SelfType<'a>>,
@@ -55,7 +66,7 @@ pub fn copy_multimap<K: redb::Key + 'static, V: redb::Key + 'static>(
     from: &ReadTransaction,
     to: &WriteTransaction,
     table: MultimapTableDefinition<K, V>,
-) -> Result<(), redb::Error>
+) -> Result<(), RewriteError>
 where
     for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
     for<'a> V::SelfType<'a>: std::borrow::Borrow<V::SelfType<'a>>,
