@@ -72,6 +72,7 @@ fn grants(model: &str) -> StepGrants {
     StepGrants {
         config: vec![("model".into(), model.into())],
         nn: ModelGrants { models: vec![model.into()], load_model_bytes: false },
+        ..StepGrants::default()
     }
 }
 

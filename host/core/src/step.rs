@@ -37,4 +37,16 @@ pub struct StepGrants {
     pub config: Vec<(String, String)>,
     /// Models the step may load by name, and whether it may load raw bytes.
     pub nn: ModelGrants,
+    /// Host directories the step may read (never write).
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables the step sees (none else).
+    pub env: Vec<(String, String)>,
+}
+
+/// A host directory a step may read, and where it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: std::path::PathBuf,
+    /// An absolute path inside the guest, such as `/data`.
+    pub guest: String,
 }

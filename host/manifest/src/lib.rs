@@ -13,6 +13,7 @@
 //! runtime crate: what it produces is plain data from `weir-core`.
 
 mod artifact;
+mod grants;
 pub mod limits;
 mod parse;
 pub mod place;

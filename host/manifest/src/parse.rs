@@ -278,6 +278,8 @@ fn step_decl(
                 models: raw.models.iter().map(|m| m.get_ref().clone()).collect(),
                 load_model_bytes: false,
             },
+            dirs: crate::grants::dirs(place, raw, &context)?,
+            env: crate::grants::env(place, raw, &context)?,
         },
         limits: limits(place, &raw.limits, &context)?,
     })

@@ -1,7 +1,7 @@
 //! The second pass: what `parse` left alone because it needs the file
 //! system. Local sources must exist.
 
-use crate::{ArtifactDecl, ArtifactSource, Manifest, ManifestError};
+use crate::{ArtifactDecl, ArtifactSource, Location, Manifest, ManifestError};
 
 impl Manifest {
     /// Check that every local component and model file exists.
@@ -11,6 +11,19 @@ impl Manifest {
         let models = self.models.values().map(|m| (format!("models.{}", m.name), &m.artifact, ""));
         for (key, artifact, hint) in components.chain(models) {
             self.check_file(&key, artifact, hint)?;
+        }
+        for pipeline in self.pipelines.values() {
+            for step in &pipeline.steps {
+                if let Some(grant) = step.grants.dirs.iter().find(|g| !g.host.is_dir()) {
+                    let message = format!(
+                        "pipelines.{}.steps.{}.files: source {} is not a directory (grants are read-only directories)",
+                        pipeline.name,
+                        step.name,
+                        grant.host.display()
+                    );
+                    return Err(ManifestError::at(&self.path, Location::default(), message));
+                }
+            }
         }
         Ok(())
     }

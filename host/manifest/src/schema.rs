@@ -115,6 +115,19 @@ pub struct RawStep {
     pub config: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Host directories the step may read: `[{ source = "vocab", destination = "/data" }]`.
+    #[serde(default)]
+    pub files: Vec<RawFileGrant>,
+    /// Environment variables the step sees: `{ NAME = "value" }`.
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileGrant {
+    pub source: Spanned<String>,
+    pub destination: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -62,6 +62,12 @@ pub struct StepRecord {
     pub models: Vec<(String, String, String)>,
     pub granted_models: Vec<String>,
     pub config_keys: Vec<String>,
+    /// Granted read-only directories, as `guest path <- host path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_dirs: Vec<String>,
+    /// Names of the environment variables the step saw (not their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_keys: Vec<String>,
     pub inputs: Vec<EdgeTensor>,
     pub outputs: Vec<EdgeTensor>,
 }

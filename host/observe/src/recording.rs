@@ -82,6 +82,8 @@ impl InvocationObserver for Recording {
             models: Vec::new(),
             granted_models: step.grants.nn.models.clone(),
             config_keys,
+            granted_dirs: step.grants.dirs.iter().map(|d| format!("{} <- {}", d.guest, d.host.display())).collect(),
+            env_keys: step.grants.env.iter().map(|(name, _)| name.clone()).collect(),
             inputs: edges,
             outputs: Vec::new(),
         };

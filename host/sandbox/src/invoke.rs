@@ -117,7 +117,8 @@ pub async fn invoke(
 
     let stdout = MemoryOutputPipe::new(LOG_CAPACITY);
     let stderr = MemoryOutputPipe::new(LOG_CAPACITY);
-    let state = StepState::new(&stdout, &stderr, models, grants, limits);
+    let state = StepState::new(&stdout, &stderr, models, grants, limits)
+        .map_err(|message| InvokeError::StepFailed { step: step.into(), message })?;
     let mut store = Store::new(engine.engine(), state);
     store.limiter(StepState::limiter);
     // Every epoch tick a running guest yields to the async executor, so a

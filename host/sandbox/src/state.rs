@@ -1,13 +1,14 @@
 //! The store data of one invocation: WASI with everything denied but the
-//! step's stdout and stderr, its config values, its `wasi:nn` context, and
-//! the memory limiter.
+//! step's stdout and stderr and its grants (config values, read-only
+//! directories, environment variables), its `wasi:nn` context, and the
+//! memory limiter.
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use weir_core::{StepGrants, StepLimits};
 use weir_nn::{ModelCache, NnCtx, NnUsage, NnView};
@@ -29,16 +30,16 @@ impl StepState {
         models: &Arc<ModelCache>,
         grants: &StepGrants,
         limits: &StepLimits,
-    ) -> StepState {
-        StepState {
-            wasi: deny_all_wasi(stdout, stderr),
+    ) -> Result<StepState, String> {
+        Ok(StepState {
+            wasi: granted_wasi(stdout, stderr, grants)?,
             table: ResourceTable::new(),
             config: grants.config.iter().cloned().collect(),
             // What the step's wasi:nn resources hold on the host counts against
             // the same limit as its linear memory.
             nn: NnCtx::new(Some(models.clone()), grants.nn.clone(), limits.memory_bytes),
             limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, refused: None },
-        }
+        })
     }
 
     pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
@@ -100,15 +101,26 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-fn deny_all_wasi(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> WasiCtx {
-    // The builder starts with no preopens, no env, no args and no stdin;
-    // network access is switched off explicitly rather than relied upon.
-    WasiCtx::builder()
+/// WASI with nothing but the grants: the builder starts with no preopens,
+/// no env, no args and no stdin; network access is switched off explicitly
+/// rather than relied upon. Granted directories are read-only preopens
+/// (cap-std: `..` and symlinks cannot lead out of them).
+fn granted_wasi(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe, grants: &StepGrants) -> Result<WasiCtx, String> {
+    let mut builder = WasiCtx::builder();
+    builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }))
-        .build()
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for dir in &grants.dirs {
+        builder
+            .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+            .map_err(|e| format!("the granted directory {} cannot be opened: {e}", dir.host.display()))?;
+    }
+    for (name, value) in &grants.env {
+        builder.env(name, value);
+    }
+    Ok(builder.build())
 }

@@ -211,6 +211,7 @@ fn run_step(args: RunArgs) -> Result<(), Failure> {
     let grants = StepGrants {
         config: parse_config(&args.config).map_err(fail(exit::BAD_INPUT))?,
         nn: ModelGrants { models: models.iter().map(|m| m.name.clone()).collect(), load_model_bytes: false },
+        ..StepGrants::default()
     };
     let (request, inputs) = read_request(&args.input)?;
 

@@ -123,6 +123,45 @@ async fn files_environment_and_sockets_are_denied_inside_the_guest() {
     assert_still_serves(&runtime, &scale).await;
 }
 
+/// A step granted a directory reads exactly that directory (read-only, no
+/// way out through `..` or a symlink), and sees exactly the variables it
+/// was granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_directories_and_variables_are_all_a_step_sees() {
+    let runtime = runtime(false);
+    let bad = runtime.load_file(HOSTILE.as_ref()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("vocab.txt"), "hello").unwrap();
+    std::fs::write(root.path().join("secret.txt"), "hunter2").unwrap();
+    std::os::unix::fs::symlink(root.path().join("secret.txt"), data.join("escape")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", data.join("relative-escape")).unwrap();
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("WEIR_TEST_HOST_ONLY", "host-secret") };
+    let run = |mode: &str, key: &str, value: &str| {
+        let grants = weir_core::StepGrants {
+            dirs: vec![weir_core::DirGrant { host: data.clone(), guest: "/data".into() }],
+            env: vec![("GREETING".into(), "hi".into())],
+            ..config(&[("mode", mode), (key, value)])
+        };
+        let runtime = &runtime;
+        let bad = &bad;
+        async move {
+            let out = runtime.invoke(bad, "hostile", &grants, &limits(), vec![f32_tensor("x", &[1], &[1.0])]).await;
+            only_string(&out.unwrap().outputs[0])
+        }
+    };
+    assert_eq!(run("read-file", "path", "/data/vocab.txt").await, "LEAKED: read 5 bytes of /data/vocab.txt");
+    for escape in ["/data/../secret.txt", "/data/escape", "/data/relative-escape", "/secret.txt", "/etc/passwd"] {
+        let outcome = run("read-file", "path", escape).await;
+        assert!(outcome.starts_with("denied:"), "reading {escape}: {outcome}");
+    }
+    assert_eq!(run("read-env", "var", "GREETING").await, "LEAKED: GREETING=hi");
+    let outcome = run("read-env", "var", "WEIR_TEST_HOST_ONLY").await;
+    assert!(outcome.contains("GREETING") && !outcome.contains("host-secret") && !outcome.contains("HOME"), "{outcome}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_step_does_not_block_other_invocations() {
     let runtime = std::sync::Arc::new(runtime(false));

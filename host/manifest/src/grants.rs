@@ -1,0 +1,60 @@
+//! A step's grants beyond models and config: host directories it may read
+//! and environment variables it sees. Checked when the manifest loads, so a
+//! grant that cannot hold (a guest path with `..`, a bad variable name) is
+//! an error at its line, not a surprise inside a step.
+
+use weir_core::DirGrant;
+
+use crate::place::Place;
+use crate::schema::RawStep;
+use crate::ManifestError;
+
+/// Most directories and variables one step may be granted.
+const MAX_GRANTS: usize = 64;
+
+pub(crate) fn dirs(place: &Place, step: &RawStep, context: &str) -> Result<Vec<DirGrant>, ManifestError> {
+    if step.files.len() > MAX_GRANTS {
+        return Err(place.at(&step.name, format!("{context}.files: at most {MAX_GRANTS} directories")));
+    }
+    let mut grants: Vec<DirGrant> = Vec::new();
+    for grant in &step.files {
+        let guest = grant.destination.get_ref();
+        let fine = guest.starts_with('/')
+            && guest.len() <= 256
+            && !guest.split('/').any(|part| part == ".." || part == ".")
+            && !guest.contains('\0');
+        if !fine {
+            let message = format!("{context}.files: destination `{guest}` must be an absolute guest path without `.` or `..` (e.g. `/data`)");
+            return Err(place.at(&grant.destination, message));
+        }
+        if grants.iter().any(|g| g.guest == *guest) {
+            return Err(place.at(&grant.destination, format!("{context}.files: `{guest}` is granted twice")));
+        }
+        // Whether it exists is checked with the other files (`check_files`).
+        grants.push(DirGrant { host: place.resolve(grant.source.get_ref()), guest: guest.clone() });
+    }
+    Ok(grants)
+}
+
+pub(crate) fn env(place: &Place, step: &RawStep, context: &str) -> Result<Vec<(String, String)>, ManifestError> {
+    if step.env.len() > MAX_GRANTS {
+        return Err(place.at(&step.name, format!("{context}.env: at most {MAX_GRANTS} variables")));
+    }
+    let mut vars = Vec::new();
+    for (name, value) in &step.env {
+        let fine = !name.is_empty()
+            && name.len() <= 128
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !fine {
+            return Err(
+                place.at(value, format!("{context}.env: `{name}` is not a variable name (letters, digits, `_`)"))
+            );
+        }
+        if value.get_ref().len() > 4096 || value.get_ref().contains('\0') {
+            return Err(place.at(value, format!("{context}.env.{name}: at most 4096 bytes, no NUL")));
+        }
+        vars.push((name.clone(), value.get_ref().clone()));
+    }
+    Ok(vars)
+}
