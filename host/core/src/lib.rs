@@ -19,6 +19,7 @@ pub mod energy;
 pub mod error;
 pub mod ids;
 pub mod paths;
+pub mod policy;
 pub mod pricing;
 pub mod secret;
 pub mod step;

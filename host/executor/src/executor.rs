@@ -216,6 +216,7 @@ impl Executor {
                 .collect::<Result<_, _>>()?,
         };
         check_declared(pipeline, &outputs)?;
+        let outputs = protect(pipeline, outputs, options.until.is_some())?;
         let queue_wait =
             options.received.map_or(Duration::ZERO, |received| started.saturating_duration_since(received));
         Ok(PipelineOutput {
@@ -284,6 +285,27 @@ fn fetch(
     let mut tensor = tensor.clone();
     tensor.name = route.name.clone();
     Ok(tensor)
+}
+
+/// The pipeline's output policies, after the last step (not on `until`
+/// answers, which are step tensors; taps are off by default where there are
+/// policies).
+fn protect(pipeline: &Pipeline, outputs: Vec<Tensor>, until: bool) -> Result<Vec<Tensor>, PipelineError> {
+    if until || pipeline.protect.is_empty() {
+        return Ok(outputs);
+    }
+    let mut kept = Vec::with_capacity(outputs.len());
+    for mut tensor in outputs {
+        match pipeline.protect.get(&tensor.name) {
+            Some(policy) if policy.remove => continue,
+            Some(policy) => policy
+                .apply(&mut tensor)
+                .map_err(|message| PipelineError::Policy { pipeline: pipeline.name.clone(), message })?,
+            None => {}
+        }
+        kept.push(tensor);
+    }
+    Ok(kept)
 }
 
 fn describe(datatype: weir_core::tensor::Datatype, shape: &dyn std::fmt::Debug) -> String {

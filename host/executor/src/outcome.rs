@@ -27,6 +27,8 @@ pub enum PipelineError {
          `taps = true` in its manifest section"
     )]
     TapsOff { pipeline: String },
+    #[error("pipeline `{pipeline}`: the output policy cannot apply: {message}")]
+    Policy { pipeline: String, message: String },
     #[error(
         "input `{input}` of pipeline `{pipeline}` is {got}, but the pipeline takes {declared} (-1: any size); \
          send a tensor of that datatype and shape"
@@ -47,7 +49,9 @@ impl Classify for PipelineError {
             | PipelineError::InputType { .. } => ErrorKind::InvalidInput,
             PipelineError::TapsOff { .. } => ErrorKind::Forbidden,
             PipelineError::Load { error, .. } => error.kind(),
-            PipelineError::MissingTensor { .. } | PipelineError::OutputType { .. } => ErrorKind::StepFailed,
+            PipelineError::MissingTensor { .. } | PipelineError::OutputType { .. } | PipelineError::Policy { .. } => {
+                ErrorKind::StepFailed
+            }
             PipelineError::Step(error) => error.kind(),
         }
     }

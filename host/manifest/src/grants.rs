@@ -3,6 +3,7 @@
 //! grant that cannot hold (a guest path with `..`, a bad variable name) is
 //! an error at its line, not a surprise inside a step.
 
+use weir_core::policy::OutputPolicy;
 use weir_core::DirGrant;
 
 use crate::place::Place;
@@ -57,4 +58,37 @@ pub(crate) fn env(place: &Place, step: &RawStep, context: &str) -> Result<Vec<(S
         vars.push((name.clone(), value.get_ref().clone()));
     }
     Ok(vars)
+}
+
+/// `[pipelines.NAME.protect.OUTPUT]`, each naming an output of the pipeline.
+pub(crate) fn policies(
+    place: &Place,
+    pipeline: &crate::schema::RawPipeline,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, OutputPolicy>, ManifestError> {
+    let mut policies = std::collections::BTreeMap::new();
+    for (output, raw) in &pipeline.protect {
+        let key = format!("pipelines.{name}.protect.{output}");
+        if !pipeline.outputs.contains_key(output) {
+            let known: Vec<&String> = pipeline.outputs.keys().collect();
+            return Err(place.at(raw, format!("{key}: the pipeline has no output `{output}` (outputs: {known:?})")));
+        }
+        let policy = raw.get_ref();
+        let bad = if policy.top_k.is_some_and(|k| k == 0 || k > 1_000_000) {
+            Some("top_k must be 1 to 1000000")
+        } else if policy.decimals.is_some_and(|d| d > 15) {
+            Some("decimals must be 0 to 15")
+        } else if policy.noise.is_some_and(|n| !(n.is_finite() && (0.0..=1e6).contains(&n))) {
+            Some("noise (the Laplace scale) must be 0 to 1000000")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(place.at(raw, format!("{key}: {why}")));
+        }
+        let policy =
+            OutputPolicy { top_k: policy.top_k, noise: policy.noise, decimals: policy.decimals, remove: policy.remove };
+        policies.insert(output.clone(), policy);
+    }
+    Ok(policies)
 }

@@ -140,8 +140,10 @@ pub struct Pipeline {
     /// and that `trace` and `until` answers never show.
     pub sensitive: Vec<Source>,
     /// Whether callers may ask for `trace` and `until` (by default: only
-    /// when nothing is sensitive).
+    /// when nothing is sensitive or protected).
     pub taps: bool,
+    /// What each protected output may reveal, applied by the host.
+    pub protect: BTreeMap<String, weir_core::policy::OutputPolicy>,
 }
 
 impl Pipeline {

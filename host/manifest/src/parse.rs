@@ -382,8 +382,9 @@ fn pipeline_decl(
         steps,
         outputs,
         output_types,
-        taps: raw.taps.unwrap_or(sensitive.is_empty()),
+        taps: raw.taps.unwrap_or(sensitive.is_empty() && raw.protect.is_empty()),
         sensitive,
+        protect: crate::grants::policies(place, raw, name)?,
     })
 }
 

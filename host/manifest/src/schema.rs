@@ -80,6 +80,9 @@ pub struct RawPipeline {
     pub sensitive: Vec<Spanned<String>>,
     /// Whether `trace` and `until` may be asked for.
     pub taps: Option<bool>,
+    /// `[pipelines.NAME.protect.OUTPUT]`: what an output may reveal.
+    #[serde(default)]
+    pub protect: BTreeMap<String, Spanned<RawPolicy>>,
     pub steps: Vec<RawStep>,
     /// `[pipelines.NAME.triggers.TRIGGER]`: opaque here, read by each trigger.
     #[serde(default)]
@@ -121,6 +124,16 @@ pub struct RawStep {
     /// Environment variables the step sees: `{ NAME = "value" }`.
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub top_k: Option<usize>,
+    pub noise: Option<f64>,
+    pub decimals: Option<u32>,
+    #[serde(default)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Deserialize)]

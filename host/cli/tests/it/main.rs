@@ -14,6 +14,7 @@ mod jobs;
 mod models;
 mod nats;
 mod pipelines;
+mod policy;
 mod registry;
 mod router;
 mod sandbox;
