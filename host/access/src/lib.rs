@@ -8,12 +8,14 @@
 //! in the same `Principal` with the same scopes.
 
 mod audit;
+mod extraction;
 mod keyfile;
 mod keyring;
 mod quota;
 mod scope;
 
 pub use audit::{AuditEvent, AuditLog};
+pub use extraction::{fingerprint, ExtractionDetector, Verdict, COOLDOWN, WINDOW};
 pub use keyfile::{KeyFile, KeyRecord, KEY_PREFIX};
 pub use keyring::{Access, AuthError, Keyring, Principal};
 pub use quota::{Admission, Quota, Quotas, Refusal};

@@ -90,6 +90,11 @@ impl Prepared {
         Ok(Prepared { request, inputs, options })
     }
 
+    /// The request's tensors.
+    pub fn inputs(&self) -> &[weir_core::Tensor] {
+        &self.inputs
+    }
+
     /// Whose data the request carries (`parameters.subject`).
     pub fn subject(&self) -> Option<&str> {
         self.options.subject.as_deref()

@@ -93,4 +93,21 @@ fn protected_outputs_reveal_less_and_the_label_is_unchanged() {
     let traced = request.replacen('{', r#"{"parameters": {"trace": true},"#, 1);
     assert_eq!(post(&server, "/v2/models/guarded/infer", &traced).0, 403);
     assert_eq!(post(&server, "/v2/models/open/infer", &traced).0, 200);
+
+    // Probing one digit pixel by pixel looks like extraction: throttled and counted.
+    let probe = |i: usize| {
+        let pixels: Vec<String> =
+            (0..64).map(|j| format!("{}", (j % 17) as f32 + if j == i % 64 { 0.1 } else { 0.0 })).collect();
+        format!(r#"{{"inputs":[{{"name":"pixels","shape":[1,64],"datatype":"FP32","data":[{}]}}]}}"#, pixels.join(","))
+    };
+    let statuses: Vec<u16> =
+        (0..weir_access::WINDOW + 2).map(|i| post(&server, "/v2/models/guarded/infer", &probe(i)).0).collect();
+    let first_refusal = statuses.iter().position(|s| *s == 429).expect("extraction-like traffic is throttled");
+    assert!(first_refusal + 1 >= weir_access::WINDOW - 2, "honest-looking start is served: {statuses:?}");
+    let (status, body) = post(&server, "/v2/models/guarded/infer", &probe(0));
+    assert_eq!(status, 429);
+    assert!(body["error"].as_str().unwrap().contains("model extraction"), "{body}");
+    assert_eq!(post(&server, "/v2/models/open/infer", &probe(0)).0, 200, "unprotected pipelines are not watched");
+    let metrics = crate::common::server::metrics(&server);
+    assert!(metrics.contains("limit=\"extraction\""), "{metrics}");
 }

@@ -32,7 +32,9 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use weir_access::{Access, AuditLog, Principal, Quotas, Refusal, Requirement};
+use weir_access::{
+    fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Requirement, Verdict,
+};
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
@@ -41,7 +43,7 @@ pub use guard::{endpoint_table, Endpoint, Need};
 pub use settings::HttpSettings;
 pub use tls::{check as check_tls, TlsError, TlsFiles};
 
-use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, TriggerKind};
+use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
 use crate::jobs::Jobs;
 use api::{ErrorBody, JobAccepted, ModelMetadata, ModelReady, ServerMetadata, TensorMetadata};
 
@@ -64,6 +66,8 @@ struct AppState {
     quotas: Quotas,
     /// Who did what, when access control is on.
     audit: Option<Arc<AuditLog>>,
+    /// Extraction-like traffic on pipelines with protected outputs.
+    extraction: ExtractionDetector,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -114,6 +118,7 @@ pub fn router(
         access,
         quotas: Quotas::default(),
         audit,
+        extraction: ExtractionDetector::default(),
     });
     guard::routes(&state)
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
@@ -297,6 +302,9 @@ async fn infer(
     let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
     let prepared = state.dispatcher.prepare(&body, received).map_err(counted)?;
     drop(body);
+    if let Some(refusal) = suspected_extraction(&state, &name, &principal, &prepared) {
+        return Ok(over_quota(&state, &name, &principal, refusal));
+    }
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let trace = state.dispatcher.trace(traceparent);
     let invocation =
@@ -313,6 +321,43 @@ async fn infer(
         }
     }
     Ok(response)
+}
+
+/// On a pipeline with protected outputs, whether this key's traffic looks
+/// like model extraction (many near-identical queries): a refusal if so.
+fn suspected_extraction(
+    state: &AppState,
+    pipeline: &str,
+    principal: &Principal,
+    prepared: &Prepared,
+) -> Option<Refusal> {
+    let protected = state.dispatcher.executor().pipeline(pipeline).is_ok_and(|p| !p.protect.is_empty());
+    if !protected {
+        return None;
+    }
+    let values: Vec<f32> = prepared
+        .inputs()
+        .iter()
+        .filter(|t| t.datatype == weir_core::tensor::Datatype::Fp32)
+        .flat_map(|t| t.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .collect();
+    let refuse = |retry_after| Refusal {
+        limit: "extraction",
+        retry_after,
+        message: format!(
+            "key `{}` sent many near-identical queries to `{pipeline}` (it looks like model extraction); retry \
+             after {retry_after:?}",
+            principal.key_id
+        ),
+    };
+    match state.extraction.observe(&principal.key_id, pipeline, fingerprint(&values)) {
+        Verdict::Fine => None,
+        Verdict::Flagged => {
+            tracing::warn!(key = %principal.key_id, pipeline, "extraction-like traffic: throttling the key");
+            Some(refuse(weir_access::COOLDOWN))
+        }
+        Verdict::Throttled(left) => Some(refuse(left)),
+    }
 }
 
 /// 429 with `Retry-After` (whole seconds, at least 1), counted by limit.
