@@ -28,6 +28,7 @@ pub struct KeyRecord {
     /// What it may use of each pipeline (none: no limit).
     #[serde(default, skip_serializing_if = "Quota::is_unlimited")]
     pub quota: Quota,
+    #[serde(default)]
     pub created_unix_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_unix_ms: Option<u64>,
@@ -37,6 +38,35 @@ impl KeyRecord {
     pub fn active(&self) -> bool {
         self.revoked_unix_ms.is_none()
     }
+
+    /// Whether the id and hash have the shapes keys are made with.
+    pub fn well_formed(&self) -> Result<(), String> {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(&self.id, 16) {
+            return Err(format!("key id `{}` is not 16 hex digits", self.id));
+        }
+        match self.hash.strip_prefix("sha256:") {
+            Some(digest) if hex(digest, 64) => Ok(()),
+            _ => Err(format!("key `{}`: hash must be `sha256:` and 64 hex digits (see `weir keys hash`)", self.id)),
+        }
+    }
+}
+
+/// `[access]` in a manifest: keys declared by hash, besides the key file.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredKeys {
+    #[serde(default)]
+    pub keys: Vec<KeyRecord>,
+}
+
+/// The manifest lines that declare `key` (id, hash), for `weir keys hash`.
+pub fn declaration(key: &str) -> Option<String> {
+    let (id, secret) = split_key(key)?;
+    Some(format!(
+        "[[access.keys]]\nid = \"{id}\"\nname = \"NAME\"\nhash = \"{}\"\nscopes = [\"invoke:*\"]",
+        hash_secret(secret)
+    ))
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

@@ -86,6 +86,8 @@ struct Loaded {
 pub struct Keyring {
     path: PathBuf,
     loaded: RwLock<Loaded>,
+    /// Keys declared by hash in the manifest (fixed while serving).
+    declared: HashMap<String, KeyRecord>,
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -102,7 +104,19 @@ impl Keyring {
         let stamp = stamp(path);
         let keys = active(KeyFile::load(path)?);
         let loaded = RwLock::new(Loaded { stamp, checked: Instant::now(), keys });
-        Ok(Keyring { path: path.to_path_buf(), loaded })
+        Ok(Keyring { path: path.to_path_buf(), loaded, declared: HashMap::new() })
+    }
+
+    /// Add keys declared in the manifest (checked: well-formed, not in the file).
+    pub fn with_declared(mut self, keys: Vec<KeyRecord>) -> Result<Keyring, String> {
+        for key in keys {
+            key.well_formed()?;
+            if self.declared.contains_key(&key.id) {
+                return Err(format!("key `{}` is declared twice", key.id));
+            }
+            self.declared.insert(key.id.clone(), key);
+        }
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -112,7 +126,7 @@ impl Keyring {
     /// Keys that may be used now.
     pub fn active_keys(&self) -> usize {
         self.refresh();
-        self.loaded.read().unwrap_or_else(|p| p.into_inner()).keys.len()
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).keys.len() + self.declared.len()
     }
 
     /// Read the file again if it changed. A file that cannot be read now
@@ -145,7 +159,7 @@ impl Keyring {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
         // Hash first, whatever the id: an unknown id costs the same time.
         let presented = hash_secret(secret);
-        let record = loaded.keys.get(id).ok_or(AuthError::Unknown)?;
+        let record = loaded.keys.get(id).or_else(|| self.declared.get(id)).ok_or(AuthError::Unknown)?;
         if !constant_time_eq(presented.as_bytes(), record.hash.as_bytes()) {
             return Err(AuthError::Unknown);
         }

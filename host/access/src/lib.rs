@@ -16,7 +16,7 @@ mod scope;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use extraction::{fingerprint, ExtractionDetector, Verdict, COOLDOWN, WINDOW};
-pub use keyfile::{KeyFile, KeyRecord, KEY_PREFIX};
+pub use keyfile::{declaration, DeclaredKeys, KeyFile, KeyRecord, KEY_PREFIX};
 pub use keyring::{Access, AuthError, Keyring, Principal};
 pub use quota::{Admission, Quota, Quotas, Refusal};
 pub use scope::{Requirement, Scope, ScopeError};

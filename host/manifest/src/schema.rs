@@ -24,6 +24,10 @@ pub struct RawManifest {
     #[serde(default)]
     pub accounting: RawAccounting,
     pub provenance: Option<RawProvenance>,
+    /// `[access]`: opaque here (see `Manifest::opaque_section`), read by
+    /// whoever enforces access (the CLI).
+    #[serde(rename = "access")]
+    pub _access: Option<IgnoredAny>,
 }
 
 /// `[provenance]`: where invocation records go and how long they stay.

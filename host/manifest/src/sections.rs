@@ -38,6 +38,14 @@ impl Manifest {
         &self.trigger_names
     }
 
+    /// A top-level section the manifest keeps opaque (`[access]`), as its
+    /// reader's own type, or `None` when absent.
+    pub fn opaque_section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManifestError> {
+        let mut found = Vec::new();
+        self.read_sections(&[name], &mut found)?;
+        Ok(found.pop().map(|(_, value)| value))
+    }
+
     /// `[triggers.NAME]` as the trigger's own settings type, or `None` when
     /// the manifest has no such section.
     pub fn trigger_section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManifestError> {

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use weir_access::{Access, AuditEvent, AuditLog, KeyFile, Keyring, Quota, Scope};
+use weir_access::{declaration, Access, AuditEvent, AuditLog, KeyFile, KeyRecord, Keyring, Quota, Scope};
 
-use super::{classified, exit, fail, Failure};
+use super::{classified, exit, fail, with_code, Failure};
 
 #[derive(clap::Args)]
 pub struct KeysArgs {
@@ -38,6 +38,8 @@ enum KeysCommand {
     List,
     /// Revoke a key by id (a running server stops accepting it within a second).
     Revoke { id: String },
+    /// Print the `[[access.keys]]` lines that declare a key (read from standard input) by its hash.
+    Hash,
 }
 
 /// A key's quota, counted per pipeline (no flag: no limit).
@@ -125,6 +127,14 @@ pub fn keys(args: KeysArgs) -> Result<(), Failure> {
                 println!("{:<16}  {:<20}  {state:<8}  {}{quota}", key.id, key.name, scopes.join(" "));
             }
         }
+        KeysCommand::Hash => {
+            let mut key = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut key).map_err(with_code(exit::BAD_INPUT))?;
+            let lines = declaration(key.trim()).ok_or_else(|| {
+                fail(exit::BAD_INPUT)(anyhow!("standard input is not a weir key (`weir_<16 hex>_<64 hex>`)"))
+            })?;
+            println!("{lines}");
+        }
         KeysCommand::Revoke { id } => {
             let name = file.revoke(&id).map_err(classified)?.name.clone();
             file.save(&path).map_err(classified)?;
@@ -147,7 +157,7 @@ fn loopback(listen: &str) -> bool {
 /// the operator says `--no-auth` on a loopback listener. A server that
 /// would let nobody in (no keys) or everybody in (`--no-auth` reachable
 /// from other machines) refuses to start.
-pub fn access(path: &Path, no_auth: bool, listen: &str) -> Result<Access, Failure> {
+pub fn access(path: &Path, declared: Vec<KeyRecord>, no_auth: bool, listen: &str) -> Result<Access, Failure> {
     if no_auth {
         if !loopback(listen) {
             return Err(fail(exit::BAD_INPUT)(anyhow!(
@@ -159,6 +169,7 @@ pub fn access(path: &Path, no_auth: bool, listen: &str) -> Result<Access, Failur
         return Ok(Access::Off);
     }
     let keyring = Keyring::open(path).map_err(classified)?;
+    let keyring = keyring.with_declared(declared).map_err(|e| fail(exit::BAD_INPUT)(anyhow!("[access] keys: {e}")))?;
     if keyring.active_keys() == 0 {
         return Err(fail(exit::BAD_INPUT)(anyhow!(
             "no API keys in {}: make one with `weir keys create --name NAME --scope invoke:*` (and pass the same \

@@ -108,7 +108,8 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         ..SandboxOptions::default()
     };
     let keys = args.keys.clone().unwrap_or_else(super::keys::default_key_file);
-    let access = super::keys::access(&keys, args.no_auth, &listen)?;
+    let declared = manifest.opaque_section::<weir_access::DeclaredKeys>("access").map_err(classified)?;
+    let access = super::keys::access(&keys, declared.unwrap_or_default().keys, args.no_auth, &listen)?;
     let audit = match (&args.audit_log, args.no_auth) {
         (Some(path), _) => Some(path.clone()),
         (None, false) => Some(super::keys::default_audit_log()),

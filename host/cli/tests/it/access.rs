@@ -328,3 +328,42 @@ fn https_with_a_certificate_that_is_reloaded_when_renewed() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS: key file"), "{out:?}");
 }
+
+/// A key declared by hash in the manifest (`[[access.keys]]`, lines from
+/// `weir keys hash`) is accepted with its scopes; the key file may be empty.
+#[test]
+fn keys_declared_by_hash_in_the_manifest() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.json");
+    let key = create_key(&elsewhere, "ci", &["status"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["keys", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(key.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8(out.stdout).unwrap().replace("\"invoke:*\"", "\"invoke:fast\"");
+    assert!(lines.contains("hash = \"sha256:") && !lines.contains(&key[22..]), "{lines}");
+    let components = crate::common::test_components();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(&manifest, format!("{components}\n[pipelines.fast]\nsteps = [{{ name = \"scale\", component = \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"scale.y\" }}\n\n{lines}\n")).unwrap();
+    let empty = dir.path().join("keys.json");
+    let server = start_with(
+        &manifest,
+        &["--keys", empty.to_str().unwrap(), "--audit-log", dir.path().join("audit.log").to_str().unwrap()],
+        &[],
+    );
+    let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+    assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&key), Some(x)).0, 200);
+    assert_eq!(request(&server, "GET", "/v2/status", Some(&key), None).0, 403, "the manifest's scopes, not the file's");
+    // A malformed declaration stops the server with a clear error.
+    std::fs::write(&manifest, format!("{components}\n[pipelines.fast]\nsteps = [{{ name = \"scale\", component = \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"scale.y\" }}\n[[access.keys]]\nid = \"nothex\"\nname = \"x\"\nhash = \"sha256:00\"\nscopes = []\n")).unwrap();
+    let out =
+        weir(&["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0", "--keys", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[access] keys: key id `nothex`"), "{out:?}");
+}
