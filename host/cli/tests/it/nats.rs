@@ -267,3 +267,49 @@ async fn long_invocations_send_progress_and_are_not_redelivered() {
     let again = tokio::time::timeout(Duration::from_secs(4), results.next()).await;
     assert!(again.is_err(), "answered twice: the message was redelivered while it ran");
 }
+
+/// With access control on, a message needs the `Authorization` header of a
+/// key that may invoke the pipeline: without one it is dead-lettered (401),
+/// with the wrong one too (403); the key's own scope is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_keys_messages_need_a_key_that_may_invoke_the_pipeline() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let mut file = weir_access::KeyFile::default();
+    let scope = |s: &str| s.parse::<weir_access::Scope>().unwrap();
+    let (_, app) = file.create("app", vec![scope("invoke:fast")], Default::default()).unwrap();
+    let (_, other) = file.create("other", vec![scope("invoke:slow")], Default::default()).unwrap();
+    file.save(&keys).unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let mut results = client.subscribe("results.fast").await.unwrap();
+    let mut dead = client.subscribe("dlq.fast").await.unwrap();
+    let audit = dir.path().join("audit.log");
+    let args = ["--keys", keys.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()];
+    let _server = start_with(&write_manifest(dir.path(), &nats.url), &args, &[]);
+    let js = jetstream::new(client.clone());
+    for (id, key) in [("none", None), ("wrong", Some(&other)), ("right", Some(&app))] {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert("Authorization", format!("Bearer {key}").as_str());
+        }
+        js.publish_with_headers("infer.fast", headers, request(id).into()).await.unwrap().await.unwrap();
+    }
+    let served = collect(&mut results, |m| m.len() == 1).await;
+    assert_eq!(json(&served[0])["id"], "right");
+    let letters = collect(&mut dead, |m| m.len() == 2).await;
+    let mut statuses: Vec<(String, u64)> = letters
+        .iter()
+        .map(|m| {
+            let letter = json(m);
+            let request: Value = serde_json::from_str(letter["request"].as_str().unwrap()).unwrap();
+            (request["id"].as_str().unwrap().to_string(), letter["error"]["status"].as_u64().unwrap())
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![("none".into(), 401), ("wrong".into(), 403)]);
+    assert!(
+        letters.iter().all(|m| !String::from_utf8_lossy(&m.payload).contains(&app[22..])),
+        "no key in dead letters"
+    );
+}

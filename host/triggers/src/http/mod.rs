@@ -61,7 +61,7 @@ struct AppState {
     /// The provenance store, when the manifest keeps records.
     provenance: Option<Arc<ProvenanceStore>>,
     /// Who may call what.
-    access: Access,
+    access: Arc<Access>,
     /// Each key's use of each pipeline.
     quotas: Quotas,
     /// Who did what, when access control is on.
@@ -102,9 +102,10 @@ pub fn router(
     settings: HttpSettings,
     jobs: Result<Jobs, String>,
     provenance: Option<Arc<ProvenanceStore>>,
-    access: Access,
+    access: impl Into<Arc<Access>>,
     audit: Option<Arc<AuditLog>>,
 ) -> Router {
+    let access = access.into();
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
@@ -163,8 +164,10 @@ pub async fn serve(
             Err(format!("asynchronous invocations are off on this server: {error}"))
         }
     };
+    let access = Arc::new(access);
     if let Some(nats) = &nats {
-        crate::nats::start(dispatcher.clone(), nats).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let started = crate::nats::start(dispatcher.clone(), nats, access.clone()).await;
+        started.map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;

@@ -13,6 +13,9 @@
 //!   dead-lettered. A message delivered more than `max_deliver` times
 //!   without an answer (it took its hosts down) is dead-lettered unrun by
 //!   the next host that gets it. Neither holds up the others.
+//! - With access control on, a message carries `Authorization: Bearer
+//!   <key>` (a header) of a key that may invoke the pipeline; otherwise it
+//!   is dead-lettered (401/403) unrun.
 //! - A message names where its result goes (`Weir-Reply-To`) only under
 //!   the consumer's `reply_prefix`: never a JetStream API subject.
 //! - Back-pressure: a host pulls only as many messages as it has free
@@ -32,6 +35,7 @@ use tokio::sync::Semaphore;
 mod settings;
 
 pub use settings::{NatsConsumer, NatsSettings};
+use weir_access::{Access, Requirement};
 use weir_core::{ErrorKind, Retry};
 
 use crate::dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
@@ -73,7 +77,7 @@ impl weir_core::Classify for NatsError {
 }
 
 /// Connect and start one consumer loop per configured pipeline.
-pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings) -> Result<(), NatsError> {
+pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings, access: Arc<Access>) -> Result<(), NatsError> {
     let client = async_nats::ConnectOptions::new()
         .name("weir")
         .connect(settings.url.as_str())
@@ -84,7 +88,12 @@ pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings) -> Resu
         let consumer = consumer(&context, config).await?;
         store_outputs(&context, config).await?;
         tracing::info!(pipeline = %config.pipeline, subject = %config.subject, durable = %config.durable, "consuming from NATS JetStream");
-        let worker = Worker { dispatcher: dispatcher.clone(), js: context.clone(), config: config.clone() };
+        let worker = Worker {
+            dispatcher: dispatcher.clone(),
+            js: context.clone(),
+            config: config.clone(),
+            access: access.clone(),
+        };
         tokio::spawn(worker.run(consumer));
     }
     Ok(())
@@ -172,6 +181,9 @@ struct Worker {
     dispatcher: Arc<Dispatcher>,
     js: jetstream::Context,
     config: NatsConsumer,
+    /// With access control on, a message carries `Authorization: Bearer
+    /// <key>` of a key that may invoke the pipeline.
+    access: Arc<Access>,
 }
 
 impl Worker {
@@ -256,6 +268,20 @@ impl Worker {
                 self.config.max_deliver
             );
             return Err(Failure::new(ErrorKind::Internal, message));
+        }
+        let authorization = message.headers.as_ref().and_then(|h| h.get("Authorization")).map(|v| v.as_str());
+        let principal = self
+            .access
+            .authenticate(authorization)
+            .map_err(|e| Failure::new(ErrorKind::Unauthenticated, e.to_string()))?;
+        let requirement = Requirement::Invoke(self.config.pipeline.clone());
+        if !principal.may(&requirement) {
+            let why = format!(
+                "key `{}` may not invoke this pipeline: it needs {}",
+                principal.key_id,
+                requirement.scope_text()
+            );
+            return Err(Failure::new(ErrorKind::Forbidden, why));
         }
         match self.reply_subject(message) {
             Some(Err(subject)) => Err(Failure::new(
