@@ -135,6 +135,21 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// Charge a request's further rows to the budget (one was charged when
+    /// it was admitted), so that batching does not multiply a budget. The
+    /// next request over the budget is refused.
+    pub fn charge_rows(&self, principal: &Principal, pipeline: &str, rows: u64) {
+        if principal.quota.budget.is_none() || rows <= 1 {
+            return;
+        }
+        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(counters) = all.get_mut(&(principal.key_id.clone(), pipeline.to_string())) {
+            counters.used = counters.used.saturating_add(rows - 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +183,11 @@ mod tests {
         }
         let refused = quotas.admit(&budget, "q").err().unwrap();
         assert_eq!(refused.limit, "budget");
+        // A batch of 3 rows uses 3 of a budget of 3.
+        let admitted = quotas.admit(&budget, "batch").unwrap();
+        quotas.charge_rows(&budget, "batch", 3);
+        drop(admitted);
+        assert_eq!(quotas.admit(&budget, "batch").err().unwrap().limit, "budget");
         assert!(refused.retry_after > Duration::from_secs(3500) && refused.message.contains("budget of 3"));
     }
 }

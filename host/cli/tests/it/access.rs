@@ -192,6 +192,31 @@ fn keys_from_the_command_line_guard_the_real_server() {
     assert_eq!(request(&server, "GET", location, Some(&app), None).0, 200);
     assert_eq!(request(&server, "GET", location, Some(&other), None).0, 404);
 
+    // Budgets count rows: a batch of 4 uses 4 of a budget of 5.
+    let out = weir(&[
+        "keys",
+        "--keys",
+        keys_arg,
+        "--audit-log",
+        audit_arg.to_str().unwrap(),
+        "create",
+        "--name",
+        "batcher",
+        "--scope",
+        "invoke:fast",
+        "--budget",
+        "5",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let batcher = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let batch = r#"{"inputs":[{"name":"x","shape":[4,1],"datatype":"FP32","data":[1,2,3,4]}]}"#;
+    let statuses: Vec<u16> = [batch, x, x]
+        .iter()
+        .map(|body| request(&server, "POST", "/v2/models/fast/infer", Some(&batcher), Some(body)).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "4 + 1 rows spend a budget of 5");
+
     // Quotas: a burst of 2 at 0.5 requests per second, counted per pipeline.
     let limited = create_key(&keys, "limited", &["invoke:fast"]);
     std::thread::sleep(std::time::Duration::from_millis(1100));

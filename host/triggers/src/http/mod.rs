@@ -305,6 +305,9 @@ async fn infer(
     let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
     let prepared = state.dispatcher.prepare(&body, received).map_err(counted)?;
     drop(body);
+    // A budget counts rows: the first dimension of the largest batched input.
+    let rows = prepared.inputs().iter().filter(|t| t.shape.len() >= 2).map(|t| t.shape[0]).max().unwrap_or(1);
+    state.quotas.charge_rows(&principal, &name, rows);
     if let Some(refusal) = suspected_extraction(&state, &name, &principal, &prepared) {
         return Ok(over_quota(&state, &name, &principal, refusal));
     }
