@@ -18,7 +18,7 @@ pub const THRESHOLD: f64 = 0.5;
 /// How long a flagged key is refused on that pipeline.
 pub const COOLDOWN: Duration = Duration::from_secs(60);
 /// Levels each value is quantised to (relative to the largest value).
-const LEVELS: f32 = 8.0;
+const LEVELS: f64 = 8.0;
 
 #[derive(Default)]
 struct History {
@@ -41,9 +41,9 @@ pub struct ExtractionDetector {
     histories: Mutex<HashMap<(String, String), History>>,
 }
 
-/// A coarse fingerprint of FP32 values: near-identical inputs share it.
-pub fn fingerprint(values: &[f32]) -> u64 {
-    let largest = values.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+/// A coarse fingerprint of float values: near-identical inputs share it.
+pub fn fingerprint(values: &[f64]) -> u64 {
+    let largest = values.iter().fold(0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     values.len().hash(&mut hasher);
     for value in values {
@@ -97,15 +97,15 @@ mod tests {
         let detector = ExtractionDetector::default();
         // Honest: varied inputs.
         for i in 0..(3 * WINDOW) {
-            let values: Vec<f32> = (0..64u64).map(|j| (splitmix(i as u64 * 64 + j) % 17) as f32).collect();
+            let values: Vec<f64> = (0..64u64).map(|j| (splitmix(i as u64 * 64 + j) % 17) as f64).collect();
             assert_eq!(detector.observe("honest", "p", fingerprint(&values)), Verdict::Fine, "query {i}");
         }
         // An attacker nudging one pixel of one input at a time.
-        let base: Vec<f32> = (0..64).map(|j| (j % 17) as f32).collect();
+        let base: Vec<f64> = (0..64).map(|j| (j % 17) as f64).collect();
         let verdicts: Vec<Verdict> = (0..WINDOW)
             .map(|i| {
                 let mut probe = base.clone();
-                probe[i % 64] += 0.01 * (i as f32);
+                probe[i % 64] += 0.01 * (i as f64);
                 detector.observe("thief", "p", fingerprint(&probe))
             })
             .collect();

@@ -18,20 +18,12 @@ pub struct OutputPolicy {
 impl OutputPolicy {
     /// Apply to `tensor` (FP32 or FP64, rows along the last dimension).
     pub fn apply(&self, tensor: &mut Tensor) -> Result<(), String> {
-        let mut values: Vec<f64> = match tensor.datatype {
-            Datatype::Fp32 => {
-                tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect()
-            }
-            Datatype::Fp64 => {
-                tensor.data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
-            }
-            other => {
-                return Err(format!(
-                    "output `{}` is {}: an output policy applies to FP32 or FP64 scores only",
-                    tensor.name,
-                    crate::tensor::datatype_name(other)
-                ))
-            }
+        let Some(mut values) = tensor.float_values() else {
+            return Err(format!(
+                "output `{}` is {}: an output policy applies to FP32 or FP64 scores only",
+                tensor.name,
+                crate::tensor::datatype_name(tensor.datatype)
+            ));
         };
         let row = tensor.shape.last().copied().unwrap_or(1).max(1) as usize;
         if let Some(k) = self.top_k {

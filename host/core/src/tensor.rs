@@ -32,6 +32,24 @@ pub struct Tensor {
     pub data: Vec<u8>,
 }
 
+impl Tensor {
+    /// The elements of an FP32 or FP64 tensor as `f64`; `None` for other datatypes.
+    pub fn float_values(&self) -> Option<Vec<f64>> {
+        match self.datatype {
+            Datatype::Fp32 => {
+                Some(self.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect())
+            }
+            Datatype::Fp64 => Some(
+                self.data
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 impl Datatype {
     /// Open Inference Protocol name (`FP32`, `INT64`, ...).
     pub fn name(self) -> &'static str {

@@ -122,7 +122,8 @@ async fn authorize(
     if need == Need::Public {
         return next.run(request).await;
     }
-    let action = format!("{} {}", request.method(), request.uri().path());
+    // Only built when there is a log to write it to (this runs per request).
+    let action = state.audit.is_some().then(|| format!("{} {}", request.method(), request.uri().path()));
     let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let principal = match state.access.authenticate(authorization) {
         Ok(principal) => principal,
@@ -151,8 +152,8 @@ async fn authorize(
 
 /// One line in the audit log, when there is one; a log that cannot be
 /// written is reported, and the request is answered all the same.
-fn audit(state: &AppState, key_id: &str, action: String, status: StatusCode) {
-    if let Some(log) = &state.audit {
+fn audit(state: &AppState, key_id: &str, action: Option<String>, status: StatusCode) {
+    if let (Some(log), Some(action)) = (&state.audit, action) {
         if let Err(error) = log.record(&AuditEvent::now(key_id, action, status.as_u16(), None)) {
             tracing::error!(%error, "could not write the audit log");
         }

@@ -341,12 +341,7 @@ fn suspected_extraction(
     if !protected {
         return None;
     }
-    let values: Vec<f32> = prepared
-        .inputs()
-        .iter()
-        .filter(|t| t.datatype == weir_core::tensor::Datatype::Fp32)
-        .flat_map(|t| t.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        .collect();
+    let values: Vec<f64> = prepared.inputs().iter().filter_map(|t| t.float_values()).flatten().collect();
     let refuse = |retry_after| Refusal {
         limit: "extraction",
         retry_after,
