@@ -33,6 +33,7 @@
 //!
 //! Steps that run models use [`nn::Model`] (`wasi:nn` underneath); the host
 //! runs the model and decides which models a step may load (its grant).
+//! Steps granted hosts in the manifest may call them with [`http`].
 
 #[doc(hidden)]
 pub mod bindings {
@@ -47,6 +48,7 @@ pub mod bindings {
 }
 
 pub mod config;
+pub mod http;
 mod inputs;
 mod tensor;
 

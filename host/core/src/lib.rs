@@ -33,5 +33,5 @@ pub use digest::{Digest, DigestError};
 pub use energy::{CpuModel, Energy, EnergyMethod, EnergySource};
 pub use error::{Classify, ErrorKind, Retry};
 pub use pricing::Pricing;
-pub use step::{DirGrant, ModelGrants, StepGrants, StepLimits};
+pub use step::{DirGrant, HttpGrant, ModelGrants, StepGrants, StepLimits};
 pub use tensor::{Datatype, Tensor, TensorError};

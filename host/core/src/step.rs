@@ -41,6 +41,35 @@ pub struct StepGrants {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the step sees (none else).
     pub env: Vec<(String, String)>,
+    /// Hosts and ports the step may send HTTP requests to (`wasi:http`).
+    pub http: Vec<HttpGrant>,
+}
+
+/// One host and port a step may call over `wasi:http`. The host is a DNS
+/// name or an IP literal; every address it resolves to is checked before
+/// connecting, and loopback addresses are refused unless `loopback` says
+/// the operator means it (a sidecar). Link-local, unspecified and multicast
+/// addresses are always refused (cloud metadata services live there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGrant {
+    /// Lower-case host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    pub loopback: bool,
+}
+
+impl std::fmt::Display for HttpGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)?;
+        } else {
+            write!(f, "{}:{}", self.host, self.port)?;
+        }
+        if self.loopback {
+            f.write_str(" (loopback allowed)")?;
+        }
+        Ok(())
+    }
 }
 
 /// A host directory a step may read, and where it sees it.

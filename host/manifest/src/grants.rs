@@ -1,10 +1,10 @@
-//! A step's grants beyond models and config: host directories it may read
-//! and environment variables it sees. Checked when the manifest loads, so a
+//! A step's grants beyond models and config: host directories it may read,
+//! environment variables it sees and hosts it may call over HTTP. Checked when the manifest loads, so a
 //! grant that cannot hold (a guest path with `..`, a bad variable name) is
 //! an error at its line, not a surprise inside a step.
 
 use weir_core::policy::OutputPolicy;
-use weir_core::DirGrant;
+use weir_core::{DirGrant, HttpGrant};
 
 use crate::place::Place;
 use crate::schema::RawStep;
@@ -58,6 +58,43 @@ pub(crate) fn env(place: &Place, step: &RawStep, context: &str) -> Result<Vec<(S
         vars.push((name.clone(), value.get_ref().clone()));
     }
     Ok(vars)
+}
+
+pub(crate) fn http(place: &Place, step: &RawStep, context: &str) -> Result<Vec<HttpGrant>, ManifestError> {
+    if step.http.len() > MAX_GRANTS {
+        return Err(place.at(&step.name, format!("{context}.http: at most {MAX_GRANTS} hosts")));
+    }
+    let mut grants: Vec<HttpGrant> = Vec::new();
+    for raw in &step.http {
+        let grant = raw.get_ref();
+        let host = grant.host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+            });
+        if !(is_ip || is_name) {
+            let message = format!(
+                "{context}.http: `{}` is not a host name or IP address (no scheme, port or path: \
+                 `{{ host = \"features.internal\", port = 8080 }}`)",
+                grant.host
+            );
+            return Err(place.at(raw, message));
+        }
+        if grant.port == 0 {
+            return Err(place.at(raw, format!("{context}.http: port 0 cannot be called")));
+        }
+        let grant = HttpGrant { host, port: grant.port, loopback: grant.loopback };
+        if grants.iter().any(|g| g.host == grant.host && g.port == grant.port) {
+            return Err(place.at(raw, format!("{context}.http: `{grant}` is granted twice")));
+        }
+        grants.push(grant);
+    }
+    Ok(grants)
 }
 
 /// `[pipelines.NAME.protect.OUTPUT]`, each naming an output of the pipeline.

@@ -280,6 +280,7 @@ fn step_decl(
             },
             dirs: crate::grants::dirs(place, raw, &context)?,
             env: crate::grants::env(place, raw, &context)?,
+            http: crate::grants::http(place, raw, &context)?,
         },
         limits: limits(place, &raw.limits, &context)?,
     })

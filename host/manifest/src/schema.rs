@@ -128,6 +128,9 @@ pub struct RawStep {
     /// Environment variables the step sees: `{ NAME = "value" }`.
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<String>>,
+    /// Hosts the step may call over `wasi:http`: `[{ host = "features.internal", port = 8080 }]`.
+    #[serde(default)]
+    pub http: Vec<Spanned<RawHttpGrant>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +148,15 @@ pub struct RawPolicy {
 pub struct RawFileGrant {
     pub source: Spanned<String>,
     pub destination: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpGrant {
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub loopback: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

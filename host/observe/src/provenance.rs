@@ -68,6 +68,9 @@ pub struct StepRecord {
     /// Names of the environment variables the step saw (not their values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_keys: Vec<String>,
+    /// Hosts the step could call over HTTP, as `host:port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_http: Vec<String>,
     pub inputs: Vec<EdgeTensor>,
     pub outputs: Vec<EdgeTensor>,
 }

@@ -84,6 +84,7 @@ impl InvocationObserver for Recording {
             config_keys,
             granted_dirs: step.grants.dirs.iter().map(|d| format!("{} <- {}", d.guest, d.host.display())).collect(),
             env_keys: step.grants.env.iter().map(|(name, _)| name.clone()).collect(),
+            granted_http: step.grants.http.iter().map(ToString::to_string).collect(),
             inputs: edges,
             outputs: Vec::new(),
         };

@@ -39,8 +39,8 @@ pub enum LoadError {
     MissingExport { what: String, exports: Vec<String> },
     #[error(
         "`{what}` imports something weir does not provide: {message}. Steps may import wasi:cli, \
-         wasi:io, wasi:clocks, wasi:random, wasi:filesystem and wasi:sockets (denied unless granted), \
-         wasi:config/store and wasi:nn"
+         wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets and wasi:http (denied unless \
+         granted), wasi:config/store and wasi:nn"
     )]
     UnsatisfiedImport { what: String, message: String },
 }

@@ -48,6 +48,8 @@ pub struct StepStats {
     /// Tensor bytes in and out.
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Outgoing HTTP requests the step sent or had refused, in order.
+    pub egress: Vec<crate::EgressEvent>,
 }
 
 /// A successful invocation.
@@ -183,6 +185,7 @@ pub async fn invoke(
         nn,
         bytes_in,
         bytes_out,
+        egress: store.data().egress_events(),
     };
     Ok(StepOutput { outputs, logs, stats })
 }

@@ -12,6 +12,7 @@
 pub mod compiled;
 pub mod component;
 mod convert;
+pub mod egress;
 pub mod engine;
 pub mod invoke;
 pub mod logs;
@@ -28,6 +29,7 @@ mod bindings {
 }
 
 pub use component::{LoadError, StepComponent};
+pub use egress::EgressEvent;
 pub use engine::EngineOptions;
 pub use invoke::{InvokeError, StepOutput, StepStats};
 pub use sandbox::{Sandbox, SandboxError, SandboxOptions};

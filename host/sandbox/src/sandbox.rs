@@ -57,6 +57,7 @@ impl Sandbox {
         let mut linker = Linker::new(engine.engine());
         let linker_error = |e: wasmtime::Error| SandboxError::Linker(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(linker_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(linker_error)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut StepState| {
             wasmtime_wasi_config::WasiConfig::from(state.config())
         })

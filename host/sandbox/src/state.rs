@@ -1,7 +1,7 @@
 //! The store data of one invocation: WASI with everything denied but the
 //! step's stdout and stderr and its grants (config values, read-only
-//! directories, environment variables), its `wasi:nn` context, and the
-//! memory limiter.
+//! directories, environment variables, HTTP hosts), its `wasi:nn` context,
+//! and the memory limiter.
 
 use std::sync::Arc;
 
@@ -10,8 +10,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use weir_core::{StepGrants, StepLimits};
 use weir_nn::{ModelCache, NnCtx, NnUsage, NnView};
+
+use crate::egress::{EgressEvent, EgressHooks};
 
 /// Store data of one invocation.
 pub struct StepState {
@@ -19,6 +22,8 @@ pub struct StepState {
     table: ResourceTable,
     config: WasiConfigVariables,
     nn: NnCtx,
+    http: WasiHttpCtx,
+    egress: EgressHooks,
     limiter: MemoryLimiter,
 }
 
@@ -38,6 +43,8 @@ impl StepState {
             // What the step's wasi:nn resources hold on the host counts against
             // the same limit as its linear memory.
             nn: NnCtx::new(Some(models.clone()), grants.nn.clone(), limits.memory_bytes),
+            http: WasiHttpCtx::new(),
+            egress: EgressHooks::new(&grants.http),
             limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, refused: None },
         })
     }
@@ -55,6 +62,11 @@ impl StepState {
         self.nn.take_usage()
     }
 
+    /// The step's outgoing requests, sent and refused.
+    pub(crate) fn egress_events(&self) -> Vec<EgressEvent> {
+        self.egress.events()
+    }
+
     pub(crate) fn config(&self) -> &WasiConfigVariables {
         &self.config
     }
@@ -67,6 +79,12 @@ impl StepState {
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
     }
 }
 

@@ -243,6 +243,8 @@ name = "normalise"
 component = "scale"
 inputs = ["x=input.pixels"]
 config = {{ std = 16 }}
+env = {{ MODE = "fast" }}
+http = [{{ host = "Features.Internal", port = 8080 }}]
 [[pipelines.digits.steps]]
 name = "classify"
 component = "classify"
@@ -283,6 +285,9 @@ outputs = {{ y = "normalise.y" }}
     let model_digest = format!("sha256:{}", sha256_hex(&std::fs::read(models.join("digits.onnx")).unwrap()));
     assert_eq!(steps[1]["models"][0][1], model_digest.as_str(), "the model's digest is recorded");
     assert_eq!(steps[1]["granted_models"], json!(["digits"]));
+    assert_eq!(steps[0]["granted_http"], json!(["features.internal:8080"]), "grants are in the record");
+    assert_eq!(steps[0]["env_keys"], json!(["MODE"]), "variable names, never values");
+    assert!(steps[1].get("granted_http").is_none(), "{record}");
     // The sensitive request tensor: a keyed hash only (no plain SHA-256 a
     // guess could be checked against). The normalised edge: kept.
     let raw: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();

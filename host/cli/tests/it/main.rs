@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod cli;
 mod docs;
+mod egress;
 mod hardening;
 mod http;
 mod jobs;

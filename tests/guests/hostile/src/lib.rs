@@ -67,6 +67,30 @@ impl Step for Hostile {
                     Err(e) => format!("denied: {e}"),
                 })?])
             }
+            // GET `url`, following up to `follow` redirects itself (each a
+            // new request the host checks). Outcome `LEAKED: <status> <body>`
+            // when a response came back.
+            "http-get" => {
+                let mut url = config::require::<String>("url")?;
+                let follow = config::parse_or::<u32>("follow", 0)?;
+                let mut outcome = String::new();
+                for hop in 0..=follow {
+                    match weir_sdk::http::get(&url) {
+                        Ok(response) if (300..400).contains(&response.status) && hop < follow => {
+                            url = response.header("location").unwrap_or_default().to_string();
+                        }
+                        Ok(response) => {
+                            outcome = format!("LEAKED: {} {}", response.status, String::from_utf8_lossy(&response.body));
+                            break;
+                        }
+                        Err(e) => {
+                            outcome = format!("denied: {e} (at {url})");
+                            break;
+                        }
+                    }
+                }
+                Ok(vec![self::outcome(&outcome)?])
+            }
             // Load a model by name: must fail unless granted.
             "nn-load-by-name" => {
                 let model = config::require::<String>("model")?;
