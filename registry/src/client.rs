@@ -24,9 +24,10 @@ use crate::artifact::{ArtifactKind, ModelConfig, MODEL_CONFIG_MEDIA_TYPE};
 use crate::auth::Credentials;
 use crate::error::{human_bytes, RegistryError, BLOB_HINT, CONNECT_TIMEOUT_SETTING, METADATA_HINT, TIMEOUT_SETTING};
 use crate::layers::{bad_manifest, parse_manifest, single_layer};
-use crate::limited::{read_limited, ReadError, VerifyingWriter};
 use crate::reference::ArtifactRef;
+use crate::signatures::TrustRequirement;
 use crate::store::BlobStore;
+use crate::trust::TrustPolicy;
 use weir_core::Digest;
 
 /// Chunk size of a layer upload (each chunk advances the progress bar).
@@ -65,6 +66,8 @@ pub struct RegistryOptions {
     /// Give up on a registry that sends nothing for this long, on any one
     /// read (default 60 s); a whole manifest must arrive within it too.
     pub read_timeout: Duration,
+    /// The operator's trust policy: which artifacts must be signed by whom.
+    pub trust: Option<TrustPolicy>,
 }
 
 impl Default for RegistryOptions {
@@ -78,6 +81,7 @@ impl Default for RegistryOptions {
             max_layers: DEFAULT_MAX_LAYERS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            trust: None,
         }
     }
 }
@@ -119,8 +123,8 @@ pub struct Fetched {
 
 /// A registry client with its local cache.
 pub struct Registry {
-    store: BlobStore,
-    options: RegistryOptions,
+    pub(crate) store: BlobStore,
+    pub(crate) options: RegistryOptions,
     /// One HTTP client per protocol (plain, TLS), shared by every registry
     /// and built once: building one costs ~80 ms (TLS set-up), too slow to
     /// repeat in a cold start, and concurrent first users wait for the one.
@@ -130,9 +134,11 @@ pub struct Registry {
     /// manifest into memory, however large; weir reads at most the limit).
     manifest_http: OnceLock<reqwest::Client>,
     /// `Authorization` values that worked for manifests, by registry and repository.
-    manifest_auth: Mutex<HashMap<String, String>>,
+    pub(crate) manifest_auth: Mutex<HashMap<String, String>>,
     /// Registries whose credentials the clients hold.
     authenticated: tokio::sync::Mutex<HashSet<String>>,
+    /// (manifest, key id) pairs whose signature was verified.
+    pub(crate) verified_signatures: Mutex<HashSet<(Digest, String)>>,
 }
 
 impl Registry {
@@ -145,10 +151,11 @@ impl Registry {
             manifest_http: OnceLock::new(),
             manifest_auth: Default::default(),
             authenticated: Default::default(),
+            verified_signatures: Default::default(),
         }
     }
 
-    fn plain_http(&self, reference: &ArtifactRef) -> bool {
+    pub(crate) fn plain_http(&self, reference: &ArtifactRef) -> bool {
         self.options.insecure || reference.is_loopback()
     }
 
@@ -180,7 +187,7 @@ impl Registry {
         .clone()
     }
 
-    fn manifest_http(&self) -> reqwest::Client {
+    pub(crate) fn manifest_http(&self) -> reqwest::Client {
         self.manifest_http
             .get_or_init(|| {
                 reqwest::Client::builder()
@@ -194,7 +201,7 @@ impl Registry {
     }
 
     /// An oci-client error, with timeouts told apart (the client knows how long it waited).
-    fn oci_error(
+    pub(crate) fn oci_error(
         &self,
         reference: &ArtifactRef,
         what: &str,
@@ -208,7 +215,7 @@ impl Registry {
         RegistryError::from_oci(reference, error)
     }
 
-    fn timed_out(&self, reference: &ArtifactRef, what: &str, connecting: bool) -> RegistryError {
+    pub(crate) fn timed_out(&self, reference: &ArtifactRef, what: &str, connecting: bool) -> RegistryError {
         let (after, setting) = if connecting {
             (self.options.connect_timeout, CONNECT_TIMEOUT_SETTING)
         } else {
@@ -222,7 +229,7 @@ impl Registry {
     }
 
     /// The client for `reference`, holding its registry's credentials.
-    async fn client(&self, reference: &ArtifactRef) -> Result<Client, RegistryError> {
+    pub(crate) async fn client(&self, reference: &ArtifactRef) -> Result<Client, RegistryError> {
         let client = self.http_client(self.plain_http(reference));
         let registry = reference.registry();
         let mut authenticated = self.authenticated.lock().await;
@@ -233,7 +240,7 @@ impl Registry {
         Ok(client)
     }
 
-    fn auth(&self, reference: &ArtifactRef) -> Result<RegistryAuth, RegistryError> {
+    pub(crate) fn auth(&self, reference: &ArtifactRef) -> Result<RegistryAuth, RegistryError> {
         self.options.credentials.resolve(reference.registry())
     }
 
@@ -313,9 +320,31 @@ impl Registry {
         want: Option<ArtifactKind>,
         progress: &dyn Progress,
     ) -> Result<Fetched, RegistryError> {
+        self.fetch_signed(reference, pin, want, None, progress).await
+    }
+
+    /// [`Registry::fetch`], refusing the artifact unless its manifest is
+    /// signed as `signed_by` (from the manifest) and the trust policy ask —
+    /// checked before its layer is downloaded.
+    pub async fn fetch_signed(
+        &self,
+        reference: &ArtifactRef,
+        pin: Option<&Digest>,
+        want: Option<ArtifactKind>,
+        signed_by: Option<&TrustRequirement>,
+        progress: &dyn Progress,
+    ) -> Result<Fetched, RegistryError> {
         let started = Instant::now();
-        // Pinned to content that is already here (and still intact): no network at all.
-        if let Some(pin) = pin {
+        let mut trust: Vec<&TrustRequirement> = signed_by.into_iter().collect();
+        let policy = match &self.options.trust {
+            Some(policy) => policy.requirement_for(reference)?,
+            None => None,
+        };
+        trust.extend(policy.as_ref());
+        // Pinned to content that is already here (and still intact): no
+        // network at all — unless a signature must be checked, which needs
+        // the manifest digest.
+        if let Some(pin) = pin.filter(|_| trust.is_empty()) {
             if let Some(cached) = self.verified_blob(pin).await? {
                 let kind = ArtifactKind::sniff(&cached.head).unwrap_or(ArtifactKind::Model);
                 if let Some(want) = want.filter(|w| *w != kind) {
@@ -368,6 +397,9 @@ impl Registry {
                 hint: BLOB_HINT,
             });
         }
+        for requirement in trust {
+            self.verify_signature(reference, &manifest_digest, requirement).await?;
+        }
         self.store.put_manifest(&manifest_digest, &manifest_bytes)?;
         let mut downloaded = 0;
         if self.verified_blob(&content).await?.is_none() {
@@ -386,7 +418,10 @@ impl Registry {
 
     /// The cached layer `digest`, re-hashed off the async workers (a
     /// tampered one is discarded: the caller pulls it again).
-    async fn verified_blob(&self, digest: &Digest) -> Result<Option<crate::store::CachedBlob>, RegistryError> {
+    pub(crate) async fn verified_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<crate::store::CachedBlob>, RegistryError> {
         let (store, digest) = (self.store.clone(), digest.clone());
         tokio::task::spawn_blocking(move || store.verified(&digest))
             .await
@@ -415,170 +450,9 @@ impl Registry {
         }
         Ok(())
     }
-
-    /// Get the manifest `reference` names, reading no more than the limit
-    /// and within the read timeout.
-    async fn pull_manifest(&self, reference: &ArtifactRef) -> Result<(Digest, Vec<u8>), RegistryError> {
-        let deadline = self.options.connect_timeout + self.options.read_timeout;
-        let (digest, bytes) = tokio::time::timeout(deadline, self.read_manifest(reference)).await.map_err(|_| {
-            RegistryError::TimedOut {
-                reference: reference.to_string(),
-                what: "with the whole manifest".into(),
-                after: deadline,
-                setting: TIMEOUT_SETTING,
-            }
-        })??;
-        if let Some(wanted) = reference.digest().filter(|wanted| **wanted != digest) {
-            return Err(RegistryError::Integrity {
-                reference: reference.to_string(),
-                what: "the manifest".into(),
-                why: format!("its digest is {digest}, not {wanted}"),
-            });
-        }
-        Ok((digest, bytes))
-    }
-
-    async fn read_manifest(&self, reference: &ArtifactRef) -> Result<(Digest, Vec<u8>), RegistryError> {
-        let oci = reference.oci();
-        let scheme = if self.plain_http(reference) { "http" } else { "https" };
-        let url = format!(
-            "{scheme}://{}/v2/{}/manifests/{}",
-            oci.resolve_registry(),
-            oci.repository(),
-            oci.digest().or(oci.tag()).unwrap_or("latest")
-        );
-        let key = format!("{}/{}", oci.resolve_registry(), oci.repository());
-        let http = self.manifest_http();
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                self.timed_out(reference, "for the manifest", e.is_connect())
-            } else {
-                RegistryError::Transport { reference: reference.to_string(), message: format!("{url}: {e}") }
-            }
-        };
-        let mut authorization = lock(&self.manifest_auth).get(&key).cloned();
-        let mut authenticated = false;
-        let mut response = loop {
-            let mut request = http.get(&url).header(reqwest::header::ACCEPT, OCI_IMAGE_MEDIA_TYPE);
-            if let Some(value) = &authorization {
-                request = request.header(reqwest::header::AUTHORIZATION, value);
-            }
-            let response = request.send().await.map_err(transport)?;
-            if response.status() != reqwest::StatusCode::UNAUTHORIZED || authenticated {
-                break response;
-            }
-            // Authenticate as oci-client does (a bearer token from the
-            // registry's realm, or basic credentials), then ask again once.
-            authenticated = true;
-            let client = self.client(reference).await?;
-            let auth = self.auth(reference)?;
-            let token = client
-                .auth(oci, &auth, oci_client::RegistryOperation::Pull)
-                .await
-                .map_err(|e| self.oci_error(reference, "for a token", e))?;
-            authorization = match (token, auth) {
-                (Some(token), _) => Some(format!("Bearer {token}")),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    use base64::Engine as _;
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                    Some(format!("Basic {encoded}"))
-                }
-                (None, _) => break response,
-            };
-        };
-        let status = response.status();
-        if !status.is_success() {
-            let body = read_limited(&mut response, 4096).await.unwrap_or_default();
-            let message = format!("{url}: {status}: {}", String::from_utf8_lossy(&body).trim());
-            return Err(match status.as_u16() {
-                401 | 403 => RegistryError::Unauthorized { reference: reference.to_string(), message },
-                404 => RegistryError::NotFound { reference: reference.to_string(), message },
-                _ => RegistryError::Transport { reference: reference.to_string(), message },
-            });
-        }
-        if let Some(value) = authorization {
-            lock(&self.manifest_auth).insert(key, value);
-        }
-        let limit = self.options.max_manifest_bytes;
-        let too_large = |size: String| RegistryError::TooLarge {
-            reference: reference.to_string(),
-            what: "the manifest".into(),
-            size,
-            limit: human_bytes(limit),
-            hint: METADATA_HINT,
-        };
-        if let Some(declared) = response.content_length().filter(|n| *n > limit) {
-            return Err(too_large(format!("{} (its Content-Length)", human_bytes(declared))));
-        }
-        let header_digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = match read_limited(&mut response, limit).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::TooLong) => return Err(too_large(format!("more than {}", human_bytes(limit)))),
-            Err(ReadError::Http(e)) => return Err(transport(e)),
-        };
-        let digest = Digest::of(&bytes);
-        if let Some(header) = header_digest.filter(|h| *h != digest) {
-            return Err(RegistryError::Integrity {
-                reference: reference.to_string(),
-                what: "the manifest".into(),
-                why: format!("its digest is {digest}, but the registry's Docker-Content-Digest says {header}"),
-            });
-        }
-        Ok((digest, bytes))
-    }
-
-    async fn pull_layer(
-        &self,
-        reference: &ArtifactRef,
-        layer: &oci_client::manifest::OciDescriptor,
-        content: &Digest,
-        size: u64,
-        progress: &dyn Progress,
-    ) -> Result<u64, RegistryError> {
-        let client = self.client(reference).await?;
-        let staged = self.store.staging()?;
-        let file = staged
-            .reopen()
-            .map_err(|e| RegistryError::Store { path: self.store.root().display().to_string(), why: e.to_string() })?;
-        let mut writer = VerifyingWriter::new(tokio::fs::File::from_std(file), size, progress);
-        progress.begin(&reference.to_string(), size);
-        let pulled = client.pull_blob(reference.oci(), layer, &mut writer).await;
-        progress.end();
-        let integrity = |why: String| RegistryError::Integrity {
-            reference: reference.to_string(),
-            what: format!("layer {content}"),
-            why,
-        };
-        if writer.overflowed {
-            return Err(integrity(format!(
-                "the registry sent more than the {size} bytes the manifest declares (cut off at {size})"
-            )));
-        }
-        let (written, actual) = writer.finish();
-        match pulled {
-            // Fewer bytes than declared fail oci-client's digest check: say why.
-            Err(oci_client::errors::OciDistributionError::DigestError(_)) if written != size => {
-                return Err(integrity(format!("it is {written} bytes, but the manifest declares {size}")));
-            }
-            Err(e) => return Err(self.oci_error(reference, &format!("while sending layer {content}"), e)),
-            Ok(()) => {}
-        }
-        if written != size {
-            return Err(integrity(format!("it is {written} bytes, but the manifest declares {size}")));
-        }
-        if actual != *content {
-            return Err(integrity(format!("its content digest is {actual}")));
-        }
-        self.store.commit(staged, content)?;
-        Ok(written)
-    }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 

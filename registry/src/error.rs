@@ -46,6 +46,12 @@ pub enum RegistryError {
          one layer (push it with `weir push`)"
     )]
     TooManyLayers { reference: String, count: usize, limit: usize },
+    /// The policy asks for a signature by a trusted key and there is none.
+    #[error(
+        "{reference}: refused, nothing was run: {why}. Sign it with `weir push --sign KEY` (or `weir sign`), or \
+         trust the key that signed it (`signed_by` in weir.toml, or the trust policy)"
+    )]
+    SignatureRequired { reference: String, why: String },
     #[error(
         "{reference}: the registry did not answer {what} within {after:?}; it may be down or overloaded (the \
          limit is `{setting}`)"

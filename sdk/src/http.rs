@@ -89,9 +89,7 @@ pub fn send(
     let target = Target::parse(url)?;
     let fields = Fields::new();
     for (name, value) in headers {
-        fields
-            .append(name, value.as_bytes())
-            .map_err(|e| HttpError::BadUrl(format!("header `{name}`: {e:?}")))?;
+        fields.append(name, value.as_bytes()).map_err(|e| HttpError::BadUrl(format!("header `{name}`: {e:?}")))?;
     }
     let request = OutgoingRequest::new(fields);
     let method = match method.to_ascii_uppercase().as_str() {
