@@ -44,6 +44,14 @@ fn signature_ref(reference: &ArtifactRef, manifest: &Digest) -> Result<ArtifactR
 }
 
 impl Registry {
+    /// The manifest digest `reference` names now (asks the registry for a tag).
+    pub async fn manifest_digest(&self, reference: &ArtifactRef) -> Result<Digest, RegistryError> {
+        match reference.digest() {
+            Some(digest) => Ok(digest.clone()),
+            None => Ok(self.pull_manifest(reference).await?.0),
+        }
+    }
+
     /// Sign the artifact whose manifest is `manifest` (in `reference`'s
     /// repository) with `key`, and push the signature next to it. Answers
     /// the signature manifest's digest.

@@ -36,6 +36,12 @@ enum Command {
     New(commands::new::NewArgs),
     /// Create, list and revoke the API keys callers present to `weir serve`.
     Keys(commands::keys::KeysArgs),
+    /// Make a key pair that signs artifacts (cosign-compatible).
+    SigningKey(commands::signing::SigningKeyArgs),
+    /// Sign an artifact already in a registry.
+    Sign(commands::signing::SignArgs),
+    /// Check that an artifact in a registry is signed by a trusted key.
+    Verify(commands::signing::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,9 @@ fn main() -> ExitCode {
         Command::Push(args) => commands::oci::push(args),
         Command::Pull(args) => commands::oci::pull(args),
         Command::Keys(args) => commands::keys::keys(args),
+        Command::SigningKey(args) => commands::signing::signing_key(args),
+        Command::Sign(args) => commands::signing::sign(args),
+        Command::Verify(args) => commands::signing::verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,7 +82,9 @@ impl Resolver {
                 Ok(Resolved { path: path.clone(), pull: started.elapsed(), downloaded: 0 })
             }
             ArtifactSource::Oci(reference) => {
-                let fetched = self.registry.fetch(reference, decl.pin.as_ref(), Some(kind), &()).await?;
+                let signed_by = decl.signed_by.as_ref();
+                let fetched =
+                    self.registry.fetch_signed(reference, decl.pin.as_ref(), Some(kind), signed_by, &()).await?;
                 Ok(Resolved { path: fetched.path, pull: started.elapsed(), downloaded: fetched.downloaded })
             }
         }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use weir_core::Digest;
-use weir_registry::ArtifactRef;
+use weir_registry::{ArtifactRef, TrustRequirement};
 
 use crate::place::Location;
 
@@ -14,6 +14,8 @@ pub struct ArtifactDecl {
     pub source: ArtifactSource,
     /// Must match the artifact's content digest (or, for OCI, its manifest digest).
     pub pin: Option<Digest>,
+    /// Keys one of which must have signed it (`signed_by`, OCI only).
+    pub signed_by: Option<TrustRequirement>,
     /// Where `source` was written (for the file check's errors).
     pub declared_at: Location,
 }
@@ -35,11 +37,21 @@ impl std::fmt::Display for ArtifactSource {
 
 impl ArtifactDecl {
     pub fn file(path: impl Into<PathBuf>) -> ArtifactDecl {
-        ArtifactDecl { source: ArtifactSource::File(path.into()), pin: None, declared_at: Location::default() }
+        ArtifactDecl {
+            source: ArtifactSource::File(path.into()),
+            pin: None,
+            signed_by: None,
+            declared_at: Location::default(),
+        }
     }
 
     pub fn oci(reference: ArtifactRef) -> ArtifactDecl {
-        ArtifactDecl { source: ArtifactSource::Oci(reference), pin: None, declared_at: Location::default() }
+        ArtifactDecl {
+            source: ArtifactSource::Oci(reference),
+            pin: None,
+            signed_by: None,
+            declared_at: Location::default(),
+        }
     }
 
     /// Whether getting it needs anything beyond reading a file.

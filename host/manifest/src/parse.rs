@@ -9,11 +9,11 @@ use std::time::Duration;
 use toml::Spanned;
 use weir_core::tensor::parse_datatype;
 use weir_core::{DeviceChoice, Digest, ModelGrants, Pricing, StepGrants, StepLimits};
-use weir_registry::ArtifactRef;
+use weir_registry::{ArtifactRef, PublicKey, TrustRequirement};
 
 use crate::limits;
 use crate::place::{Location, Place};
-use crate::schema::{RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
+use crate::schema::{OneOrMany, RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
 use crate::{
     ArtifactDecl, ArtifactSource, ComponentDecl, Manifest, ManifestError, ModelDecl, Pipeline, ProvenanceSettings,
     Route, Source, Step, TensorDecl, MANIFEST_VERSION,
@@ -116,6 +116,7 @@ fn artifact_decl(
     key: &str,
     source: &Spanned<String>,
     digest: &Option<Spanned<String>>,
+    signed_by: &Option<Spanned<OneOrMany>>,
 ) -> Result<ArtifactDecl, ManifestError> {
     let pin = match digest {
         Some(digest) => {
@@ -131,12 +132,42 @@ fn artifact_decl(
         // Whether the file exists is checked by `Manifest::check_files`.
         ArtifactSource::File(place.resolve(text))
     };
-    Ok(ArtifactDecl { source, pin, declared_at })
+    let signed_by = match signed_by {
+        Some(keys) => Some(signed_by_keys(place, key, keys, &source)?),
+        None => None,
+    };
+    Ok(ArtifactDecl { source, pin, signed_by, declared_at })
+}
+
+/// `signed_by`: public key files, read now so a bad one stops the manifest here.
+fn signed_by_keys(
+    place: &Place,
+    key: &str,
+    keys: &Spanned<OneOrMany>,
+    source: &ArtifactSource,
+) -> Result<TrustRequirement, ManifestError> {
+    if matches!(source, ArtifactSource::File(_)) {
+        let message = format!(
+            "{key}.signed_by: only an oci:// artifact carries a signature; pin a local file with `digest = \"sha256:…\"`"
+        );
+        return Err(place.at(keys, message));
+    }
+    let paths = keys.get_ref().items();
+    if paths.is_empty() || paths.len() > 16 {
+        return Err(place.at(keys, format!("{key}.signed_by: name 1 to 16 public key files")));
+    }
+    let mut public = Vec::new();
+    for path in &paths {
+        let loaded = PublicKey::from_pem_file(&place.resolve(path))
+            .map_err(|e| place.at(keys, format!("{key}.signed_by: {e}")))?;
+        public.push(loaded);
+    }
+    Ok(TrustRequirement { keys: public, from: format!("`{key}.signed_by` ({})", paths.join(", ")) })
 }
 
 fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, ManifestError> {
     let key = format!("models.{name}");
-    let artifact = artifact_decl(place, &key, &model.source, &model.digest)?;
+    let artifact = artifact_decl(place, &key, &model.source, &model.digest, &model.signed_by)?;
     let mut decl = ModelDecl { name: name.into(), artifact, device: DeviceChoice::Cpu, threads: 1 };
     if let Some(device) = &model.device {
         decl.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("{key}.device: {e}")))?;
@@ -152,7 +183,7 @@ fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, 
 
 fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result<ComponentDecl, ManifestError> {
     let key = format!("components.{name}");
-    let artifact = artifact_decl(place, &key, &component.source, &component.digest)?;
+    let artifact = artifact_decl(place, &key, &component.source, &component.digest, &component.signed_by)?;
     Ok(ComponentDecl { name: name.into(), artifact })
 }
 

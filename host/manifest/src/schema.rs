@@ -58,6 +58,8 @@ pub struct RawModel {
     pub source: Spanned<String>,
     /// `sha256:…` the artifact must have (content or OCI manifest digest).
     pub digest: Option<Spanned<String>>,
+    /// Public key file(s) one of which must have signed the artifact.
+    pub signed_by: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     pub device: Option<Spanned<String>>,
     #[serde(default)]
@@ -69,6 +71,24 @@ pub struct RawModel {
 pub struct RawComponent {
     pub source: Spanned<String>,
     pub digest: Option<Spanned<String>>,
+    pub signed_by: Option<Spanned<OneOrMany>>,
+}
+
+/// `"a"` or `["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ pub mod oci;
 pub mod receipts;
 pub mod run;
 pub mod serve;
+pub mod signing;
 
 /// Exit codes (docs/cli.md): one per `ErrorKind` family, mapped in weir-core.
 pub use weir_core::error::exit;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
-use weir_registry::{ArtifactRef, BlobStore, Credentials, Progress, Registry, RegistryError, RegistryOptions};
+use weir_registry::{
+    ArtifactRef, BlobStore, Credentials, Progress, Registry, RegistryError, RegistryOptions, SigningKey, TrustPolicy,
+};
 
 use weir_core::units;
 
@@ -24,6 +26,11 @@ pub struct RegistryLimitArgs {
     /// Refuse a component or model larger than this before downloading it.
     #[arg(long, default_value = "2GiB")]
     max_artifact_size: String,
+    /// The trust policy: which keys must have signed artifacts from where
+    /// (docs/registry.md#signed-artifacts). Without it, only `signed_by` in
+    /// weir.toml asks for signatures.
+    #[arg(long, env = "WEIR_TRUST_POLICY")]
+    trust_policy: Option<PathBuf>,
 }
 
 impl RegistryLimitArgs {
@@ -35,6 +42,10 @@ impl RegistryLimitArgs {
             read_timeout: duration(&self.registry_timeout, "--registry-timeout")?,
             connect_timeout: duration(&self.registry_connect_timeout, "--registry-connect-timeout")?,
             max_blob_bytes: units::parse_bytes(&self.max_artifact_size).map_err(|e| bad("--max-artifact-size", e))?,
+            trust: match &self.trust_policy {
+                Some(path) => Some(TrustPolicy::load(path).map_err(|e| fail(exit::BAD_INPUT)(e.into()))?),
+                None => None,
+            },
             ..options
         })
     }
@@ -66,6 +77,9 @@ pub struct PushArgs {
     file: PathBuf,
     /// Where to push: `[oci://]HOST[:PORT]/REPOSITORY:TAG`.
     reference: String,
+    /// Sign what was pushed with this private key (PEM; see `weir signing-key new`).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -82,7 +96,7 @@ pub struct PullArgs {
 }
 
 impl RegistryArgs {
-    fn registry(&self) -> Result<Registry, Failure> {
+    pub(super) fn registry(&self) -> Result<Registry, Failure> {
         let credentials = match &self.username {
             Some(username) => {
                 let mut password = String::new();
@@ -100,13 +114,13 @@ impl RegistryArgs {
         Ok(Registry::new(BlobStore::new(BlobStore::default_root()), options))
     }
 
-    fn progress(&self) -> Bar {
+    pub(super) fn progress(&self) -> Bar {
         Bar(if self.quiet || !std::io::stderr().is_terminal() { None } else { Some(ProgressBar::no_length()) })
     }
 }
 
 /// A progress bar on stderr, only when a person is watching.
-struct Bar(Option<ProgressBar>);
+pub(super) struct Bar(Option<ProgressBar>);
 
 impl Progress for Bar {
     fn begin(&self, what: &str, total_bytes: u64) {
@@ -136,11 +150,11 @@ impl Progress for Bar {
 }
 
 /// Exit codes: 2 for what the user typed, 5 for what the registry said.
-fn registry_failure(error: RegistryError) -> Failure {
+pub(super) fn registry_failure(error: RegistryError) -> Failure {
     super::classified(error)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(with_code(exit::INTERNAL))
 }
 
@@ -148,15 +162,26 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
     let reference: ArtifactRef = args.reference.parse().map_err(registry_failure)?;
     let bytes = std::fs::read(&args.file)
         .map_err(|e| fail(exit::BAD_INPUT)(anyhow!("cannot read `{}`: {e}", args.file.display())))?;
+    // A key that cannot be read stops the push before anything is sent.
+    let key = match &args.sign {
+        Some(path) => Some(SigningKey::from_pem_file(path).map_err(|e| fail(exit::BAD_INPUT)(e.into()))?),
+        None => None,
+    };
     let registry = args.registry.registry()?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned());
-    let pushed = runtime()?
+    let runtime = runtime()?;
+    let pushed = runtime
         .block_on(registry.push(bytes, file_name.as_deref(), &reference, &args.registry.progress()))
         .map_err(registry_failure)?;
     println!(
         "pushed {} {} ({} bytes)\n  manifest {}\n  content  {}\n  pin with: source = \"{}\", digest = \"{}\"",
         pushed.kind, pushed.reference, pushed.size, pushed.manifest, pushed.content, pushed.reference, pushed.manifest
     );
+    if let Some(key) = key {
+        let signature =
+            runtime.block_on(registry.sign(&reference, &pushed.manifest, &key)).map_err(registry_failure)?;
+        println!("  signed   by key {} ({signature})", key.public().id());
+    }
     Ok(())
 }
 

@@ -19,4 +19,5 @@ mod policy;
 mod registry;
 mod router;
 mod sandbox;
+mod signing;
 mod ui;

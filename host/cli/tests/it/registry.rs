@@ -16,7 +16,7 @@ fn examples() -> PathBuf {
 }
 
 /// `weir ARGS` with its own OCI cache; `stdin` is written when given.
-fn weir(args: &[&str], oci_cache: &Path, stdin: Option<&str>) -> Output {
+pub(crate) fn weir(args: &[&str], oci_cache: &Path, stdin: Option<&str>) -> Output {
     crate::common::weir_with(args, &[("WEIR_OCI_CACHE", oci_cache)], stdin)
 }
 
@@ -24,7 +24,7 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn assert_exit(out: &Output, code: i32, needle: &str) {
+pub(crate) fn assert_exit(out: &Output, code: i32, needle: &str) {
     let text = text(out);
     assert_eq!(out.status.code(), Some(code), "{text}");
     assert!(text.contains(needle), "expected `{needle}` in: {text}");
