@@ -134,6 +134,13 @@ impl TestNats {
     }
 }
 
+impl TestNats {
+    /// Where JetStream keeps its streams on disk.
+    pub fn store_dir(&self) -> PathBuf {
+        self._dir.path().join("jetstream")
+    }
+}
+
 impl Drop for TestNats {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -21,6 +21,17 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations"
 const SUBJECTS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("subjects");
 /// written-at (unix ms) -> invocation ids, for retention
 const BY_TIME: MultimapTableDefinition<u64, &str> = MultimapTableDefinition::new("by_time");
+/// subject -> `stream/sequence` of broker messages holding its data
+const PUBLISHED: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("broker_messages");
+
+/// A message in a JetStream stream that holds a subject's data (a request
+/// weir consumed, a result or dead letter it published), so that erasing the
+/// subject can reach the broker too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BrokerMessage {
+    pub stream: String,
+    pub sequence: u64,
+}
 
 #[derive(Debug, Error)]
 #[error("provenance store: {0}")]
@@ -184,7 +195,42 @@ impl ProvenanceStore {
         Ok(true)
     }
 
-    /// Delete every record of a subject; how many there were.
+    /// Remember broker messages that hold `subject`'s data.
+    pub fn remember_published(&self, subject: &str, messages: &[BrokerMessage]) -> Result<(), ProvenanceError> {
+        let mut tx = self.db().begin_write().map_err(err)?;
+        tx.set_durability(redb::Durability::Eventual);
+        {
+            let mut table = tx.open_multimap_table(PUBLISHED).map_err(err)?;
+            for message in messages {
+                let entry = format!("{}/{}", message.stream, message.sequence);
+                table.insert(subject, entry.as_str()).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The broker messages remembered for `subject`.
+    pub fn published(&self, subject: &str) -> Result<Vec<BrokerMessage>, ProvenanceError> {
+        let tx = self.db().begin_read().map_err(err)?;
+        let table = match tx.open_multimap_table(PUBLISHED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut messages = Vec::new();
+        for value in table.get(subject).map_err(err)? {
+            let value = value.map_err(err)?;
+            if let Some((stream, sequence)) = value.value().rsplit_once('/') {
+                if let Ok(sequence) = sequence.parse() {
+                    messages.push(BrokerMessage { stream: stream.to_string(), sequence });
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Delete every record of a subject (and what it remembered of the
+    /// subject's broker messages); how many records there were.
     pub fn erase_subject(&self, subject: &str) -> Result<usize, ProvenanceError> {
         let ids: Vec<String> = {
             let tx = self.db().begin_read().map_err(err)?;
@@ -200,10 +246,21 @@ impl ProvenanceStore {
         for id in ids {
             erased += usize::from(self.remove(&id)?);
         }
-        if erased > 0 {
+        let forgot = self.forget_published(subject)?;
+        if erased > 0 || forgot {
             self.rewrite()?;
         }
         Ok(erased)
+    }
+
+    fn forget_published(&self, subject: &str) -> Result<bool, ProvenanceError> {
+        if self.published(subject)?.is_empty() {
+            return Ok(false);
+        }
+        let tx = self.db().begin_write().map_err(err)?;
+        tx.open_multimap_table(PUBLISHED).map_err(err)?.remove_all(subject).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(true)
     }
 
     /// Copy the live records into a new file and put it in place of the old
@@ -214,6 +271,7 @@ impl ProvenanceStore {
         rewrite(&self.path, &mut db, |from, to| {
             copy_table(from, to, RECORDS)?;
             copy_multimap(from, to, SUBJECTS)?;
+            copy_multimap(from, to, PUBLISHED)?;
             copy_multimap(from, to, BY_TIME)
         })
         .map_err(err)

@@ -313,3 +313,88 @@ async fn with_keys_messages_need_a_key_that_may_invoke_the_pipeline() {
         "no key in dead letters"
     );
 }
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &str) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `DELETE /v2/subjects/{s}` reaches the broker: the subject's request, its
+/// result and a dead letter holding another of its requests are deleted
+/// from their streams, and no byte of them remains in JetStream's files;
+/// another subject's messages stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_a_subject_deletes_its_messages_from_the_broker() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[components.hostile]
+source = "{HOSTILE}"
+[pipelines.echo]
+steps = [{{ name = "e", component = "hostile", inputs = ["input.x"], config = {{ mode = "echo" }} }}]
+outputs = {{ x = "e.x" }}
+[pipelines.echo.triggers.nats]
+stream = "ECHO"
+subject = "infer.echo"
+durable = "weir-echo"
+results = "results.echo"
+dead_letter = "dlq.echo"
+[provenance]
+path = "records/provenance.redb"
+[triggers.nats]
+url = "{}"
+"#,
+            nats.url
+        ),
+    )
+    .unwrap();
+    let server = start_with(&manifest, &[], &[]);
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe("results.echo").await.unwrap();
+    let mut letters = client.subscribe("dlq.echo").await.unwrap();
+    let request = |subject: &str, marker: &str, datatype: &str| {
+        format!(
+            r#"{{"id": "{marker}", "parameters": {{"subject": "{subject}"}}, "inputs": [{{"name": "x", "datatype": "{datatype}", "shape": [1], "data": ["{marker}"]}}]}}"#
+        )
+    };
+    publish(&js, "infer.echo", request("patient-9", "MARKER-7f3a9c", "BYTES")).await;
+    publish(&js, "infer.echo", request("patient-9", "MARKER-dead-41", "NOT-A-TYPE")).await;
+    publish(&js, "infer.echo", request("patient-10", "KEEPME-55d1", "BYTES")).await;
+    collect(&mut results, |m| m.len() == 2).await;
+    collect(&mut letters, |m| m.len() == 1).await;
+    let store = nats.store_dir();
+    for marker in ["MARKER-7f3a9c", "MARKER-dead-41", "KEEPME-55d1"] {
+        assert!(any_file_holds(&store, marker), "{marker} should be in the broker's files before erasure");
+    }
+
+    let base = server.base.clone();
+    let erased: Value = tokio::task::spawn_blocking(move || {
+        let mut response =
+            crate::common::server::agent().delete(format!("{base}/v2/subjects/patient-9")).call().unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    })
+    .await
+    .unwrap();
+    // Two requests consumed, one result and one dead letter published.
+    assert_eq!(erased["broker_messages"], 4, "{erased}");
+    assert_eq!(erased["erased"], 1, "{erased}");
+    for marker in ["MARKER-7f3a9c", "MARKER-dead-41"] {
+        assert!(!any_file_holds(&store, marker), "{marker} remains in the broker's files after erasure");
+    }
+    assert!(any_file_holds(&store, "KEEPME-55d1"), "another subject's messages are kept");
+}

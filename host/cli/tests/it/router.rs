@@ -28,7 +28,7 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
     let options = SandboxOptions { cache_dir: Some(crate::common::shared_cache_dir()), ..SandboxOptions::default() };
     let executor = Arc::new(Executor::new(Arc::new(Sandbox::new(options).unwrap()), manifest));
     let dispatcher = Arc::new(Dispatcher::new(executor, true, Arc::new(Metrics::new()), None));
-    router(dispatcher, settings, Err("asynchronous invocations are off in this test".into()), None, access, None)
+    router(dispatcher, settings, Err("asynchronous invocations are off in this test".into()), None, None, access, None)
 }
 
 async fn call(router: &axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {

@@ -88,6 +88,9 @@ pub struct Erased {
     /// Asynchronous jobs erased (by subject only).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub jobs: usize,
+    /// NATS messages deleted from their streams (requests, results, dead letters).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub broker_messages: usize,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -60,6 +60,8 @@ struct AppState {
     jobs: Result<Jobs, String>,
     /// The provenance store, when the manifest keeps records.
     provenance: Option<Arc<ProvenanceStore>>,
+    /// The NATS broker's messages, for erasure (when NATS is on).
+    broker: Option<Arc<crate::nats::Broker>>,
     /// Who may call what.
     access: Arc<Access>,
     /// Each key's use of each pipeline.
@@ -102,6 +104,7 @@ pub fn router(
     settings: HttpSettings,
     jobs: Result<Jobs, String>,
     provenance: Option<Arc<ProvenanceStore>>,
+    broker: Option<Arc<crate::nats::Broker>>,
     access: impl Into<Arc<Access>>,
     audit: Option<Arc<AuditLog>>,
 ) -> Router {
@@ -116,6 +119,7 @@ pub fn router(
         settings,
         jobs,
         provenance,
+        broker,
         access,
         quotas: Quotas::default(),
         audit,
@@ -165,15 +169,19 @@ pub async fn serve(
         }
     };
     let access = Arc::new(access);
-    if let Some(nats) = &nats {
-        let started = crate::nats::start(dispatcher.clone(), nats, access.clone()).await;
-        started.map_err(|e| std::io::Error::other(e.to_string()))?;
-    }
+    let broker = match &nats {
+        Some(nats) => Some(
+            crate::nats::start(dispatcher.clone(), nats, access.clone(), provenance.clone())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
+        None => None,
+    };
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     on_listening(listener.local_addr()?);
     let limits = listen::ConnectionLimits::from(&settings);
-    let app = router(dispatcher, settings, jobs, provenance, access, audit);
+    let app = router(dispatcher, settings, jobs, provenance, broker, access, audit);
     listen::serve_connections(listener, app, limits, tls, shutdown_signal()).await
 }
 

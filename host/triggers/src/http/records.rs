@@ -39,21 +39,28 @@ pub(super) async fn erase_invocation(
     Path(id): Path<String>,
 ) -> Result<Json<Erased>, ApiError> {
     if provenance(&state)?.erase(&id)? {
-        Ok(Json(Erased { erased: 1, jobs: 0 }))
+        Ok(Json(Erased { erased: 1, jobs: 0, broker_messages: 0 }))
     } else {
         Err(api_error(ErrorKind::NotFound, format!("no record of invocation `{id}`")))
     }
 }
 
-/// Erase a subject's provenance records and asynchronous jobs (requests
-/// and results); both stores are rewritten so that no byte of them remains.
+/// Erase a subject's provenance records, asynchronous jobs (requests and
+/// results) and NATS messages (requests, results, dead letters); the stores
+/// are rewritten so that no byte of them remains, and JetStream overwrites
+/// the messages it deletes.
 pub(super) async fn erase_subject(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
 ) -> Result<Json<Erased>, ApiError> {
-    if state.provenance.is_none() && state.jobs.is_err() {
+    if state.provenance.is_none() && state.jobs.is_err() && state.broker.is_none() {
         provenance(&state)?;
     }
+    // The broker first: its notes live in the provenance store.
+    let broker_messages = match &state.broker {
+        Some(broker) => broker.erase_subject(&subject).await.map_err(|e| api_error(ErrorKind::Unavailable, e))?,
+        None => 0,
+    };
     let erased = match state.provenance.as_deref() {
         Some(store) => store.erase_subject(&subject)?,
         None => 0,
@@ -62,7 +69,7 @@ pub(super) async fn erase_subject(
         Ok(jobs) => jobs.erase_subject(&subject)?,
         Err(_) => 0,
     };
-    Ok(Json(Erased { erased, jobs }))
+    Ok(Json(Erased { erased, jobs, broker_messages }))
 }
 
 pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

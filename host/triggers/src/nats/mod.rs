@@ -18,6 +18,9 @@
 //!   is dead-lettered (401/403) unrun.
 //! - A message names where its result goes (`Weir-Reply-To`) only under
 //!   the consumer's `reply_prefix`: never a JetStream API subject.
+//! - Erasure reaches the broker: the request, result and dead letter of a
+//!   message that names a data subject are noted, and deleted from their
+//!   streams when the subject is erased ([`broker`]).
 //! - Back-pressure: a host pulls only as many messages as it has free
 //!   slots (`concurrency`), and long invocations send progress acks so
 //!   JetStream does not redeliver them while they run.
@@ -32,11 +35,15 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
+mod broker;
 mod settings;
+
+pub use broker::Broker;
 
 pub use settings::{NatsConsumer, NatsSettings};
 use weir_access::{Access, Requirement};
 use weir_core::{ErrorKind, Retry};
+use weir_observe::provenance::{BrokerMessage, ProvenanceStore};
 
 use crate::dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
 
@@ -76,14 +83,21 @@ impl weir_core::Classify for NatsError {
     }
 }
 
-/// Connect and start one consumer loop per configured pipeline.
-pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings, access: Arc<Access>) -> Result<(), NatsError> {
+/// Connect and start one consumer loop per configured pipeline. The
+/// broker handle erases a subject's messages.
+pub async fn start(
+    dispatcher: Arc<Dispatcher>,
+    settings: &NatsSettings,
+    access: Arc<Access>,
+    provenance: Option<Arc<ProvenanceStore>>,
+) -> Result<Arc<Broker>, NatsError> {
     let client = async_nats::ConnectOptions::new()
         .name("weir")
         .connect(settings.url.as_str())
         .await
         .map_err(|e| NatsError::Connect { url: settings.url.clone(), message: e.to_string() })?;
     let context = jetstream::new(client);
+    let broker = Arc::new(Broker::new(context.clone(), provenance));
     for config in &settings.consumers {
         let consumer = consumer(&context, config).await?;
         store_outputs(&context, config).await?;
@@ -93,10 +107,11 @@ pub async fn start(dispatcher: Arc<Dispatcher>, settings: &NatsSettings, access:
             js: context.clone(),
             config: config.clone(),
             access: access.clone(),
+            broker: broker.clone(),
         };
         tokio::spawn(worker.run(consumer));
     }
-    Ok(())
+    Ok(broker)
 }
 
 async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result<PullConsumer, NatsError> {
@@ -184,6 +199,8 @@ struct Worker {
     /// With access control on, a message carries `Authorization: Bearer
     /// <key>` of a key that may invoke the pipeline.
     access: Arc<Access>,
+    /// Where the messages holding a subject's data are noted.
+    broker: Arc<Broker>,
 }
 
 impl Worker {
@@ -232,7 +249,12 @@ impl Worker {
         let waited = info.as_ref().map_or(0, |i| (now - i.published.unix_timestamp_nanos()).max(0));
         let received = Instant::now().checked_sub(Duration::from_nanos(waited as u64)).unwrap_or_else(Instant::now);
         let admitted = self.admit(&message, delivered);
-        let outcome = match admitted.and_then(|()| self.dispatcher.prepare(&message.payload, received)) {
+        let prepared = admitted.and_then(|()| self.dispatcher.prepare(&message.payload, received));
+        let subject = match &prepared {
+            Ok(prepared) => prepared.subject().map(str::to_string),
+            Err(_) => broker::claimed_subject(&message.payload),
+        };
+        let outcome = match prepared {
             Ok(mut prepared) => {
                 prepared.prefer_full_receipt();
                 self.execute_with_progress(&message, prepared).await
@@ -249,9 +271,19 @@ impl Worker {
             }
             Err(failure) => {
                 tracing::warn!(pipeline = %self.config.pipeline, delivered, error = %failure.message, "invocation failed; NATS will redeliver");
-                message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await.map_err(|e| e.to_string())
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                    .await
+                    .map(|()| None)
+                    .map_err(|e| e.to_string())
             }
         };
+        if let (Some(subject), Ok(published)) = (&subject, &done) {
+            let consumed =
+                info.as_ref().map(|i| BrokerMessage { stream: i.stream.to_string(), sequence: i.stream_sequence });
+            let held: Vec<BrokerMessage> = consumed.into_iter().chain(published.clone()).collect();
+            self.broker.note(subject, &held);
+        }
         if let Err(error) = done {
             // Not acked: JetStream redelivers it after ack_wait.
             tracing::error!(pipeline = %self.config.pipeline, %error, "could not finish a NATS message; it will be redelivered");
@@ -342,33 +374,45 @@ impl Worker {
         message: &jetstream::Message,
         body: &[u8],
         invocation_id: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Option<BrokerMessage>, String> {
         let reply_to = self.reply_subject(message).and_then(Result::ok);
         let Some(subject) = self.config.results.clone().or(reply_to) else {
             // Nowhere to send it: the result is dropped, and said so.
             tracing::warn!(pipeline = %self.config.pipeline, "no `results` subject and no {REPLY_TO_HEADER} header: result dropped");
-            return message.double_ack().await.map_err(|e| e.to_string());
+            return message.double_ack().await.map(|()| None).map_err(|e| e.to_string());
         };
         let mut headers = HeaderMap::new();
         headers.insert("Weir-Invocation-Id", invocation_id);
         headers.insert("Weir-Instance", weir_core::ids::instance_id());
-        self.publish_stored(subject, headers, body.to_vec()).await?;
+        let stored = self.publish_stored(subject, headers, body.to_vec()).await?;
         // Only now is the message done. A lost ack means a redelivery and a
         // duplicate result (same request id), never a lost one; so the ack
         // is not waited for, which spares a round trip per message.
-        message.ack().await.map_err(|e| e.to_string())
+        message.ack().await.map_err(|e| e.to_string())?;
+        Ok(Some(stored))
     }
 
-    /// Publish and wait until JetStream says it stored the message.
-    async fn publish_stored(&self, subject: String, headers: HeaderMap, body: Vec<u8>) -> Result<(), String> {
+    /// Publish and wait until JetStream says it stored the message; where it did.
+    async fn publish_stored(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<BrokerMessage, String> {
         let stored = self.js.publish_with_headers(subject.clone(), headers, body.into()).await;
         let stored = stored.map_err(|e| format!("publishing to `{subject}`: {e}"))?;
-        stored.await.map_err(|e| format!("JetStream did not store the message on `{subject}`: {e}"))?;
-        Ok(())
+        let ack = stored.await.map_err(|e| format!("JetStream did not store the message on `{subject}`: {e}"))?;
+        Ok(BrokerMessage { stream: ack.stream, sequence: ack.sequence })
     }
 
-    async fn dead_letter(&self, message: &jetstream::Message, failure: &Failure, delivered: i64) -> Result<(), String> {
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        failure: &Failure,
+        delivered: i64,
+    ) -> Result<Option<BrokerMessage>, String> {
         tracing::warn!(pipeline = %self.config.pipeline, delivered, kind = %failure.kind, error = %failure.message, "dead-lettering a NATS message");
+        let mut stored = None;
         if let Some(subject) = &self.config.dead_letter {
             let letter = DeadLetter {
                 pipeline: &self.config.pipeline,
@@ -379,8 +423,9 @@ impl Worker {
                 request: String::from_utf8_lossy(&message.payload),
             };
             let body = serde_json::to_vec(&letter).map_err(|e| e.to_string())?;
-            self.publish_stored(subject.clone(), HeaderMap::new(), body).await?;
+            stored = Some(self.publish_stored(subject.clone(), HeaderMap::new(), body).await?);
         }
-        message.double_ack_with(AckKind::Term).await.map_err(|e| e.to_string())
+        message.double_ack_with(AckKind::Term).await.map_err(|e| e.to_string())?;
+        Ok(stored)
     }
 }
