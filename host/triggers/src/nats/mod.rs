@@ -20,7 +20,7 @@
 //!   the consumer's `reply_prefix`: never a JetStream API subject.
 //! - Erasure reaches the broker: the request, result and dead letter of a
 //!   message that names a data subject are noted, and deleted from their
-//!   streams when the subject is erased ([`broker`]).
+//!   streams when the subject is erased ([`Broker`]).
 //! - Back-pressure: a host pulls only as many messages as it has free
 //!   slots (`concurrency`), and long invocations send progress acks so
 //!   JetStream does not redeliver them while they run.
