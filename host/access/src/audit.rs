@@ -2,7 +2,10 @@
 //! object per line in a file of its own that is only ever appended to. At
 //! `max_bytes` it is rotated (`audit.log` → `audit.log.1` → ... up to
 //! `keep` old files). Every authenticated request is written, and every key
-//! change made with `weir keys`.
+//! change made with `weir keys`. A data subject's id in an erasure's path is
+//! written as its keyed hash (`<log>.key`), so the log that proves an
+//! erasure happened does not keep the id that was erased; whoever holds the
+//! key can check which subject a line names.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -10,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use weir_core::hash_key::HashKey;
 
 use crate::AccessError;
 
@@ -39,12 +44,18 @@ pub struct AuditLog {
     max_bytes: u64,
     keep: usize,
     file: Mutex<Option<File>>,
+    pseudonyms: HashKey,
 }
 
 impl AuditLog {
     /// Default: rotate at 64 MiB, keep 5 old files.
     pub fn open(path: &Path) -> Result<AuditLog, AccessError> {
-        let log = AuditLog { path: path.to_path_buf(), max_bytes: 64 << 20, keep: 5, file: Mutex::new(None) };
+        let mut key_path = path.as_os_str().to_owned();
+        key_path.push(".key");
+        let pseudonyms = HashKey::load(Path::new(&key_path), true)
+            .map_err(|e| AccessError::File { path: path.display().to_string(), why: e.to_string() })?;
+        let log =
+            AuditLog { path: path.to_path_buf(), max_bytes: 64 << 20, keep: 5, file: Mutex::new(None), pseudonyms };
         *log.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(log.open_file()?);
         Ok(log)
     }
@@ -56,6 +67,12 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How a data subject's id is written: `subject:` and its keyed hash.
+    pub fn pseudonym(&self, subject: &str) -> String {
+        let hash = self.pseudonyms.hash(subject.as_bytes());
+        format!("subject:{}", &hash["hmac-sha256:".len()..])
     }
 
     fn fail(&self, why: impl std::fmt::Display) -> AccessError {

@@ -17,6 +17,7 @@ pub mod device;
 pub mod digest;
 pub mod energy;
 pub mod error;
+pub mod hash_key;
 pub mod ids;
 pub mod paths;
 pub mod policy;

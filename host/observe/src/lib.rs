@@ -10,7 +10,8 @@
 //! - [`report`]: receipts summed per pipeline and step.
 
 pub mod energy;
-pub mod hash_key;
+/// Keyed hashes of sensitive tensors (the key lives in `weir-core`, which the audit log shares).
+pub use weir_core::hash_key;
 pub mod logs;
 pub mod metrics;
 pub mod provenance;

@@ -128,6 +128,12 @@ fn call_with(
             call = call.header("prefer", "respond-async");
         }
         call.send(body.unwrap_or_default())
+    } else if method == "DELETE" {
+        let mut call = agent().delete(&url);
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        call.call()
     } else {
         let mut call = agent().get(&url);
         if let Some(bearer) = &bearer {
@@ -272,6 +278,14 @@ fn keys_from_the_command_line_guard_the_real_server() {
     assert!(weir(&["keys", "--keys", keys_arg, "--audit-log", audit, "revoke", app_id]).status.success());
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(request(&server, "POST", "/v2/models/fast/infer", Some(&app), Some(x)).0, 401);
+
+    // An erasure is audited under the subject's keyed hash, never its id.
+    request(&server, "DELETE", "/v2/subjects/patient%2042", Some(&root), None);
+    let key = weir_core::hash_key::HashKey::load(&dir.path().join("audit.log.key"), false).unwrap();
+    let pseudonym = format!("subject:{}", &key.hash(b"patient 42")["hmac-sha256:".len()..]);
+    let written = std::fs::read_to_string(&audit_arg).unwrap();
+    assert!(written.contains(&format!("DELETE /v2/subjects/{pseudonym}")), "{written}");
+    assert!(!written.contains("patient"), "the erased subject's id is in the audit log");
 
     // The audit log: who did what and how it ended; admins only.
     assert_eq!(request(&server, "GET", "/v2/audit", Some(&ops), None).0, 403);

@@ -10,7 +10,7 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
-use weir_access::{AuditEvent, Requirement};
+use weir_access::{AuditEvent, AuditLog, Requirement};
 
 use super::api::{ErrorBody, Live, Ready};
 use super::AppState;
@@ -123,7 +123,7 @@ async fn authorize(
         return next.run(request).await;
     }
     // Only built when there is a log to write it to (this runs per request).
-    let action = state.audit.is_some().then(|| format!("{} {}", request.method(), request.uri().path()));
+    let action = state.audit.as_deref().map(|log| audited_action(log, request.method(), request.uri().path()));
     let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let principal = match state.access.authenticate(authorization) {
         Ok(principal) => principal,
@@ -149,6 +149,20 @@ async fn authorize(
     audit(&state, &key_id, action, response.status());
     response
 }
+
+/// `METHOD /path`, with a data subject's id replaced by its keyed hash.
+fn audited_action(log: &AuditLog, method: &axum::http::Method, path: &str) -> String {
+    match path.strip_prefix(SUBJECTS_PREFIX) {
+        Some(subject) => {
+            // The id as the handler sees it, so the key's holder can check it.
+            let subject = percent_encoding::percent_decode_str(subject).decode_utf8_lossy();
+            format!("{method} {SUBJECTS_PREFIX}{}", log.pseudonym(&subject))
+        }
+        None => format!("{method} {path}"),
+    }
+}
+
+const SUBJECTS_PREFIX: &str = "/v2/subjects/";
 
 /// One line in the audit log, when there is one; a log that cannot be
 /// written is reported, and the request is answered all the same.

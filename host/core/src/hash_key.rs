@@ -1,8 +1,9 @@
-//! The key of sensitive tensors' hashes. A plain SHA-256 of a low-entropy
-//! value (an age, a postcode) is undone by hashing every candidate; an
-//! HMAC-SHA256 under a secret key the operator holds is not. The key is a
-//! file of at least 32 bytes (`[provenance] hash_key`), else one made next
-//! to the store on first use (mode 0600).
+//! Keyed hashes of values that must not be stored as they are (sensitive
+//! tensors, data subjects' ids in the audit log). A plain SHA-256 of a
+//! low-entropy value (an age, a postcode, a patient number) is undone by
+//! hashing every candidate; an HMAC-SHA256 under a secret key the operator
+//! holds is not. The key is a file of at least 32 bytes, made on first use
+//! (mode 0600) where the operator names none.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,19 +13,19 @@ use sha2::Sha256;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-#[error("provenance hash key {path}: {why}")]
+#[error("hash key {path}: {why}")]
 pub struct HashKeyError {
     path: String,
     why: String,
 }
 
-impl weir_core::Classify for HashKeyError {
-    fn kind(&self) -> weir_core::ErrorKind {
-        weir_core::ErrorKind::InvalidInput
+impl crate::Classify for HashKeyError {
+    fn kind(&self) -> crate::ErrorKind {
+        crate::ErrorKind::InvalidInput
     }
 }
 
-/// The secret sensitive tensors are hashed with.
+/// A secret values are hashed with.
 #[derive(Clone)]
 pub struct HashKey(Vec<u8>);
 
@@ -51,7 +52,7 @@ impl HashKey {
                 Err(fail(format!("{} bytes; a key is 32 to 4096 bytes (e.g. `head -c 32 /dev/urandom`)", bytes.len())))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                let key = weir_core::secret::random_bytes::<32>().to_vec();
+                let key = crate::secret::random_bytes::<32>().to_vec();
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
