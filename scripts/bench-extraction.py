@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A simple model-extraction attack on the served digits model, with and
-without output policies: the attacker holds unlabeled digits (scikit-learn's
-bundled set), queries `weir serve` N times, and trains a copy
-(logistic regression) on the answers: soft labels (the full probability
-vector) when the pipeline answers them, hard labels otherwise. Reports each
-copy's accuracy on held-out digits and its agreement with the served model.
+without output policies: the attacker queries `weir serve` N times and
+trains a copy (logistic regression) on the answers: soft labels (the full
+probability vector) when the pipeline answers them, hard labels otherwise.
+Two attackers: `natural` holds unlabeled digits (scikit-learn's bundled set,
+disjoint from the held-out ones); `synthetic` has no data and queries random
+pixel images. Reports each copy's accuracy on held-out digits and its
+agreement with the served model.
 
     python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install scikit-learn
     cargo build -p weir-cli && bash scripts/build-components.sh
-    /tmp/skvenv/bin/python scripts/bench-extraction.py [target/debug/weir]
+    /tmp/skvenv/bin/python scripts/bench-extraction.py [target/debug/weir] [natural|synthetic]
 """
 import json, os, subprocess, sys, tempfile, time, urllib.request
 
@@ -18,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 weir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "target/debug/weir")
+attacker = sys.argv[2] if len(sys.argv) > 2 else "natural"
 guests = os.path.join(root, "target/guests/wasm32-wasip1/release")
 steps = """[
   { name = "normalise", component = "scale", inputs = ["x=input.pixels"], config = { std = 16 } },
@@ -93,6 +96,10 @@ try:
     order = rng.permutation(len(digits.target))
     pool, held = order[:1000], order[1000:]
     x_pool, x_held, y_held = digits.data[pool], digits.data[held], digits.target[held]
+    if attacker == "synthetic":
+        # No data: random images, each pixel 0-16 with the digits' sparsity.
+        x_pool = np.where(rng.random((1000, 64)) < 0.5, rng.integers(0, 17, (1000, 64)), 0).astype(float)
+    print(f"attacker: {attacker}")
     served, _ = ask("open", x_held)
     print(f"served model: accuracy {np.mean(served == y_held):.3f} on {len(held)} held-out digits")
     print(f"{'pipeline':<11} {'N':>5} {'copy accuracy':>14} {'agreement':>10}")
