@@ -211,37 +211,30 @@ impl ProvenanceStore {
 
     /// The broker messages remembered for `subject`.
     pub fn published(&self, subject: &str) -> Result<Vec<BrokerMessage>, ProvenanceError> {
+        let entries = self.values_of(PUBLISHED, subject)?;
+        let parse = |entry: &String| {
+            let (stream, sequence) = entry.rsplit_once('/')?;
+            Some(BrokerMessage { stream: stream.to_string(), sequence: sequence.parse().ok()? })
+        };
+        Ok(entries.iter().filter_map(parse).collect())
+    }
+
+    /// The values under `key` in a multimap table (none when the table does not exist yet).
+    fn values_of(&self, table: MultimapTableDefinition<&str, &str>, key: &str) -> Result<Vec<String>, ProvenanceError> {
         let tx = self.db().begin_read().map_err(err)?;
-        let table = match tx.open_multimap_table(PUBLISHED) {
+        let table = match tx.open_multimap_table(table) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(err(e)),
         };
-        let mut messages = Vec::new();
-        for value in table.get(subject).map_err(err)? {
-            let value = value.map_err(err)?;
-            if let Some((stream, sequence)) = value.value().rsplit_once('/') {
-                if let Ok(sequence) = sequence.parse() {
-                    messages.push(BrokerMessage { stream: stream.to_string(), sequence });
-                }
-            }
-        }
-        Ok(messages)
+        let values = table.get(key).map_err(err)?;
+        values.map(|v| v.map(|v| v.value().to_string()).map_err(err)).collect()
     }
 
     /// Delete every record of a subject (and what it remembered of the
     /// subject's broker messages); how many records there were.
     pub fn erase_subject(&self, subject: &str) -> Result<usize, ProvenanceError> {
-        let ids: Vec<String> = {
-            let tx = self.db().begin_read().map_err(err)?;
-            match tx.open_multimap_table(SUBJECTS) {
-                Ok(table) => {
-                    table.get(subject).map_err(err)?.filter_map(|v| v.ok().map(|v| v.value().to_string())).collect()
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-                Err(e) => return Err(err(e)),
-            }
-        };
+        let ids = self.values_of(SUBJECTS, subject)?;
         let mut erased = 0;
         for id in ids {
             erased += usize::from(self.remove(&id)?);

@@ -27,6 +27,11 @@ use weir_core::HttpGrant;
 /// stopped here rather than by the store's operator.
 pub const MAX_REQUESTS: u32 = 256;
 
+/// Host-side buffering per request, each way: a guest's write to a request
+/// body is at most this, and a response is read from the socket in at most
+/// this much at a time (so 256 requests hold at most ~32 MiB of buffers).
+const BODY_BUFFER: usize = 64 << 10;
+
 /// Connecting (DNS included) may take this long unless the guest asks for less.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,6 +86,14 @@ fn record(events: &Mutex<Vec<EgressEvent>>, event: EgressEvent) {
 type SendResult = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>;
 
 impl WasiHttpHooks for EgressHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_BUFFER
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,
@@ -216,7 +229,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(Duration::from_secs(600));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::Builder::new().max_buf_size(BODY_BUFFER).handshake(TokioIo::new(stream)).await?;
     // The connection is driven here until the response head arrives, then
     // by the returned future; dropping either (the step ended) closes it.
     let mut connection = Some(Box::pin(connection));

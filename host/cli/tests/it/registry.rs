@@ -31,6 +31,21 @@ pub(crate) fn assert_exit(out: &Output, code: i32, needle: &str) {
     assert!(!text.contains("panicked"), "{text}");
 }
 
+/// A manifest with one component per (name, source, extra keys) and a
+/// pipeline of the same name running it on `input.x`.
+pub(crate) fn one_step_pipelines(components: &[(&str, &str, &str)]) -> String {
+    let mut text = String::new();
+    for (name, source, extra) in components {
+        text += &format!("[components.{name}]\nsource = \"{source}\"\n{extra}\n");
+    }
+    for (name, _, _) in components {
+        text += &format!(
+            "[pipelines.{name}]\nsteps = [{{ name = \"s\", component = \"{name}\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"s.x\" }}\n"
+        );
+    }
+    text
+}
+
 /// The `content  sha256:…` line `weir push` prints.
 fn pushed_digest(out: &Output, which: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -213,30 +228,9 @@ fn a_wrong_pin_or_a_tampered_blob_is_never_run() {
     let wrong_pin = format!("sha256:{}", "0".repeat(64));
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("weir.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
-[components.pinned]
-source = "{reference}"
-digest = "{wrong_pin}"
-[components.tampered]
-source = "{reference}"
-[components.local]
-source = "{NOOP}"
-[pipelines.pinned]
-steps = [{{ name = "s", component = "pinned", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.tampered]
-steps = [{{ name = "s", component = "tampered", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.local]
-steps = [{{ name = "s", component = "local", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-"#
-        ),
-    )
-    .unwrap();
+    let pin = format!("digest = \"{wrong_pin}\"");
+    let text = one_step_pipelines(&[("pinned", &reference, &pin), ("tampered", &reference, ""), ("local", NOOP, "")]);
+    std::fs::write(&manifest, text).unwrap();
     let blob = registry.blob_file(&content);
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
@@ -266,24 +260,8 @@ fn a_stuck_registry_does_not_hold_up_other_cold_starts() {
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("weir.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
-[components.stuck]
-source = "oci://127.0.0.1:{port}/steps/noop:1"
-[components.local]
-source = "{NOOP}"
-[pipelines.stuck]
-steps = [{{ name = "s", component = "stuck", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.local]
-steps = [{{ name = "s", component = "local", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-"#
-        ),
-    )
-    .unwrap();
+    let stuck = format!("oci://127.0.0.1:{port}/steps/noop:1");
+    std::fs::write(&manifest, one_step_pipelines(&[("stuck", &stuck, ""), ("local", NOOP, "")])).unwrap();
     let oci = dir.path().join("oci");
     let server = start_with(&manifest, &[], &[("WEIR_OCI_CACHE", oci.as_path())]);
     let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}"#;

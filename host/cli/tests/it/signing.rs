@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::common::server::{post, start_with};
-use crate::registry::{assert_exit, weir};
+use crate::registry::{assert_exit, one_step_pipelines, weir};
 use weir_tests::services::TestRegistry;
 use weir_tests::{HOSTILE, NOOP};
 
@@ -52,36 +52,13 @@ fn only_artifacts_signed_by_a_trusted_key_are_run() {
     let manifest = dir.path().join("weir.toml");
     let other = registry.reference("steps/other:1");
     assert_exit(&weir(&["push", HOSTILE, &other], &cache, None), 0, "pushed");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
-[components.signed]
-source = "{signed}"
-signed_by = "release.pub"
-[components.wrong_key]
-source = "{signed}"
-signed_by = ["stranger.pub"]
-[components.unsigned]
-source = "{other}"
-[components.local]
-source = "{NOOP}"
-[pipelines.signed]
-steps = [{{ name = "s", component = "signed", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.wrong_key]
-steps = [{{ name = "s", component = "wrong_key", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.unsigned]
-steps = [{{ name = "s", component = "unsigned", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-[pipelines.local]
-steps = [{{ name = "s", component = "local", inputs = ["input.x"] }}]
-outputs = {{ y = "s.x" }}
-"#
-        ),
-    )
-    .unwrap();
+    let text = one_step_pipelines(&[
+        ("signed", &signed, "signed_by = \"release.pub\""),
+        ("wrong_key", &signed, "signed_by = [\"stranger.pub\"]"),
+        ("unsigned", &other, ""),
+        ("local", NOOP, ""),
+    ]);
+    std::fs::write(&manifest, text).unwrap();
     let oci = dir.path().join("oci");
     let server = start_with(&manifest, &["--trust-policy", &policy_flag], &[("WEIR_OCI_CACHE", oci.as_path())]);
     let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}"#;
