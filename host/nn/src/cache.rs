@@ -86,6 +86,15 @@ impl ModelCache {
         self.state().specs.contains_key(name)
     }
 
+    /// The model `name` if it is loaded now (marked used); never loads.
+    pub fn get_loaded(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        let mut state = self.state();
+        self.unload_idle_locked(&mut state, Instant::now());
+        let entry = state.loaded.get_mut(name)?;
+        entry.last_used = Instant::now();
+        Some(entry.model.clone())
+    }
+
     /// The loaded model `name`, loading it first if needed.
     pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, NnError> {
         let loading = {

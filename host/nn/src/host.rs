@@ -249,7 +249,7 @@ impl graph::Host for NnView<'_> {
         let Some(cache) = self.ctx.cache.clone().filter(|c| granted && c.is_registered(&name)) else {
             return self.fail(not_found());
         };
-        match crate::offload::load_blocking(cache, name).await {
+        match crate::offload::load(cache, name).await {
             Ok(model) => Ok(Ok(self.push_graph(model, 0)?)),
             Err(error) => self.fail(error),
         }
@@ -284,7 +284,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         for (name, tensor) in inputs {
             named.push((name, self.take_tensor(tensor)?));
         }
-        match crate::offload::run_blocking(model, named).await {
+        match crate::offload::run(model, named).await {
             Ok(ran) => {
                 self.ctx.usage.computes += 1;
                 self.ctx.usage.inference_time += ran.timing.inference;

@@ -2,6 +2,7 @@
 //! backend's graph that every invocation shares (one copy of the weights;
 //! concurrent calls run in parallel on it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Graph};
@@ -26,6 +27,10 @@ pub struct LoadedModel {
     pub charge_bytes: u64,
     /// The backend's loaded graph.
     graph: Box<dyn Graph>,
+    /// Recent wall time per input byte of a run, in picoseconds (a moving
+    /// average); 0 until a run was measured. Decides whether a run is short
+    /// enough to do on the calling thread ([`crate::offload`]).
+    run_cost_ps_per_byte: AtomicU64,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -58,7 +63,24 @@ impl LoadedModel {
             digest,
             graph: loaded.graph,
             spec,
+            run_cost_ps_per_byte: AtomicU64::new(0),
         })
+    }
+
+    /// How long a run on `bytes` of input is expected to take, from recent
+    /// runs; `None` before the first.
+    pub fn predicted_run(&self, bytes: usize) -> Option<Duration> {
+        let cost = self.run_cost_ps_per_byte.load(Ordering::Relaxed);
+        (cost > 0).then(|| Duration::from_nanos(cost.saturating_mul(bytes.max(1) as u64) / 1000))
+    }
+
+    /// Fold a measured run into the estimate (weight 1/4: a model that turns
+    /// slow is noticed within a few runs).
+    pub fn observe_run(&self, bytes: usize, wall: Duration) {
+        let sample = (wall.as_nanos().saturating_mul(1000) / bytes.max(1) as u128).clamp(1, u64::MAX as u128) as u64;
+        let old = self.run_cost_ps_per_byte.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 4 + sample / 4 };
+        self.run_cost_ps_per_byte.store(new.max(1), Ordering::Relaxed);
     }
 
     /// Check inputs against the model's declaration: names, types, ranks,

@@ -4,6 +4,15 @@
 //! tokio's blocking threads, at most one per core at once (more would only
 //! make them fight for the same cores), and a step that is cancelled (its
 //! time limit passed) stops its running inference through [`Interrupt`].
+//!
+//! Except when a run is known to be short: handing it to another thread
+//! and back costs two thread wake-ups (tens of µs on a VM), more than a
+//! small model's whole run. A run predicted from the model's recent runs to
+//! take at most [`INLINE_RUN`] runs on the calling thread — no longer than a
+//! guest may compute between two yields (the 1 ms epoch tick). A model's
+//! first run, and any run of a model that has turned slow or of a larger
+//! input, goes to the blocking pool. A warm model's lookup never leaves the
+//! thread.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -81,6 +90,9 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// The longest run done on the calling thread.
+pub const INLINE_RUN: Duration = Duration::from_micros(250);
+
 /// Inference calls running at once: one per core.
 fn inference_slots() -> &'static Arc<Semaphore> {
     static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
@@ -99,9 +111,22 @@ pub struct Ran {
     pub cpu: Duration,
 }
 
-/// Run `model` on a blocking thread once an inference slot is free. If the
-/// returned future is dropped, the inference is stopped.
-pub async fn run_blocking(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor)>) -> Result<Ran, NnError> {
+/// Run `model`: here when it is known to be short, else on a blocking
+/// thread once an inference slot is free. If the returned future is
+/// dropped, a blocking inference is stopped.
+pub async fn run(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor)>) -> Result<Ran, NnError> {
+    let bytes: usize = inputs.iter().map(|(_, t)| t.data.len()).sum();
+    if model.predicted_run(bytes).is_some_and(|t| t <= INLINE_RUN) {
+        let started = std::time::Instant::now();
+        let result = model.run_interruptible(&inputs, &Interrupt::default());
+        model.observe_run(bytes, started.elapsed());
+        // Its CPU time is the calling thread's, which the step's meter counts.
+        return result.map(|(outputs, timing)| Ran { outputs, timing, cpu: Duration::ZERO });
+    }
+    run_blocking(model, inputs, bytes).await
+}
+
+async fn run_blocking(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor)>, bytes: usize) -> Result<Ran, NnError> {
     let slot = inference_slots()
         .clone()
         .acquire_owned()
@@ -112,7 +137,11 @@ pub async fn run_blocking(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let started = weir_core::clock::thread_cpu_time();
+        let wall = std::time::Instant::now();
         let result = model.run_interruptible(&inputs, &interrupt);
+        if result.is_ok() {
+            model.observe_run(bytes, wall.elapsed());
+        }
         (result, weir_core::clock::thread_cpu_time().saturating_sub(started))
     });
     let joined = task.await;
@@ -121,9 +150,12 @@ pub async fn run_blocking(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor
     result.map(|(outputs, timing)| Ran { outputs, timing, cpu })
 }
 
-/// Get (loading on first use) the cached model `name` on a blocking thread:
-/// a cold load never holds up the async workers.
-pub async fn load_blocking(cache: Arc<ModelCache>, name: String) -> Result<Arc<LoadedModel>, NnError> {
+/// Get the cached model `name`: here when it is loaded, else loading it on
+/// a blocking thread (a cold load never holds up the async workers).
+pub async fn load(cache: Arc<ModelCache>, name: String) -> Result<Arc<LoadedModel>, NnError> {
+    if let Some(model) = cache.get_loaded(&name) {
+        return Ok(model);
+    }
     tokio::task::spawn_blocking(move || cache.get(&name))
         .await
         .map_err(|e| NnError::runtime(format!("loading the model did not finish: {e}")))?

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Where a request's CPU goes: `weir serve` (release build, examples/digits)
+# under wrk at concurrency 16 while `perf record -e cpu-clock` samples it
+# (guest code, compiled at run time, shows as bare addresses), then every sample is
+# put in one bucket by its leaf symbol, and the buckets are scaled to the
+# server's measured CPU time per request (from /proc). Prints µs per request
+# per bucket, and the top symbols.
+#
+#   bash scripts/profile-request.sh [SECONDS] [MANIFEST]
+#
+# Needs: perf (Debian's linux-perf), wrk, a release build (`cargo build --release -p weir-cli`).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${1:-10}
+manifest=${2:-examples/digits/weir.toml}
+out="$root/target/profile-request"
+mkdir -p "$out"
+cd "$root"
+command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+python3 - "$out/request.json" <<'PY'
+import json, sys
+test = json.load(open("examples/models/digits_test.json"))
+raw = [[round(v * 16) for v in test["inputs"][0]]]
+json.dump({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": raw}]}, open(sys.argv[1], "w"))
+PY
+cat >"$out/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open(os.getenv("BODY")):read("*a")
+done = function(summary) io.write(string.format("RESULT %d\n", summary.requests)) end
+LUA
+WEIR_LOG=warn target/release/weir serve "$manifest" --listen 127.0.0.1:18099 --no-auth 2>"$out/weir.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS -XPOST http://127.0.0.1:18099/v2/models/digits/infer -d @"$out/request.json" >/dev/null 2>&1 && break
+  sleep 0.3
+done
+# Warm up, then measure and sample the same window.
+BODY="$out/request.json" wrk -t1 -c16 -d2s -s "$out/post.lua" http://127.0.0.1:18099/v2/models/digits/infer >/dev/null
+ticks=$(getconf CLK_TCK)
+c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+perf record -e cpu-clock -F 4999 -g -p "$pid" -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null &
+perf_pid=$!
+requests=$(BODY="$out/request.json" wrk -t1 -c16 -d"${seconds}s" -s "$out/post.lua" \
+  http://127.0.0.1:18099/v2/models/digits/infer | awk '/^RESULT/ {print $2}')
+wait $perf_pid
+c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+cpu_us=$(( (c1 - c0) * 1000000 / ticks / requests ))
+perf report -i "$out/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null >"$out/report.txt"
+python3 "$root/scripts/profile_buckets.py" "$out/report.txt" "$cpu_us" "$requests" "$seconds"
