@@ -37,7 +37,7 @@ for line in sys.stdin:
 python3 - "$out/request.json" <<'PY'
 import json, sys
 test = json.load(open("examples/models/digits_test.json"))
-raw = [[round(v * 16) for v in test["inputs"][0]]]
+raw = [round(v * 16) for v in test["inputs"][0]]
 json.dump({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": raw}]}, open(sys.argv[1], "w"))
 PY
 cat >"$out/post.lua" <<'LUA'
@@ -80,7 +80,7 @@ if ! $check && python3 -c 'import mlserver, mlserver_sklearn' 2>/dev/null; then
   python3 - "$out" <<'PY'
 import json, sys
 test = json.load(open("examples/models/digits_test.json"))
-json.dump({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": test["inputs"][:1]}],
+json.dump({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": test["inputs"][0]}],
            "outputs": [{"name": "predict_proba"}]}, open(f"{sys.argv[1]}/mlserver.json", "w"))
 PY
   (cd "$out/mlserver" && exec mlserver start . >"$out/mlserver.log" 2>&1) & pid[mlserver]=$! pids+=($!)

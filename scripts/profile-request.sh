@@ -21,7 +21,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 python3 - "$out/request.json" <<'PY'
 import json, sys
 test = json.load(open("examples/models/digits_test.json"))
-raw = [[round(v * 16) for v in test["inputs"][0]]]
+raw = [round(v * 16) for v in test["inputs"][0]]
 json.dump({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": raw}]}, open(sys.argv[1], "w"))
 PY
 cat >"$out/post.lua" <<'LUA'

@@ -46,6 +46,9 @@ print(f"{requests} requests in {seconds:.0f} s ({requests / seconds:.0f}/s); ser
 print(f"{'bucket':<34} {'share':>6} {'µs/request':>11}")
 for bucket, share in sorted(samples.items(), key=lambda kv: -kv[1]):
     print(f"{bucket:<34} {share / total * 100:>5.1f}% {share / total * cpu_us:>11.1f}")
+print("\ntop unbucketed symbols:")
+for share, bucket, symbol in sorted((x for x in symbols if x[1] == "other"), reverse=True)[:12]:
+    print(f"{share:>5.2f}%  {symbol[:120]}")
 print("\ntop symbols:")
 for share, bucket, symbol in sorted(symbols, reverse=True)[:25]:
     print(f"{share:>5.2f}%  {bucket:<30} {symbol[:110]}")

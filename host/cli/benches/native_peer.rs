@@ -8,6 +8,10 @@
 
 use std::sync::{Arc, Mutex};
 
+// The same allocator as `weir`, so the comparison is of the work, not of mallocs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -74,8 +78,7 @@ async fn infer(
         return Err(bad("pixels must be [n, 64]"));
     }
     let pixels: Vec<f32> = tensor.data.iter().map(|v| v / 16.0).collect();
-    let (labels, probabilities) =
-        sessions.run(rows, pixels).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (labels, probabilities) = sessions.run(rows, pixels).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
     // Top 3 per row, as the digits pipeline's `topk` step answers.
     let (mut indices, mut scores) = (Vec::new(), Vec::new());
     for row in probabilities.chunks(10) {
@@ -106,8 +109,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sessions = (0..cores)
         .map(|_| {
-            let session =
-                Session::builder().unwrap().with_intra_threads(1).unwrap().commit_from_file(&model).unwrap();
+            let session = Session::builder().unwrap().with_intra_threads(1).unwrap().commit_from_file(&model).unwrap();
             Mutex::new(session)
         })
         .collect();

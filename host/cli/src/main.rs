@@ -1,5 +1,8 @@
 //! The `weir` command line: the only place weir's crates are put together.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod chart;
 mod commands;
 mod graph;
