@@ -272,3 +272,26 @@ fn external_data_out_of_the_model_folder_is_refused_before_onnx_runtime() {
     let digits = std::fs::read(model_path("digits.onnx")).unwrap();
     assert_eq!(ModelSpec::from_bytes("digits", digits.clone()).check_external_data(&digits), Ok(()));
 }
+
+/// A run is predicted from the model's recent runs, per input byte: nothing
+/// before the first, about the measured time after, more for more input —
+/// what decides whether a run may stay on the calling thread.
+#[test]
+fn runs_are_predicted_from_recent_ones() {
+    let cache = ModelCache::new(CacheOptions::default());
+    cache.register(ModelSpec::new("digits", model_path("digits.onnx")));
+    assert!(cache.get_loaded("digits").is_none(), "a lookup never loads");
+    let model = cache.get("digits").unwrap();
+    assert!(Arc::ptr_eq(&cache.get_loaded("digits").unwrap(), &model));
+    assert_eq!(model.predicted_run(256), None, "no estimate before a run");
+    model.observe_run(256, Duration::from_micros(20));
+    let one_row = model.predicted_run(256).unwrap();
+    assert!((Duration::from_micros(19)..=Duration::from_micros(21)).contains(&one_row), "{one_row:?}");
+    let batch = model.predicted_run(256 * 1000).unwrap();
+    assert!(batch > weir_nn::offload::INLINE_RUN, "a large batch goes to the blocking pool: {batch:?}");
+    // A model that turns slow is noticed within a few runs.
+    for _ in 0..8 {
+        model.observe_run(256, Duration::from_millis(50));
+    }
+    assert!(model.predicted_run(256).unwrap() > weir_nn::offload::INLINE_RUN);
+}
