@@ -90,8 +90,16 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// The longest run done on the calling thread.
+/// The longest run done on the calling thread (`WEIR_INLINE_RUN_US`
+/// overrides it; 0 sends every run to the blocking pool).
 pub const INLINE_RUN: Duration = Duration::from_micros(250);
+
+fn inline_run() -> Duration {
+    static LIMIT: OnceLock<Duration> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("WEIR_INLINE_RUN_US").ok().and_then(|v| v.parse().ok()).map_or(INLINE_RUN, Duration::from_micros)
+    })
+}
 
 /// Inference calls running at once: one per core.
 fn inference_slots() -> &'static Arc<Semaphore> {
@@ -116,7 +124,7 @@ pub struct Ran {
 /// dropped, a blocking inference is stopped.
 pub async fn run(model: Arc<LoadedModel>, inputs: Vec<(String, NnTensor)>) -> Result<Ran, NnError> {
     let bytes: usize = inputs.iter().map(|(_, t)| t.data.len()).sum();
-    if model.predicted_run(bytes).is_some_and(|t| t <= INLINE_RUN) {
+    if model.predicted_run(bytes).is_some_and(|t| t <= inline_run()) {
         let started = std::time::Instant::now();
         let result = model.run_interruptible(&inputs, &Interrupt::default());
         model.observe_run(bytes, started.elapsed());
