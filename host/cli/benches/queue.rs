@@ -50,7 +50,7 @@ impl Drop for Serve {
 fn serve(manifest: &Path) -> Serve {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-auth"])
         .env("WEIR_LOG", "error")
         .stderr(Stdio::piped())
         .spawn()
