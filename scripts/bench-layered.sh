@@ -35,21 +35,8 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "native_peer" and m.get("executable"):
         print(m["executable"])')
 
-python3 - "$out/request.json" <<'PY'
-import json, sys
-test = json.load(open("examples/models/digits_test.json"))
-raw = [round(v * 16) for v in test["inputs"][0]]
-json.dump({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": raw}]}, open(sys.argv[1], "w"))
-PY
-cat >"$out/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open(os.getenv("BODY")):read("*a")
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d\n", summary.requests, summary.duration,
-    latency:percentile(99), summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
-end
-LUA
+source "$root/scripts/bench-request.sh"
+bench_request "$out"
 guests="$root/target/guests/wasm32-wasip1/release"
 cat >"$out/one-step.toml" <<TOML
 [models.digits]

@@ -18,18 +18,8 @@ mkdir -p "$out"
 cd "$root"
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-python3 - "$out/request.json" <<'PY'
-import json, sys
-test = json.load(open("examples/models/digits_test.json"))
-raw = [round(v * 16) for v in test["inputs"][0]]
-json.dump({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": raw}]}, open(sys.argv[1], "w"))
-PY
-cat >"$out/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open(os.getenv("BODY")):read("*a")
-done = function(summary) io.write(string.format("RESULT %d\n", summary.requests)) end
-LUA
+source "$root/scripts/bench-request.sh"
+bench_request "$out"
 WEIR_LOG=warn target/release/weir serve "$manifest" --listen 127.0.0.1:18099 --no-auth 2>"$out/weir.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
