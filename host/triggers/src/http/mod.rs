@@ -386,23 +386,49 @@ enum BodyError {
 
 /// The request body, at most `max` bytes, within `timeout`.
 async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, BodyError> {
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+    match tokio::time::timeout(timeout, read_limited(body, max)).await {
         Err(_) => Err(BodyError::TimedOut(timeout)),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => {
-            let too_large =
-                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            Err(BodyError::Failed(if too_large {
-                Failure::new(
-                    ErrorKind::TooLarge,
-                    format!("the request body is over the limit of {max} bytes (max_body); send less data per request"),
-                )
-            } else {
-                Failure::new(ErrorKind::InvalidInput, format!("the request body could not be read: {error}"))
-            }))
+        Ok(result) => result.map_err(BodyError::Failed),
+    }
+}
+
+/// Bytes of an over-long body read and dropped before answering 413, so a
+/// client that sends its whole body before reading the answer gets it
+/// rather than a broken connection (a lingering close, as nginx does).
+const DRAIN_BYTES: u64 = 16 << 20;
+
+async fn read_limited(body: Body, max: u64) -> Result<Bytes, Failure> {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        Failure::new(
+            ErrorKind::TooLarge,
+            format!("the request body is over the limit of {max} bytes (max_body); send less data per request"),
+        )
+    };
+    let unreadable = |error: axum::Error| {
+        Failure::new(ErrorKind::InvalidInput, format!("the request body could not be read: {error}"))
+    };
+    // A declared length far past the limit is refused without reading.
+    if axum::body::HttpBody::size_hint(&body).lower() > max.saturating_add(DRAIN_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else { continue };
+        seen = seen.saturating_add(data.len() as u64);
+        if seen > max.saturating_add(DRAIN_BYTES) {
+            return Err(too_large());
+        }
+        if seen <= max {
+            kept.extend_from_slice(&data);
         }
     }
+    if seen > max {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 /// Charge what decoding a body of `len` bytes may hold against the
