@@ -6,6 +6,8 @@
 #   - cargo-component (builds the guest components)
 #   - the ONNX Runtime shared library, taken from the PyPI wheel
 #   - the Debian packages the build and tests use
+#   - a Python environment with the unmodified Open Inference Protocol
+#     clients the interoperability tests drive (tritonclient, gRPC and HTTP)
 #
 # Knobs: WEIR_ORT_VERSION (default 1.22.1), WEIR_DATA_DIR (default
 # ${XDG_DATA_HOME:-$HOME/.local/share}/weir), WEIR_WASM_TOOLCHAIN=debian (use
@@ -28,7 +30,7 @@ as_root() {
 # docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
 # registry and interop tool; nats-server: the queue tests' broker (JetStream);
 # libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates.
-apt_packages=(build-essential pkg-config python3 python3-pip ca-certificates curl libssl-dev openssl
+apt_packages=(build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl libssl-dev openssl
   docker-registry skopeo apache2-utils nats-server)
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -144,6 +146,18 @@ PY
   ln -sf "$(basename "$ort_lib")" "$ort_dir/libonnxruntime.so"
 fi
 ln -sfn "$ort_dir" "$DATA_DIR/onnxruntime"
+
+# --- Open Inference Protocol clients (interoperability tests) --------------
+# tritonclient as users install it, in its own environment (Debian's Python
+# refuses system-wide pip installs); the tests find it at $DATA_DIR/pyenv.
+TRITONCLIENT_VERSION=2.73.0
+pyenv="$DATA_DIR/pyenv"
+if ! "$pyenv/bin/python" -c "import tritonclient.grpc, tritonclient.http, numpy" 2>/dev/null ||
+  ! "$pyenv/bin/pip" show tritonclient 2>/dev/null | grep -qx "Version: $TRITONCLIENT_VERSION"; then
+  say "installing tritonclient $TRITONCLIENT_VERSION (gRPC and HTTP) into $pyenv"
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install --quiet "tritonclient[grpc,http]==$TRITONCLIENT_VERSION" numpy
+fi
 
 say "ready: $(rustc --version), $(cargo component --version), ONNX Runtime at $ort_lib"
 [ -f "$guest_env" ] && say "guests build with Debian's toolchain (settings in $guest_env)"

@@ -147,3 +147,31 @@ impl Drop for TestNats {
         let _ = self.child.wait();
     }
 }
+
+/// The Python of the environment scripts/setup.sh makes for the
+/// interoperability tests (tritonclient, gRPC and HTTP). `None` means skip;
+/// under `CI=true` a missing environment panics instead.
+pub fn tritonclient_python() -> Option<PathBuf> {
+    let data = std::env::var_os("WEIR_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
+        base.join("weir")
+    });
+    let python = data.join("pyenv/bin/python");
+    let works = Command::new(&python)
+        .args(["-c", "import tritonclient.grpc, tritonclient.http, numpy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        let message = format!("tritonclient is not installed at {}; run scripts/setup.sh", python.display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message} (CI=true: a missing client fails the test)");
+        }
+        eprintln!("SKIPPED: {message}");
+        return None;
+    }
+    Some(python)
+}

@@ -91,6 +91,20 @@ impl ErrorKind {
         }
     }
 
+    /// The gRPC status code (google.rpc.Code) of a call that failed this way.
+    pub fn grpc_code(self) -> i32 {
+        match self {
+            ErrorKind::InvalidInput => 3,                      // INVALID_ARGUMENT
+            ErrorKind::TimedOut => 4,                          // DEADLINE_EXCEEDED
+            ErrorKind::NotFound => 5,                          // NOT_FOUND
+            ErrorKind::Forbidden => 7,                         // PERMISSION_DENIED
+            ErrorKind::TooLarge | ErrorKind::Overloaded => 8,  // RESOURCE_EXHAUSTED
+            ErrorKind::StepFailed | ErrorKind::Internal => 13, // INTERNAL
+            ErrorKind::Registry | ErrorKind::BadComponent | ErrorKind::Unavailable => 14, // UNAVAILABLE
+            ErrorKind::Unauthenticated => 16,                  // UNAUTHENTICATED
+        }
+    }
+
     /// The exit code of a `weir` command that failed this way.
     pub fn exit_code(self) -> u8 {
         match self {

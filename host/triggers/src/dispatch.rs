@@ -17,12 +17,13 @@ use weir_observe::metrics::Metrics;
 use weir_observe::receipts::{invocation_receipt, Receipt};
 use weir_observe::telemetry::{self, TraceContext, Tracer};
 
-use crate::oip::{self, InferenceRequest, InferenceResponse, RequestLimits};
+use crate::oip::{self, BinaryOutputs, InferenceRequest, InferenceResponse, RequestLimits};
 
 /// Which trigger a request came through (for logs and spans).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerKind {
     Http,
+    Grpc,
     Jobs,
     Nats,
 }
@@ -31,6 +32,7 @@ impl TriggerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TriggerKind::Http => "http",
+            TriggerKind::Grpc => "grpc",
             TriggerKind::Jobs => "jobs",
             TriggerKind::Nats => "nats",
         }
@@ -72,22 +74,75 @@ impl<E: Classify + std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// How an invocation's answer goes back on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    /// OIP JSON (every trigger's default).
+    Json,
+    /// JSON, with the outputs the request asked for as binary data after it
+    /// (HTTP's binary tensor extension).
+    Binary(BinaryOutputs),
+    /// The trigger encodes [`Completed::response`] itself (gRPC); no body is written.
+    Typed,
+}
+
 /// A parsed request, ready to run.
 pub struct Prepared {
     pub request: InferenceRequest,
     inputs: Vec<weir_core::Tensor>,
     options: RunOptions,
+    encoding: Encoding,
 }
 
 impl Prepared {
-    /// Parse an OIP request body within `limits`; `received` starts the
+    /// Parse an OIP JSON request body within `limits`; `received` starts the
     /// queue-wait clock.
     pub fn parse(body: &[u8], received: Instant, limits: &RequestLimits) -> Result<Prepared, Failure> {
         let request = oip::parse_request(body, limits)?;
         let inputs = oip::request_tensors(&request)?;
+        Prepared::new(request, inputs, received, Encoding::Json)
+    }
+
+    /// Parse an HTTP request body: JSON, or with `header_length`
+    /// (`Inference-Header-Content-Length`) a JSON header and binary tensor
+    /// data; answered with the binary outputs the request asks for.
+    pub fn parse_http(
+        body: &[u8],
+        header_length: Option<&str>,
+        received: Instant,
+        limits: &RequestLimits,
+    ) -> Result<Prepared, Failure> {
+        let (json, binary) = match header_length {
+            Some(length) => oip::split_body(body, length)?,
+            None => (body, &[][..]),
+        };
+        let request = oip::parse_request(json, limits)?;
+        let inputs = oip::request_tensors_with(&request, binary)?;
+        let encoding = Encoding::Binary(BinaryOutputs::of(&request)?);
+        Prepared::new(request, inputs, received, encoding)
+    }
+
+    /// A request whose tensors were decoded by the trigger (gRPC): its
+    /// names, counts and parameters are checked within `limits` here.
+    pub fn from_parts(
+        request: InferenceRequest,
+        inputs: Vec<weir_core::Tensor>,
+        received: Instant,
+        limits: &RequestLimits,
+    ) -> Result<Prepared, Failure> {
+        oip::check_request(&request, limits)?;
+        Prepared::new(request, inputs, received, Encoding::Typed)
+    }
+
+    fn new(
+        request: InferenceRequest,
+        inputs: Vec<weir_core::Tensor>,
+        received: Instant,
+        encoding: Encoding,
+    ) -> Result<Prepared, Failure> {
         let mut options = oip::run_options(&request)?;
         options.received = Some(received);
-        Ok(Prepared { request, inputs, options })
+        Ok(Prepared { request, inputs, options, encoding })
     }
 
     /// The request's tensors.
@@ -112,8 +167,11 @@ pub struct Completed {
     pub output: PipelineOutput,
     pub receipt: Option<Receipt>,
     pub response: InferenceResponse,
-    /// `response` as JSON, within the response limit.
+    /// `response` as JSON (and binary outputs), within the response limit;
+    /// empty for [`Encoding::Typed`].
     pub body: Vec<u8>,
+    /// The JSON's length in `body` when binary outputs follow it.
+    pub header_length: Option<usize>,
     /// The span id of the invocation's span (for `traceparent` answers).
     pub span_id: Option<[u8; 8]>,
 }
@@ -229,7 +287,7 @@ impl Dispatcher {
         timeout: Duration,
         trace: Option<TraceContext>,
     ) -> Result<Completed, Failure> {
-        let Prepared { request, inputs, options } = prepared;
+        let Prepared { request, inputs, options, encoding } = prepared;
         let output = match tokio::time::timeout(timeout, self.executor.run(pipeline, inputs, &options)).await {
             Ok(result) => result?,
             Err(_) => {
@@ -239,8 +297,15 @@ impl Dispatcher {
         };
         let receipt = self.receipts.then(|| invocation_receipt(&output, &self.executor.manifest().accounting));
         let sensitive = self.executor.pipeline(pipeline).map(|p| p.sensitive.as_slice()).unwrap_or_default();
-        let response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref(), sensitive)?;
-        let body = oip::to_json_bounded(&response, self.limits.max_response_bytes)?;
+        let mut response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref(), sensitive)?;
+        let (body, header_length) = match &encoding {
+            Encoding::Json => (oip::to_json_bounded(&response, self.limits.max_response_bytes)?, None),
+            Encoding::Binary(binary) => {
+                oip::use_binary_outputs(&mut response, binary);
+                oip::encode_response(&response, self.limits.max_response_bytes)?
+            }
+            Encoding::Typed => (Vec::new(), None),
+        };
         let span_id = match (&self.tracer, trace) {
             (Some(tracer), Some(trace)) => {
                 let (spans, span_id) = telemetry::invocation_spans(pipeline, trace, &output);
@@ -249,7 +314,7 @@ impl Dispatcher {
             }
             _ => None,
         };
-        Ok(Completed { output, receipt, response, body, span_id })
+        Ok(Completed { output, receipt, response, body, header_length, span_id })
     }
 }
 

@@ -4,19 +4,21 @@
 //! [`Dispatcher`], which runs it under the trigger's time limit, prices it,
 //! records metrics and spans, and answers or fails with an `ErrorKind`.
 //! Three triggers implement it, each with its own manifest section:
-//! [`http`] (Open Inference Protocol v2 over HTTP, `[triggers.http]`),
+//! [`http`] (Open Inference Protocol v2 over HTTP, `[triggers.http]`, with
+//! its gRPC twin [`grpc`], `[triggers.grpc]`),
 //! [`jobs`] (asynchronous invocations in an embedded store,
 //! `[triggers.jobs]`) and [`nats`] (JetStream consumers, `[triggers.nats]`
 //! and `[pipelines.P.triggers.nats]`). [`oip`] is the wire format they share.
 
 pub mod dispatch;
+pub mod grpc;
 pub mod http;
 pub mod jobs;
 pub mod nats;
 pub mod oip;
 pub mod sections;
 
-pub use dispatch::{Completed, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
+pub use dispatch::{Completed, Dispatcher, Encoding, Failure, Invocation, Prepared, TriggerKind};
 
 use weir_manifest::{Manifest, ManifestError};
 
@@ -24,6 +26,8 @@ use weir_manifest::{Manifest, ManifestError};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Triggers {
     pub http: http::HttpSettings,
+    /// The gRPC listener, when `[triggers.grpc]` asks for one.
+    pub grpc: Option<grpc::GrpcSettings>,
     pub jobs: jobs::JobSettings,
     pub nats: Option<nats::NatsSettings>,
 }
@@ -35,6 +39,7 @@ impl Triggers {
         sections::check_names(manifest)?;
         Ok(Triggers {
             http: http::HttpSettings::from_manifest(manifest)?,
+            grpc: grpc::GrpcSettings::from_manifest(manifest)?,
             jobs: jobs::JobSettings::from_manifest(manifest)?,
             nats: nats::NatsSettings::from_manifest(manifest)?,
         })

@@ -4,7 +4,7 @@ use toml::Spanned;
 use weir_manifest::{Manifest, ManifestError, Place};
 
 /// The triggers this weir has; a section naming another is an error.
-pub const KNOWN: [&str; 3] = ["http", "jobs", "nats"];
+pub const KNOWN: [&str; 4] = ["http", "grpc", "jobs", "nats"];
 
 /// Refuse `[triggers.NAME]` (or a pipeline's) for a trigger weir does not have.
 pub fn check_names(manifest: &Manifest) -> Result<(), ManifestError> {

@@ -157,15 +157,15 @@ fn loopback(listen: &str) -> bool {
 /// the operator says `--no-auth` on a loopback listener. A server that
 /// would let nobody in (no keys) or everybody in (`--no-auth` reachable
 /// from other machines) refuses to start.
-pub fn access(path: &Path, declared: Vec<KeyRecord>, no_auth: bool, listen: &str) -> Result<Access, Failure> {
+pub fn access(path: &Path, declared: Vec<KeyRecord>, no_auth: bool, listeners: &[&str]) -> Result<Access, Failure> {
     if no_auth {
-        if !loopback(listen) {
+        if let Some(listen) = listeners.iter().find(|listen| !loopback(listen)) {
             return Err(fail(exit::BAD_INPUT)(anyhow!(
                 "--no-auth is only allowed on a loopback listener (127.0.0.1, [::1], localhost), not `{listen}`: \
                  anyone who reaches it could call everything; create keys with `weir keys create` instead"
             )));
         }
-        tracing::warn!(%listen, "access control is off (--no-auth): every local caller may do everything");
+        tracing::warn!(?listeners, "access control is off (--no-auth): every local caller may do everything");
         return Ok(Access::Off);
     }
     let keyring = Keyring::open(path).map_err(classified)?;

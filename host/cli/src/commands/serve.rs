@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Address to listen on (overrides `[triggers.http] listen`); port 0 picks a free port.
     #[arg(long)]
     listen: Option<String>,
+    /// Also serve the Open Inference Protocol over gRPC here (overrides `[triggers.grpc] listen`).
+    #[arg(long)]
+    grpc_listen: Option<String>,
     /// Step instances that may be alive at once (sizes the pooling allocator).
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
@@ -72,6 +75,14 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(listen) = &args.listen {
         triggers.http.listen = listen.clone();
     }
+    if let Some(listen) = &args.grpc_listen {
+        listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            with_code::<anyhow::Error>(exit::BAD_INPUT)(anyhow::anyhow!(
+                "--grpc-listen: `{listen}` is not HOST:PORT ({e})"
+            ))
+        })?;
+        triggers.grpc = Some(weir_triggers::grpc::GrpcSettings { listen: listen.clone() });
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         triggers.http.tls = Some(weir_triggers::http::TlsFiles { cert: cert.clone(), key: key.clone() });
     }
@@ -109,7 +120,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     let keys = args.keys.clone().unwrap_or_else(super::keys::default_key_file);
     let declared = manifest.opaque_section::<weir_access::DeclaredKeys>("access").map_err(classified)?;
-    let access = super::keys::access(&keys, declared.unwrap_or_default().keys, args.no_auth, &listen)?;
+    let mut listeners = vec![listen.as_str()];
+    listeners.extend(triggers.grpc.as_ref().map(|g| g.listen.as_str()));
+    let access = super::keys::access(&keys, declared.unwrap_or_default().keys, args.no_auth, &listeners)?;
     let audit = match (&args.audit_log, args.no_auth) {
         (Some(path), _) => Some(path.clone()),
         (None, false) => Some(super::keys::default_audit_log()),
@@ -137,9 +150,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             .with_limits(triggers.http.limits()),
     );
     tokio
-        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, |addr| {
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, |at| {
+            if let Some(grpc) = at.grpc {
+                eprintln!("weir: gRPC (inference.GRPCInferenceService) on {grpc}");
+            }
             // Tests and scripts wait for this line.
-            eprintln!("weir: serving {} on {scheme}://{addr}/v2", pipelines.join(", "));
+            eprintln!("weir: serving {} on {scheme}://{}/v2", pipelines.join(", "), at.http);
         }))
         .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
 }

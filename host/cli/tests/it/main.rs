@@ -11,6 +11,7 @@ mod docs;
 mod egress;
 mod hardening;
 mod http;
+mod interop;
 mod jobs;
 mod models;
 mod nats;

@@ -50,26 +50,26 @@ use api::{ErrorBody, JobAccepted, ModelMetadata, ModelReady, ServerMetadata, Ten
 /// The decoding budget is counted in KiB (semaphore permits are u32).
 const BUDGET_UNIT: u64 = 1024;
 
-struct AppState {
-    dispatcher: Arc<Dispatcher>,
-    settings: HttpSettings,
-    slots: Semaphore,
+pub(crate) struct AppState {
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) settings: HttpSettings,
+    pub(crate) slots: Semaphore,
     /// Memory requests being decoded and run may hold, in `BUDGET_UNIT`s.
-    decoding: Semaphore,
+    pub(crate) decoding: Semaphore,
     /// Asynchronous invocations, or why they are off.
-    jobs: Result<Jobs, String>,
+    pub(crate) jobs: Result<Jobs, String>,
     /// The provenance store, when the manifest keeps records.
-    provenance: Option<Arc<ProvenanceStore>>,
+    pub(crate) provenance: Option<Arc<ProvenanceStore>>,
     /// The NATS broker's messages, for erasure (when NATS is on).
-    broker: Option<Arc<crate::nats::Broker>>,
+    pub(crate) broker: Option<Arc<crate::nats::Broker>>,
     /// Who may call what.
-    access: Arc<Access>,
+    pub(crate) access: Arc<Access>,
     /// Each key's use of each pipeline.
-    quotas: Quotas,
+    pub(crate) quotas: Quotas,
     /// Who did what, when access control is on.
-    audit: Option<Arc<AuditLog>>,
+    pub(crate) audit: Option<Arc<AuditLog>>,
     /// Extraction-like traffic on pipelines with protected outputs.
-    extraction: ExtractionDetector,
+    pub(crate) extraction: ExtractionDetector,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -108,11 +108,23 @@ pub fn router(
     access: impl Into<Arc<Access>>,
     audit: Option<Arc<AuditLog>>,
 ) -> Router {
+    routes_for(app_state(dispatcher, settings, jobs, provenance, broker, access, audit))
+}
+
+fn app_state(
+    dispatcher: Arc<Dispatcher>,
+    settings: HttpSettings,
+    jobs: Result<Jobs, String>,
+    provenance: Option<Arc<ProvenanceStore>>,
+    broker: Option<Arc<crate::nats::Broker>>,
+    access: impl Into<Arc<Access>>,
+    audit: Option<Arc<AuditLog>>,
+) -> Arc<AppState> {
     let access = access.into();
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
-    let state = Arc::new(AppState {
+    Arc::new(AppState {
         slots,
         decoding,
         dispatcher,
@@ -124,7 +136,10 @@ pub fn router(
         quotas: Quotas::default(),
         audit,
         extraction: ExtractionDetector::default(),
-    });
+    })
+}
+
+fn routes_for(state: Arc<AppState>) -> Router {
     guard::routes(&state)
         .fallback(|| async { api_error(ErrorKind::NotFound, "no such endpoint; see /v2 and /v2/models/{name}") })
         .layer(axum::middleware::from_fn(catch_panic))
@@ -155,9 +170,9 @@ pub async fn serve(
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
     audit: Option<Arc<AuditLog>>,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(Listening),
 ) -> std::io::Result<()> {
-    let crate::Triggers { http: settings, jobs, nats } = triggers;
+    let crate::Triggers { http: settings, grpc, jobs, nats } = triggers;
     let jobs = match Jobs::start(dispatcher.clone(), &jobs) {
         Ok(started) => Ok(started),
         Err(error) if jobs.configured => return Err(std::io::Error::other(error.to_string())),
@@ -179,10 +194,29 @@ pub async fn serve(
     };
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
-    on_listening(listener.local_addr()?);
+    let grpc = match &grpc {
+        Some(grpc) => Some(crate::grpc::bind(grpc).await?),
+        None => None,
+    };
+    on_listening(Listening { http: listener.local_addr()?, grpc: grpc.as_ref().map(|(_, addr)| *addr) });
     let limits = listen::ConnectionLimits::from(&settings);
-    let app = router(dispatcher, settings, jobs, provenance, broker, access, audit);
-    listen::serve_connections(listener, app, limits, tls, shutdown_signal()).await
+    let state = app_state(dispatcher, settings, jobs, provenance, broker, access, audit);
+    let grpc = async {
+        match grpc {
+            Some((listener, _)) => crate::grpc::serve(state.clone(), listener, shutdown_signal()).await,
+            None => Ok(()),
+        }
+    };
+    let http = listen::serve_connections(listener, routes_for(state.clone()), limits, tls, shutdown_signal());
+    tokio::try_join!(http, grpc).map(|_| ())
+}
+
+/// Where the triggers listen, once bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub http: SocketAddr,
+    /// The gRPC listener, when `[triggers.grpc]` is configured.
+    pub grpc: Option<SocketAddr>,
 }
 
 async fn shutdown_signal() {
@@ -208,7 +242,17 @@ async fn server_metadata(
 ) -> Json<ServerMetadata> {
     let pipelines = state.dispatcher.executor().manifest().pipelines.keys();
     let models = pipelines.filter(|name| principal.may(&Requirement::Invoke(name.to_string()))).cloned().collect();
-    Json(ServerMetadata { name: "weir".into(), version: env!("CARGO_PKG_VERSION").into(), extensions: vec![], models })
+    Json(ServerMetadata {
+        name: "weir".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: extensions(),
+        models,
+    })
+}
+
+/// The Open Inference Protocol extensions weir speaks (Triton's names).
+pub(crate) fn extensions() -> Vec<String> {
+    vec!["binary_tensor_data".into()]
 }
 
 fn pipeline<'a>(state: &'a AppState, name: &str) -> Result<&'a Pipeline, ApiError> {
@@ -219,7 +263,11 @@ async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let pipeline = pipeline(&state, &name)?;
+    Ok(Json(metadata_of(pipeline(&state, &name)?)))
+}
+
+/// A pipeline as an OIP model.
+pub(crate) fn metadata_of(pipeline: &Pipeline) -> ModelMetadata {
     let typed = |name: &str, d: &weir_manifest::TensorDecl| TensorMetadata {
         name: name.into(),
         datatype: d.datatype.name().into(),
@@ -245,31 +293,37 @@ async fn model_metadata(
             models: s.grants.nn.models.clone(),
         })
         .collect();
-    Ok(Json(ModelMetadata {
+    ModelMetadata {
         name: pipeline.name.clone(),
         versions: vec![],
         platform: "weir".into(),
         inputs,
         outputs,
         parameters: api::PipelineParameters { description: pipeline.description.clone(), steps },
-    }))
+    }
 }
 
 async fn model_ready(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelReady>, ApiError> {
-    let pipeline = pipeline(&state, &name)?;
-    // Ready when every component can be loaded (compiled or from the cache).
+    ready(&state, &name).await?;
+    Ok(Json(ModelReady { name, ready: true }))
+}
+
+/// A pipeline is ready when every component can be loaded (compiled or
+/// from the cache).
+pub(crate) async fn ready(state: &AppState, name: &str) -> Result<(), Failure> {
+    let pipeline = state.dispatcher.executor().pipeline(name)?;
     for step in &pipeline.steps {
         state
             .dispatcher
             .executor()
             .component(step)
             .await
-            .map_err(|e| api_error(ErrorKind::Unavailable, e.to_string()))?;
+            .map_err(|e| Failure::new(ErrorKind::Unavailable, e.to_string()))?;
     }
-    Ok(Json(ModelReady { name, ready: true }))
+    Ok(())
 }
 
 async fn infer(
@@ -298,7 +352,13 @@ async fn infer(
             return Ok((StatusCode::REQUEST_TIMEOUT, Json(ErrorBody { error })).into_response());
         }
     };
+    let header_length = headers.get(crate::oip::HEADER_LENGTH).map(|v| v.to_str().unwrap_or("(not text)"));
     if wants_async(&headers) {
+        if header_length.is_some() {
+            let message = "asynchronous invocations take OIP JSON only; send the tensors as JSON `data` (no \
+                           Inference-Header-Content-Length) or invoke synchronously";
+            return Err(counted(Failure::new(ErrorKind::InvalidInput, message)));
+        }
         let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
         return submit_job(&state, &name, &body, received, &principal).map_err(counted);
     }
@@ -311,7 +371,7 @@ async fn infer(
         return Err(counted(Failure::new(ErrorKind::Overloaded, message)));
     };
     let _budget = decoding_budget(&state, body.len()).map_err(counted)?;
-    let prepared = state.dispatcher.prepare(&body, received).map_err(counted)?;
+    let prepared = Prepared::parse_http(&body, header_length, received, state.dispatcher.limits()).map_err(counted)?;
     drop(body);
     // A budget counts rows: the first dimension of the largest batched input.
     let rows = prepared.inputs().iter().filter(|t| t.shape.len() >= 2).map(|t| t.shape[0]).max().unwrap_or(1);
@@ -324,8 +384,12 @@ async fn infer(
     let invocation =
         Invocation { trigger: TriggerKind::Http, pipeline: &name, prepared, timeout: state.settings.timeout, trace };
     let completed = state.dispatcher.invoke(invocation).await?;
+    let content_type = if completed.header_length.is_some() { "application/octet-stream" } else { "application/json" };
     let mut response =
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], completed.body).into_response();
+        ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], completed.body).into_response();
+    if let Some(length) = completed.header_length {
+        response.headers_mut().insert(crate::oip::HEADER_LENGTH, HeaderValue::from(length));
+    }
     if let Ok(id) = HeaderValue::from_str(&completed.output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);
     }
@@ -339,7 +403,7 @@ async fn infer(
 
 /// On a pipeline with protected outputs, whether this key's traffic looks
 /// like model extraction (many near-identical queries): a refusal if so.
-fn suspected_extraction(
+pub(crate) fn suspected_extraction(
     state: &AppState,
     pipeline: &str,
     principal: &Principal,
@@ -371,12 +435,17 @@ fn suspected_extraction(
 
 /// 429 with `Retry-After` (whole seconds, at least 1), counted by limit.
 fn over_quota(state: &AppState, pipeline: &str, principal: &Principal, refusal: Refusal) -> Response {
-    state.dispatcher.count(pipeline, StatusCode::TOO_MANY_REQUESTS.as_u16());
-    state.dispatcher.metrics().quota_refused(&principal.key_id, pipeline, refusal.limit);
-    let seconds = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let seconds = count_refusal(state, pipeline, principal, &refusal);
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(ErrorBody { error: refusal.message })).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+/// Count a quota refusal; the whole seconds (at least 1) to wait.
+pub(crate) fn count_refusal(state: &AppState, pipeline: &str, principal: &Principal, refusal: &Refusal) -> u64 {
+    state.dispatcher.count(pipeline, StatusCode::TOO_MANY_REQUESTS.as_u16());
+    state.dispatcher.metrics().quota_refused(&principal.key_id, pipeline, refusal.limit);
+    refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 enum BodyError {
@@ -433,7 +502,7 @@ async fn read_limited(body: Body, max: u64) -> Result<Bytes, Failure> {
 
 /// Charge what decoding a body of `len` bytes may hold against the
 /// server-wide budget; when it is spent, the request is turned away (429).
-fn decoding_budget(state: &AppState, len: usize) -> Result<SemaphorePermit<'_>, Failure> {
+pub(crate) fn decoding_budget(state: &AppState, len: usize) -> Result<SemaphorePermit<'_>, Failure> {
     let bound = state.dispatcher.limits().decoded_bound(len);
     let units = u32::try_from(bound.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
     state.decoding.try_acquire_many(units).map_err(|_| {

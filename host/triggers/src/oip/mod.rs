@@ -4,6 +4,7 @@
 //! they claim; responses are written element by element into a buffer that
 //! refuses to grow past the response limit.
 
+mod binary;
 mod decode;
 mod limits;
 
@@ -21,6 +22,7 @@ use weir_executor::{PipelineOutput, RunOptions};
 use weir_manifest::Source;
 use weir_observe::receipts::Receipt;
 
+pub use binary::{raw_tensor, split_body, BinaryOutputs, HEADER_LENGTH};
 use decode::{decode_data, DataError};
 pub use limits::{RequestLimits, DECODED_BYTES_PER_BODY_BYTE};
 
@@ -73,8 +75,10 @@ pub struct RequestInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
     /// The JSON text of `data`, decoded by [`request_tensors`] straight into
-    /// tensor bytes.
-    pub data: Box<RawValue>,
+    /// tensor bytes; absent when the tensor is binary data after the JSON
+    /// (`parameters.binary_data_size`) or travels outside JSON (gRPC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -103,6 +107,8 @@ pub struct ResponseOutput {
     pub datatype: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
+    /// Absent when the output is binary data after the JSON.
+    #[serde(default, skip_serializing_if = "OutputData::is_binary")]
     pub data: OutputData,
 }
 
@@ -111,14 +117,34 @@ pub struct ResponseOutput {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputData {
     Tensor(Tensor),
+    /// Sent as binary data after the JSON (the binary tensor extension).
+    Binary(Tensor),
     Values(Vec<Value>),
 }
 
+impl Default for OutputData {
+    fn default() -> Self {
+        OutputData::Values(Vec::new())
+    }
+}
+
 impl OutputData {
+    fn is_binary(&self) -> bool {
+        matches!(self, OutputData::Binary(_))
+    }
+
+    /// The tensor weir answers with (`None` for values read back).
+    pub fn tensor(&self) -> Option<&Tensor> {
+        match self {
+            OutputData::Tensor(tensor) | OutputData::Binary(tensor) => Some(tensor),
+            OutputData::Values(_) => None,
+        }
+    }
+
     /// The elements as JSON values.
     pub fn values(&self) -> Vec<Value> {
         match self {
-            OutputData::Tensor(tensor) => weir_core::tensor_json::json_values(tensor),
+            OutputData::Tensor(tensor) | OutputData::Binary(tensor) => weir_core::tensor_json::json_values(tensor),
             OutputData::Values(values) => values.clone(),
         }
     }
@@ -127,7 +153,7 @@ impl OutputData {
 impl Serialize for OutputData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            OutputData::Tensor(tensor) => JsonElements(tensor).serialize(serializer),
+            OutputData::Tensor(tensor) | OutputData::Binary(tensor) => JsonElements(tensor).serialize(serializer),
             OutputData::Values(values) => values.serialize(serializer),
         }
     }
@@ -172,7 +198,7 @@ pub fn parse_request(bytes: &[u8], limits: &RequestLimits) -> Result<InferenceRe
 }
 
 /// Counts, names and ranks: everything but the data.
-fn check_request(request: &InferenceRequest, limits: &RequestLimits) -> Result<(), OipError> {
+pub fn check_request(request: &InferenceRequest, limits: &RequestLimits) -> Result<(), OipError> {
     let name_ok = |what: &str, name: &str| -> Result<(), OipError> {
         if name.len() > limits.max_name_bytes {
             return Err(invalid(format!(
@@ -240,18 +266,61 @@ fn check_request(request: &InferenceRequest, limits: &RequestLimits) -> Result<(
 
 /// The request's inputs as tensors, each checked against its shape.
 pub fn request_tensors(request: &InferenceRequest) -> Result<Vec<Tensor>, OipError> {
-    request.inputs.iter().enumerate().map(|(i, input)| input_tensor(i, input)).collect()
+    request_tensors_with(request, &[])
 }
 
-fn input_tensor(index: usize, input: &RequestInput) -> Result<Tensor, OipError> {
-    let at = format!("inputs[{index}] (`{}`)", input.name);
-    let datatype = parse_datatype(&input.datatype).ok_or_else(|| {
+/// The request's inputs as tensors, those with `parameters.binary_data_size`
+/// taken in order from `binary` (the body after the JSON header), which they
+/// must use up exactly.
+pub fn request_tensors_with(request: &InferenceRequest, mut binary: &[u8]) -> Result<Vec<Tensor>, OipError> {
+    let mut tensors = Vec::with_capacity(request.inputs.len());
+    for (i, input) in request.inputs.iter().enumerate() {
+        let at = format!("inputs[{i}] (`{}`)", input.name);
+        let datatype = input_datatype(&at, &input.datatype)?;
+        let tensor = match binary::binary_size(&at, input.parameters.as_ref())? {
+            Some(size) => {
+                if input.data.is_some() {
+                    return Err(invalid(format!("{at}: has both `data` and parameters.binary_data_size; send one")));
+                }
+                if size > binary.len() {
+                    return Err(invalid(format!(
+                        "{at}: binary_data_size is {size} bytes but only {} bytes of binary data are left",
+                        binary.len()
+                    )));
+                }
+                let (data, rest) = binary.split_at(size);
+                binary = rest;
+                raw_tensor(&at, &input.name, datatype, &input.shape, data.to_vec())?
+            }
+            None => json_tensor(&at, input, datatype)?,
+        };
+        tensors.push(tensor);
+    }
+    if !binary.is_empty() {
+        return Err(invalid(format!(
+            "{} bytes of binary data follow the JSON header that no input's binary_data_size accounts for",
+            binary.len()
+        )));
+    }
+    Ok(tensors)
+}
+
+/// An OIP datatype name, or an error that lists them.
+pub fn input_datatype(at: &str, name: &str) -> Result<weir_core::Datatype, OipError> {
+    parse_datatype(name).ok_or_else(|| {
         let known: Vec<&str> = ALL_DATATYPES.iter().map(|d| datatype_name(*d)).collect();
-        invalid(format!("{at}: unknown datatype `{}`; expected one of {}", input.datatype, known.join(", ")))
-    })?;
+        invalid(format!("{at}: unknown datatype `{name}`; expected one of {}", known.join(", ")))
+    })
+}
+
+fn json_tensor(at: &str, input: &RequestInput, datatype: weir_core::Datatype) -> Result<Tensor, OipError> {
     let count = element_count(&input.shape)
         .ok_or_else(|| invalid(format!("{at}: shape {:?} has too many elements", input.shape)))?;
-    let raw = input.data.get();
+    let raw = input
+        .data
+        .as_ref()
+        .ok_or_else(|| invalid(format!("{at}: has no `data` (nor parameters.binary_data_size)")))?
+        .get();
     // Each element takes at least one byte of JSON: a shape that claims more
     // elements than `data` has bytes is refused before anything is reserved.
     if count > raw.len() {
@@ -403,6 +472,53 @@ pub fn pipeline_response(
     })
 }
 
+/// Send the outputs `binary` wants as binary data after the JSON, each
+/// with its `parameters.binary_data_size`.
+pub fn use_binary_outputs(response: &mut InferenceResponse, binary: &BinaryOutputs) {
+    for output in response.outputs.iter_mut().filter(|o| binary.wants(&o.name)) {
+        if let OutputData::Tensor(tensor) = std::mem::take(&mut output.data) {
+            let size = Value::from(tensor.data.len());
+            output.parameters.get_or_insert_with(Map::new).insert("binary_data_size".into(), size);
+            output.data = OutputData::Binary(tensor);
+        }
+    }
+}
+
+/// A response body: the JSON, then the binary outputs' data in their order,
+/// within `limit` bytes in all; with the JSON's length when any output is
+/// binary (the `Inference-Header-Content-Length` answer).
+pub fn encode_response(response: &InferenceResponse, limit: u64) -> Result<(Vec<u8>, Option<usize>), OipError> {
+    let mut body = to_json_bounded(response, limit)?;
+    let binary: Vec<&Tensor> = response
+        .outputs
+        .iter()
+        .filter_map(|o| match &o.data {
+            OutputData::Binary(tensor) => Some(tensor),
+            _ => None,
+        })
+        .collect();
+    if binary.is_empty() {
+        return Ok((body, None));
+    }
+    let header = body.len();
+    let total = binary.iter().fold(header as u64, |sum, t| sum.saturating_add(t.data.len() as u64));
+    if total > limit {
+        return Err(response_too_large(limit));
+    }
+    body.reserve_exact(total as usize - header);
+    for tensor in binary {
+        body.extend_from_slice(&tensor.data);
+    }
+    Ok((body, Some(header)))
+}
+
+fn response_too_large(limit: u64) -> OipError {
+    OipError::TooLarge(format!(
+        "the response would be over the limit of {limit} bytes (max_response); ask for fewer outputs, a smaller \
+         batch, or no `trace`"
+    ))
+}
+
 /// `value` as JSON, refused once it passes `limit` bytes: a response is
 /// never built bigger than the limit, however large its tensors.
 pub fn to_json_bounded<T: Serialize>(value: &T, limit: u64) -> Result<Vec<u8>, OipError> {
@@ -425,10 +541,7 @@ pub fn to_json_bounded<T: Serialize>(value: &T, limit: u64) -> Result<Vec<u8>, O
     let mut writer = Bounded { out: Vec::new(), limit: usize::try_from(limit).unwrap_or(usize::MAX) };
     match serde_json::to_writer(&mut writer, value) {
         Ok(()) => Ok(writer.out),
-        Err(e) if e.is_io() => Err(OipError::TooLarge(format!(
-            "the response would be over the limit of {limit} bytes (max_response); ask for fewer outputs, \
-             a smaller batch, or no `trace`"
-        ))),
+        Err(e) if e.is_io() => Err(response_too_large(limit)),
         Err(e) => Err(invalid(format!("the response could not be written as JSON: {e}"))),
     }
 }

@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// `HOST:PORT` of the gRPC listener, when one was asked for.
+    pub grpc: Option<String>,
 }
 
 impl Drop for Server {
@@ -57,10 +59,17 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
     }
     let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    // Warnings may come first; the address is on the `serving` line.
+    // Warnings (and the gRPC address) may come first; the HTTP address is
+    // on the `serving` line.
+    let mut grpc = None;
     let line = lines
         .by_ref()
         .map_while(Result::ok)
+        .inspect(|line| {
+            if let Some(rest) = line.strip_prefix("weir: gRPC ") {
+                grpc = rest.rsplit(' ').next().map(str::to_string);
+            }
+        })
         .find(|line| line.starts_with("weir: serving"))
         .expect("weir serve exited before serving");
     let addr = line
@@ -71,7 +80,7 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
         .to_string();
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base: format!("http://{addr}") }
+    Server { child, base: format!("http://{addr}"), grpc }
 }
 
 pub fn agent() -> ureq::Agent {

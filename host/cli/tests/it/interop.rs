@@ -1,0 +1,100 @@
+//! Unmodified Open Inference Protocol clients against `weir serve`:
+//! tritonclient over gRPC and over HTTP with binary tensor data on and off,
+//! on the digits and ride-eta examples and on an `echo` pipeline that sends
+//! back one tensor of every datatype (host/cli/tests/interop/).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use weir_access::{KeyFile, Quota, Scope};
+
+use crate::common::server::{start_with, Server};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").canonicalize().unwrap()
+}
+
+/// Both examples' manifests in one (their sources made absolute, their
+/// listeners left out), and an
+/// `echo` pipeline of one no-op step.
+fn manifest(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for example in ["digits", "ride-eta"] {
+        let folder = examples().join(example);
+        let mut trigger_section = false;
+        for line in std::fs::read_to_string(folder.join("weir.toml")).unwrap().lines() {
+            // Each example's own listener is left out: the test picks the ports.
+            if line.starts_with('[') {
+                trigger_section = line.starts_with("[triggers");
+            }
+            if trigger_section {
+                continue;
+            }
+            match line.strip_prefix("source = \"").and_then(|rest| rest.strip_suffix('"')) {
+                Some(source) => text.push_str(&format!("source = \"{}\"\n", folder.join(source).display())),
+                None => text.push_str(&format!("{line}\n")),
+            }
+        }
+    }
+    text.push_str(&format!("[components.noop]\nsource = \"{}\"\n", weir_tests::NOOP));
+    let every = ["b", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f16", "f32", "f64", "s"];
+    // `typed`: every datatype gRPC's typed `contents` can carry (not FP16).
+    for (pipeline, names) in [("echo", &every[..]), ("typed", &every[..])] {
+        let names: Vec<&str> = names.iter().copied().filter(|n| pipeline == "echo" || *n != "f16").collect();
+        let inputs: Vec<String> = names.iter().map(|n| format!("\"{n}=input.{n}\"")).collect();
+        text.push_str(&format!(
+            "[pipelines.{pipeline}]\nsteps = [{{ name = \"echo\", component = \"noop\", inputs = [{}] }}]\n\
+             [pipelines.{pipeline}.outputs]\n",
+            inputs.join(", ")
+        ));
+        for name in names {
+            text.push_str(&format!("{name} = \"echo.{name}\"\n"));
+        }
+    }
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_clients(python: &Path, server: &Server, key: Option<&str>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tritonclient_interop.py");
+    let http = server.base.strip_prefix("http://").unwrap();
+    let grpc = server.grpc.as_deref().expect("the server said where gRPC listens");
+    let mut command = Command::new(python);
+    command.arg(&script).args(["--http", http, "--grpc", grpc, "--examples"]).arg(examples());
+    if let Some(key) = key {
+        command.args(["--key", key]);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tritonclient checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all interoperability checks passed"), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn tritonclient_grpc_and_http_agree_on_every_example_and_datatype() {
+    let Some(python) = weir_tests::services::tritonclient_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&manifest(dir.path()), &["--grpc-listen", "127.0.0.1:0"], &[]);
+    run_clients(&python, &server, None);
+}
+
+#[test]
+fn tritonclient_needs_a_key_over_grpc_too() {
+    let Some(python) = weir_tests::services::tritonclient_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let mut file = KeyFile::default();
+    let (_, key) = file.create("client", vec![Scope::Invoke(None)], Quota::default()).unwrap();
+    file.save(&keys).unwrap();
+    let audit = dir.path().join("audit.log");
+    let args =
+        ["--grpc-listen", "127.0.0.1:0", "--keys", keys.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()];
+    let server = start_with(&manifest(dir.path()), &args, &[]);
+    run_clients(&python, &server, Some(&key));
+    // gRPC calls are audited like HTTP ones: who, what, and how it ended.
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains("gRPC ModelInfer digits") && log.contains("\"status\":200"), "{log}");
+    assert!(log.contains("\"key_id\":\"unauthenticated\""), "{log}");
+}

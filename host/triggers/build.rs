@@ -1,0 +1,12 @@
+//! Compile the Open Inference Protocol's gRPC service from
+//! `proto/inference.proto` with protox (pure Rust, no protoc needed).
+
+fn main() {
+    let proto = "proto/inference.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"]).unwrap_or_else(|e| panic!("{proto}: {e}"));
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("generating the gRPC service from {proto}: {e}"));
+}
