@@ -228,6 +228,14 @@ def errors(http, grpc, headers):
         check(error.status() in ("StatusCode.RESOURCE_EXHAUSTED", "StatusCode.OUT_OF_RANGE"), f"grpc over max_body: {error.status()} {error.message()}")
     check(grpc.is_server_live() and grpc.infer("digits", grpc_inputs({"pixels": np.zeros((1, 64), dtype=np.float32)}),
                                                 headers=headers).as_numpy("label").shape == (1,), "grpc serves on after a refusal")
+    # Compressed bodies are refused with a message that says so, not misread.
+    pixels = httpclient.InferInput("pixels", [1, 64], "FP32")
+    pixels.set_data_from_numpy(np.zeros((1, 64), dtype=np.float32))
+    try:
+        http.infer("digits", [pixels], headers=dict(headers or {}), request_compression_algorithm="gzip")
+        check(False, "http: a gzip body was accepted")
+    except InferenceServerException as error:
+        check(str(error.status()) == "400" and "not supported" in error.message(), f"http gzip: {error.status()} {error.message()}")
     try:
         http.infer("nope", [], headers=headers)
         check(False, "http: an unknown model was served")

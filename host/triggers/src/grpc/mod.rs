@@ -7,6 +7,7 @@
 //! [`ErrorKind`]; `authorization` and `traceparent` come as metadata.
 
 mod convert;
+mod listen;
 mod settings;
 
 /// The messages and service compiled from `proto/inference.proto`.
@@ -88,7 +89,7 @@ impl Service {
 
     /// One `ModelInfer`, unary or from a stream: admitted, decoded, run
     /// and answered exactly as an HTTP request is.
-    async fn infer(&self, caller: &Caller, message: ModelInferRequest) -> Result<(ModelInferResponse, String), Status> {
+    async fn infer(&self, caller: &Caller, message: ModelInferRequest) -> Result<Answer, Status> {
         let received = Instant::now();
         let name = message.model_name.clone();
         let action = format!("ModelInfer {name}");
@@ -111,7 +112,7 @@ impl Service {
         name: &str,
         message: ModelInferRequest,
         received: Instant,
-    ) -> Result<(ModelInferResponse, String), Failure> {
+    ) -> Result<Answer, Failure> {
         let state = &self.state;
         let dispatcher = &state.dispatcher;
         dispatcher.executor().pipeline(name)?;
@@ -144,6 +145,7 @@ impl Service {
         let invocation = Invocation { trigger: TriggerKind::Grpc, pipeline: name, prepared, timeout, trace };
         let completed = dispatcher.invoke(invocation).await?;
         let invocation_id = completed.output.invocation_id.clone();
+        let traceparent = trace.zip(completed.span_id).map(|(trace, span)| trace.traceparent(span));
         let response = convert::response(completed.response);
         let limit = dispatcher.limits().max_response_bytes;
         if response.encoded_len() as u64 > limit {
@@ -153,8 +155,16 @@ impl Service {
             );
             return Err(Failure::new(ErrorKind::TooLarge, message));
         }
-        Ok((response, invocation_id))
+        Ok(Answer { response, invocation_id, traceparent })
     }
+}
+
+/// A finished `ModelInfer`, and what its response metadata says.
+struct Answer {
+    response: ModelInferResponse,
+    invocation_id: String,
+    /// The invocation's span in the caller's trace, when spans are exported.
+    traceparent: Option<String>,
 }
 
 type InferStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
@@ -217,10 +227,13 @@ impl GrpcInferenceService for Service {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let caller = Caller::of(request.metadata());
-        let (response, invocation_id) = self.infer(&caller, request.into_inner()).await?;
-        let mut response = Response::new(response);
-        if let Ok(id) = MetadataValue::try_from(invocation_id.as_str()) {
+        let answer = self.infer(&caller, request.into_inner()).await?;
+        let mut response = Response::new(answer.response);
+        if let Ok(id) = MetadataValue::try_from(answer.invocation_id.as_str()) {
             response.metadata_mut().insert("weir-invocation-id", id);
+        }
+        if let Some(Ok(traceparent)) = answer.traceparent.as_deref().map(MetadataValue::try_from) {
+            response.metadata_mut().insert("traceparent", traceparent);
         }
         Ok(response)
     }
@@ -240,9 +253,10 @@ impl GrpcInferenceService for Service {
             futures_util::stream::unfold((inbound, service, caller), |(mut inbound, service, caller)| async {
                 let answer = match inbound.next().await? {
                     Ok(message) => Ok(match service.infer(&caller, message).await {
-                        Ok((response, _)) => {
-                            ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
-                        }
+                        Ok(answer) => ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(answer.response),
+                        },
                         Err(status) => ModelStreamInferResponse {
                             error_message: status.message().to_string(),
                             infer_response: None,
@@ -263,13 +277,16 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.dispatcher.limits().clone();
+    // A call may take its body's time and its invocation's, no more: a
+    // client that trickles a message in is cut off like a slow HTTP body.
+    let deadline = state.settings.body_timeout + state.settings.timeout;
     let max_concurrency = u32::try_from(state.settings.max_concurrency).unwrap_or(u32::MAX);
+    let incoming = listen::incoming(listener, state.settings.max_connections);
     let service = GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX))
         .max_encoding_message_size(usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .timeout(deadline)
         .max_concurrent_streams(Some(max_concurrency))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)

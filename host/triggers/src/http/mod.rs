@@ -343,6 +343,13 @@ async fn infer(
         state.dispatcher.count(&name, failure.status());
         ApiError(failure)
     };
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING).filter(|e| *e != "identity") {
+        let message = format!(
+            "Content-Encoding `{}` is not supported; send the request uncompressed",
+            encoding.to_str().unwrap_or("(not text)")
+        );
+        return Err(counted(Failure::new(ErrorKind::InvalidInput, message)));
+    }
     let body = match read_body(body, state.settings.max_body_bytes, state.settings.body_timeout).await {
         Ok(body) => body,
         Err(BodyError::Failed(failure)) => return Err(counted(failure)),
