@@ -163,6 +163,32 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), r#"{"auths": {"x.io": {"auth": "!!"}}}"#).unwrap();
         let error = from_docker_config("x.io").unwrap_err().to_string();
         assert!(error.contains("not base64") && error.contains("config.json"), "{error}");
+
+        // Credential helpers, as Docker runs them: `docker-credential-NAME get`
+        // with the registry on stdin, per registry (`credHelpers`) or for all
+        // (`credsStore`); a helper that fails means "no credentials".
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for (name, script) in [
+            ("per", "read r; printf '{\"Username\":\"per-%s\",\"Secret\":\"p1\"}' \"$r\""),
+            ("store", "read r; printf '{\"Username\":\"store-%s\",\"Secret\":\"p2\"}' \"$r\""),
+            ("broken", "echo 'credentials not found' >&2; exit 1"),
+            ("liar", "echo not json"),
+        ] {
+            let path = bin.join(format!("docker-credential-{name}"));
+            std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        unsafe { std::env::set_var("PATH", format!("{}:{path}", bin.display())) };
+        let config = r#"{"credHelpers": {"a.io": "per", "b.io": "broken", "c.io": "liar"}, "credsStore": "store"}"#;
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        assert_eq!(from_docker_config("a.io").unwrap(), RegistryAuth::Basic("per-a.io".into(), "p1".into()));
+        assert_eq!(from_docker_config("z.io").unwrap(), RegistryAuth::Basic("store-z.io".into(), "p2".into()));
+        assert_eq!(from_docker_config("b.io").unwrap(), RegistryAuth::Anonymous);
+        let error = from_docker_config("c.io").unwrap_err().to_string();
+        assert!(error.contains("docker-credential-liar") && error.contains("JSON"), "{error}");
+        unsafe { std::env::set_var("PATH", path) };
         unsafe { std::env::remove_var("DOCKER_CONFIG") };
     }
 

@@ -180,6 +180,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cost_and_co2_follow_the_pricing_formula_to_the_digit() {
+        let pricing =
+            Pricing { cpu_second: 0.01, gib_second: 0.001, kwh: 0.2, grid_gco2e_per_kwh: 500.0, watts_per_core: 15.0 };
+        // 2 CPU-seconds over 4 s of wall time, 512 MiB at peak.
+        let usage = StepUsage {
+            cpu: Duration::from_secs(2),
+            wall: Duration::from_secs(4),
+            peak_memory_bytes: 512 << 20,
+            ..StepUsage::default()
+        };
+        let modelled = price_step("s", &usage, &pricing);
+        // By hand: 2 s × 15 W = 30 J = 30 / 3.6e6 kWh; 0.5 GiB × 4 s = 2 GiB-s;
+        // cost = 2 × 0.01 + 2 × 0.001 + 30 / 3.6e6 × 0.2; CO2 = 30 / 3.6e6 × 500.
+        assert_eq!(modelled.energy_j, 30.0);
+        assert!((modelled.cost - 0.022_001_666_666_667).abs() < 1e-15, "{}", modelled.cost);
+        assert!((modelled.gco2e - 0.004_166_666_666_667).abs() < 1e-15, "{}", modelled.gco2e);
+        // A measured figure replaces the model's joules, and so its kWh.
+        let measured = StepUsage { energy: Some(Energy { joules: 72.0, method: EnergyMethod::Rapl }), ..usage };
+        let measured = price_step("s", &measured, &pricing);
+        assert_eq!((measured.energy_j, measured.energy_method), (72.0, EnergyMethod::Rapl));
+        // 72 J = 0.00002 kWh: cost 0.02 + 0.002 + 0.000004; CO2 0.01 g.
+        assert!((measured.cost - 0.022_004).abs() < 1e-15, "{}", measured.cost);
+        assert!((measured.gco2e - 0.01).abs() < 1e-15, "{}", measured.gco2e);
+    }
+
+    #[test]
     fn energy_cost_and_co2_scale_with_cpu_time() {
         let pricing = Pricing::default();
         let usage = |cpu_ms| StepUsage {

@@ -208,3 +208,51 @@ fn weir_receipts_summarises_the_provenance_store() {
     std::fs::write(&no_store, format!("[components.scale]\nsource = \"{SCALE}\"\n[[pipelines.p.steps]]\nname = \"a\"\ncomponent = \"scale\"\ninputs = [\"input.x\"]\n[pipelines.p.outputs]\ny = \"a.y\"\n")).unwrap();
     assert_fails(&weir(&["receipts", no_store.to_str().unwrap()], None), 2, "has no [provenance] table");
 }
+
+#[test]
+fn weir_graph_draws_mermaid_with_every_edge() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ride-eta/weir.toml");
+    let out = weir(&["graph", example.to_str().unwrap(), "ride", "--format", "mermaid"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("flowchart LR\n"), "{text}");
+    for line in [
+        "  step_features[\"features (concat)\"]",
+        "  in_driver -->|driver| step_features",
+        "  step_features -->|features as x| step_eta",
+        "  step_features -->|features as x| step_acceptance",
+        "  step_eta -->|variable as eta_minutes| step_fare",
+        "  in_congestion -->|congestion| step_fare",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    // One edge per step input and per pipeline output: 4 + 1 + 1 + 3 + 3.
+    assert_eq!(text.matches(" -->|").count(), 12, "{text}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits/weir.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", example.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-auth"])
+        .env("WEIR_LOG_FORMAT", "json")
+        .env("WEIR_LOG", "warn")
+        .env("WEIR_CACHE_DIR", crate::common::shared_cache_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
+        .map_while(Result::ok)
+        .take_while(|line| !line.starts_with("weir: serving"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!lines.is_empty(), "--no-auth logs a warning before serving");
+    for line in &lines {
+        let log: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(log["timestamp"].is_string() && log["level"].is_string(), "{log}");
+    }
+    let warning: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(warning["level"], "WARN");
+    assert!(warning["fields"]["message"].as_str().unwrap().contains("access control is off"), "{warning}");
+}

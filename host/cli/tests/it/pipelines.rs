@@ -233,16 +233,26 @@ async fn the_ride_eta_example_matches_scikit_learn() {
     let eta = get("eta_minutes");
     let sklearn: Vec<f64> =
         test["eta_predictions_sklearn"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(eta.len(), sklearn.len(), "one ETA per held-out row");
     for (ours, theirs) in eta.iter().zip(&sklearn) {
         assert!((*ours as f64 - theirs).abs() < 1e-3, "eta {ours} vs scikit-learn {theirs}");
     }
     let truth: Vec<f64> = test["eta_minutes"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let mae = eta.iter().zip(&truth).map(|(p, t)| (*p as f64 - t).abs()).sum::<f64>() / truth.len() as f64;
     assert!(mae < 2.0 * test["eta_mae_sklearn"].as_f64().unwrap(), "ETA error {mae:.2} min");
+    // Every row's fare against the rule computed here from scikit-learn's
+    // ETA (not weir's), surge rows and fares above the minimum included.
     let fare = get("fare");
-    let (km, minutes, congestion) = (column(0)[0], eta[0], column(2)[0]);
-    let surge = 1.0 + ((congestion - 0.6) / 0.4).clamp(0.0, 1.0) * 0.8;
-    assert!((fare[0] - ((2.5 + 1.2 * km + 0.3 * minutes) * surge).max(6.0)).abs() < 1e-3);
+    assert_eq!((fare.len(), eta.len(), sklearn.len()), (rows.len(), rows.len(), rows.len()));
+    let (km, congestion) = (column(0), column(2));
+    let mut surged_above_minimum = 0;
+    for i in 0..rows.len() {
+        let surge = 1.0 + ((congestion[i] as f64 - 0.6) / 0.4).clamp(0.0, 1.0) * 0.8;
+        let expected = ((2.5 + 1.2 * km[i] as f64 + 0.3 * sklearn[i].max(0.0)) * surge).max(6.0);
+        assert!((fare[i] as f64 - expected).abs() < 2e-3, "row {i}: fare {} vs {expected} by hand", fare[i]);
+        surged_above_minimum += usize::from(surge > 1.0 && expected > 6.0);
+    }
+    assert!(surged_above_minimum >= 10, "the rows exercise the surge: {surged_above_minimum}");
     let accept = get("accept_probability");
     assert_eq!(accept.len(), 2 * rows.len());
     assert!(accept.chunks(2).all(|p| (p[0] + p[1] - 1.0).abs() < 1e-4));
@@ -289,16 +299,26 @@ component = "hostile"
 inputs = ["input.x"]
 config = { mode = "work", iterations = 40000000 }
 
+# Waits 300 ms and does nothing: wall time, next to no CPU time.
+[[pipelines.p.steps]]
+name = "sleeper"
+component = "hostile"
+inputs = ["input.x"]
+config = { mode = "sleep", ms = 300 }
+
 [pipelines.p.outputs]
 a = "heavy.x"
 b = "light.x"
+c = "sleeper.x"
 "#;
     let (_dir, executor) = executor(body);
+    // Warm: the component's one-time load must not land on either step.
+    executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await.unwrap();
     let out = executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await.unwrap();
     let receipt = weir_observe::receipts::invocation_receipt(&out, &executor.manifest().accounting);
     assert_eq!(receipt.invocation_id, out.invocation_id);
     let step = |name: &str| receipt.steps.iter().find(|s| s.step == name).unwrap().clone();
-    let (heavy, light) = (step("heavy"), step("light"));
+    let (heavy, light, sleeper) = (step("heavy"), step("light"), step("sleeper"));
     // CPU time follows the work done, whatever else the machine is doing.
     assert!(heavy.cpu_us > 20_000 && heavy.cpu_us <= heavy.wall_us + 1_000, "{heavy:?}");
     assert!(light.cpu_us > 5_000 && light.cpu_us < heavy.cpu_us, "{light:?}");
@@ -309,10 +329,28 @@ b = "light.x"
         assert!(s.cost > 0.0);
         assert_eq!(s.bytes_in, 4);
     }
-    // 4x the work: about 4x the CPU time, so 4x the energy, cost and CO2.
+    // 4x the work: 4x the CPU time (give or take instantiation and the
+    // machine's noise), so 4x the energy. A clock that counted the whole
+    // process would give the two steps running side by side about the same.
     let ratio = heavy.energy_j / light.energy_j;
-    assert!((2.5..6.0).contains(&ratio), "heavy/light energy {ratio} for 4x the work");
-    assert!((receipt.energy_j - heavy.energy_j - light.energy_j).abs() < 1e-9);
+    assert!((3.3..4.7).contains(&ratio), "heavy/light energy {ratio} for 4x the work: {heavy:?} {light:?}");
+    // Sleeping is not working: wall time, and CPU time far below it.
+    assert!(sleeper.wall_us >= 300_000, "{sleeper:?}");
+    assert!(sleeper.cpu_us < sleeper.wall_us / 20, "a sleeping step is billed its wall time: {sleeper:?}");
+    // Cost is the whole formula, with [accounting]'s defaults for the prices
+    // not set here: USD 0.0000125 per CPU-second, 0.0000012 per GiB-second
+    // of peak memory, 0.15 per kWh.
+    for s in [&heavy, &light, &sleeper] {
+        // (cpu_us is rounded to the microsecond; the joules were checked against it above.)
+        assert!((s.energy_j - s.cpu_us as f64 / 1e6 * 20.0).abs() < 1e-4, "{s:?}");
+        let kwh = s.energy_j / 3.6e6;
+        let gib_seconds = s.peak_memory_bytes as f64 / 1073741824.0 * s.wall_us as f64 / 1e6;
+        let cost = s.cpu_us as f64 / 1e6 * 0.0000125 + gib_seconds * 0.0000012 + kwh * 0.15;
+        assert!((s.cost - cost).abs() < cost * 1e-3, "cost {} vs {cost} by hand: {s:?}", s.cost);
+        assert!((s.gco2e - kwh * 300.0).abs() < 1e-9, "{s:?}");
+    }
+    assert!((receipt.energy_j - heavy.energy_j - light.energy_j - sleeper.energy_j).abs() < 1e-9);
+    assert!((receipt.cost - heavy.cost - light.cost - sleeper.cost).abs() < 1e-15);
     let json = serde_json::to_value(&receipt).unwrap();
     assert_eq!(json["energy_method"], "cpu-model", "a modelled figure says so");
 }

@@ -104,7 +104,7 @@ async fn metadata_bodies_have_their_documented_shape() {
     let (_, server) = call(&router, "GET", "/v2", "").await;
     assert_eq!(
         (&server["name"], &server["models"], &server["extensions"]),
-        (&json!("weir"), &json!(["digits"]), &json!([]))
+        (&json!("weir"), &json!(["digits"]), &json!(["binary_tensor_data"]))
     );
     let (_, model) = call(&router, "GET", "/v2/models/digits", "").await;
     assert_eq!(model["inputs"], json!([{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]));

@@ -22,9 +22,11 @@ impl Step for Hostile {
             "infinite-loop" => loop {
                 black_box(0u64);
             },
-            // Parks in a host call (wasi:clocks), where epochs cannot reach.
+            // Parks in a host call (wasi:clocks), where epochs cannot reach;
+            // for an hour, or config `ms` milliseconds.
             "sleep" => {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
+                let ms = config::parse_or::<u64>("ms", 3_600_000)?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(inputs.into_vec())
             }
             "memory-bomb" => {
