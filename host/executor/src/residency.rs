@@ -26,6 +26,8 @@ use crate::artifacts::{ResolveError, Resolver};
 pub enum ResidencyError {
     #[error("{kind} `{name}` could not be fetched: {error}")]
     Fetch { kind: ArtifactKind, name: String, error: ResolveError },
+    #[error("model `{name}` could not be loaded: {error}")]
+    Model { name: String, error: weir_nn::NnError },
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -34,6 +36,7 @@ impl Classify for ResidencyError {
     fn kind(&self) -> ErrorKind {
         match self {
             ResidencyError::Fetch { error, .. } => error.kind(),
+            ResidencyError::Model { .. } => ErrorKind::Unavailable,
             ResidencyError::Load(error) => error.kind(),
         }
     }
@@ -275,6 +278,17 @@ impl Residency {
         }
         for step in self.manifest.pipelines.values().flat_map(|p| &p.steps) {
             self.models_for(step).await?;
+        }
+        // Registered is fetched; loaded is an ONNX Runtime session ready to run.
+        let granted: std::collections::BTreeSet<&String> =
+            self.manifest.pipelines.values().flat_map(|p| &p.steps).flat_map(|s| &s.grants.nn.models).collect();
+        for name in granted {
+            let models = self.sandbox.models().clone();
+            let loading = name.clone();
+            tokio::task::spawn_blocking(move || models.get(&loading).map(drop))
+                .await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                .map_err(|error| ResidencyError::Model { name: name.clone(), error })?;
         }
         Ok(())
     }

@@ -492,3 +492,20 @@ fn invocations_and_steps_are_exported_as_opentelemetry_spans() {
     let failed = invocations.iter().find(|s| s["status"]["code"] == 2).expect("the failed invocation");
     assert!(failed["status"]["message"].as_str().unwrap().contains("pixels"), "{failed}");
 }
+
+#[test]
+fn preload_loads_every_component_and_model_before_serving() {
+    let lazy = start(&example());
+    let (_, status) = get(&lazy, "/v2/status");
+    let states: Vec<&str> =
+        status["components"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["cold", "cold", "cold"], "without --preload nothing loads before a request: {status}");
+    drop(lazy);
+    let eager = crate::common::server::start_with(&example(), &["--preload"], &[]);
+    let (_, status) = get(&eager, "/v2/status");
+    for component in status["components"].as_array().unwrap() {
+        assert_eq!(component["state"], "warm", "{status}");
+        assert_eq!(component["cold_starts"], 1, "{status}");
+    }
+    assert_eq!(status["models"]["loaded"], json!(["digits"]), "{status}");
+}

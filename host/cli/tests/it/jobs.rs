@@ -210,3 +210,48 @@ fn jobs_have_their_own_time_limit_and_the_same_metrics() {
         assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
     }
 }
+
+#[test]
+fn a_second_server_on_a_locked_job_store_answers_503_or_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "");
+    let first = start_with(&manifest, &[], &[]);
+    assert_eq!(submit(&first, "fast", X).0, 202);
+    // Its own store configured (`[triggers.jobs] path`) and locked: the
+    // second server does not start, and says why.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-auth"])
+        .env("WEIR_CACHE_DIR", crate::common::shared_cache_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server on a locked, configured job store kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("jobs.redb"), "{status}: {stderr}");
+
+    // The default store (no section): the second server serves synchronous
+    // requests and answers asynchronous ones 503, naming the way out.
+    let default = dir.path().join("default.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&default, &text[..text.find("[triggers.jobs]").unwrap()]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let env = [("XDG_DATA_HOME", home.path())];
+    let a = start_with(&default, &[], &env);
+    let b = start_with(&default, &[], &env);
+    assert_eq!(submit(&a, "fast", X).0, 202);
+    let (status, body, _) = submit(&b, "fast", X);
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("asynchronous invocations are off"), "{body}");
+    assert_eq!(post(&b, "/v2/models/fast/infer", X).0, 200, "synchronous requests are served");
+}
