@@ -63,9 +63,15 @@ fn serve(manifest: &Path) -> Serve {
     Serve(child, base)
 }
 
-fn request(id: u64) -> String {
-    let body = std::fs::read_to_string(root().join("examples/digits/request.json")).unwrap();
-    let mut json: serde_json::Value = serde_json::from_str(&body).unwrap();
+/// The example request, read once.
+fn template() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("examples/digits/request.json")).unwrap()).unwrap()
+}
+
+/// The request with id `q{id}` (built outside the timed region: both loops
+/// time only the round trip).
+fn request(template: &serde_json::Value, id: u64) -> String {
+    let mut json = template.clone();
     json["id"] = format!("q{id}").into();
     json.to_string()
 }
@@ -107,12 +113,14 @@ async fn through_nats(url: &str, clients: usize, seconds: u64) -> Figures {
         loops.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut n = (c as u64) << 32;
+            let template = template();
             while Instant::now() < deadline {
                 n += 1;
                 let (done, answered) = oneshot::channel();
                 waiting.lock().unwrap().insert(format!("q{n}"), done);
+                let body = request(&template, n);
                 let sent = Instant::now();
-                js.publish("infer.digits", request(n).into()).await.unwrap().await.unwrap();
+                js.publish("infer.digits", body.into()).await.unwrap().await.unwrap();
                 answered.await.unwrap();
                 latencies.push(sent.elapsed());
             }
@@ -135,7 +143,7 @@ fn through_http(base: &str, clients: usize, seconds: u64) -> Figures {
             let url = format!("{base}/v2/models/digits/infer");
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-                let body = request(0);
+                let body = request(&template(), 0);
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let sent = Instant::now();

@@ -79,3 +79,43 @@ fn manifest_examples_in_the_docs_are_valid() {
     assert!(checked >= 10, "only {checked} manifest examples found in the docs");
     assert!(wrong.is_empty(), "manifest examples in the docs that weir refuses:\n{}", wrong.join("\n"));
 }
+
+/// Every script, training program and bench target the docs name — the
+/// commands that produce their figures — exists, so no figure points at
+/// a way to reproduce it that is gone.
+#[test]
+fn every_command_the_docs_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let benches: Vec<String> = std::fs::read_dir(root.join("host/cli/benches"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let at = format!("{}:{}", page.display(), number + 1);
+            for word in line.split(|c: char| c.is_whitespace() || "`()[]<>,;'\"".contains(c)) {
+                let word = word.trim_end_matches(['.', ':']);
+                let path = ["scripts/", "examples/", "host/", "tests/"].iter().any(|p| word.starts_with(p))
+                    && [".sh", ".py", ".rs", ".proto"].iter().any(|e| word.ends_with(e));
+                if path {
+                    named += 1;
+                    if !root.join(word).is_file() {
+                        missing.push(format!("{at}: {word}"));
+                    }
+                }
+            }
+            for bench in line.split("--bench ").skip(1).filter_map(|rest| rest.split_whitespace().next()) {
+                named += 1;
+                let bench = bench.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+                if !benches.iter().any(|b| b == bench) {
+                    missing.push(format!("{at}: cargo bench --bench {bench}"));
+                }
+            }
+        }
+    }
+    assert!(named >= 30, "only {named} commands named in the docs: is the scan broken?");
+    assert!(missing.is_empty(), "the docs name commands that do not exist:\n{}", missing.join("\n"));
+}
