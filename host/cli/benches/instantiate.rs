@@ -29,7 +29,9 @@ fn measure(pooling: bool, iterations: usize) -> Summary {
         ..SandboxOptions::default()
     };
     let runtime = Sandbox::new(options).expect("runtime");
-    let component = runtime.load_file(weir_tests::NOOP.as_ref()).expect("noop component");
+    // WEIR_BENCH_NOOP: another build of the no-op step (another target, say).
+    let noop = std::env::var("WEIR_BENCH_NOOP").unwrap_or_else(|_| weir_tests::NOOP.to_string());
+    let component = runtime.load_file(noop.as_ref()).expect("noop component");
     let grants = StepGrants::default();
     let limits = StepLimits::default();
     let input = Tensor { name: "x".into(), datatype: weir_core::Datatype::Fp32, shape: vec![4], data: vec![0; 16] };

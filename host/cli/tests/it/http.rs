@@ -404,14 +404,37 @@ fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    assert_eq!(receipt["energy_method"], "rapl", "{receipt}");
+    // The rate, measured here the way the meter does (counter joules over
+    // the machine's busy CPU-seconds) across a window, then a fresh receipt:
+    // each step's joules per CPU-second must be that rate, give or take how
+    // busy the machine was in the meter's own last interval.
+    let (busy0, at0) = (busy_cpu_seconds(), std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (busy1, window) = (busy_cpu_seconds(), at0.elapsed().as_secs_f64());
+    let expected = 50.0 * window / (busy1 - busy0);
+    let (_, response) = post(&server, "/v2/models/digits/infer", &request);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     ticking.join().unwrap();
-    assert_eq!(receipt["energy_method"], "rapl", "{receipt}");
+    let receipt = &response["parameters"]["receipt"];
     for step in receipt["steps"].as_array().unwrap() {
         assert_eq!(step["energy_method"], "rapl");
-        assert!(step["energy_j"].as_f64().unwrap() > 0.0, "{step}");
+        let per_cpu_second = step["energy_j"].as_f64().unwrap() / (step["cpu_us"].as_f64().unwrap() / 1e6);
+        assert!(
+            (0.6 * expected..1.6 * expected).contains(&per_cpu_second),
+            "{per_cpu_second} J per CPU-second charged, {expected} measured: {step}"
+        );
     }
     assert!(receipt["queue_wait_us"].as_u64().is_some());
+}
+
+/// Busy CPU-seconds of the whole machine (`/proc/stat`: all but idle and iowait).
+fn busy_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<f64> =
+        stat.lines().next().unwrap().split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
+    let busy: f64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / 100.0
 }
 
 /// A minimal OTLP/HTTP collector: every POSTed JSON body comes out of the channel.
