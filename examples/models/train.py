@@ -10,7 +10,8 @@ Writes, next to this script by default:
                          input `input` FP32 [N, 30], outputs `label` INT64 [N], `probabilities` FP32 [N, 2]
   dtypes.onnx            not trained: one Identity per wasi-nn tensor type (FP16, FP32, FP64, BF16,
                          U8, I32, I64), to test every type in both directions
-  digits_test.json       the held-out digits samples and labels, and scikit-learn's accuracy on them
+  digits_test.json       the held-out digits samples and labels, scikit-learn's accuracy on them, and its
+                         prediction and class probabilities for each sample
   breast_cancer_test.json  the same for the breast-cancer model
 With --joblib also digits.joblib (the same fitted scikit-learn model, for serving it with MLServer
 in the HTTP benchmark; not committed). With --big also digits_big.onnx (MLP 64 -> 2048 -> 2048 -> 10 on digits, ~1 ms per inference;
@@ -36,10 +37,14 @@ from onnx_export import export
 SEED = 0
 
 
-def held_out(path, x_test, y_test, accuracy, features):
+def held_out(path, model, x_test, y_test, accuracy, features):
+    """The held-out samples as stored (rounded), their true labels, and the scikit-learn model's own
+    prediction and class probabilities for each stored sample: what weir's answers are checked against."""
+    inputs = np.round(x_test, 6)
     with open(path, "w") as f:
-        json.dump({"features": features, "accuracy": accuracy,
-                   "inputs": np.round(x_test, 6).tolist(), "labels": y_test.tolist()}, f)
+        json.dump({"features": features, "accuracy": accuracy, "inputs": inputs.tolist(), "labels": y_test.tolist(),
+                   "predictions_sklearn": model.predict(inputs).tolist(),
+                   "probabilities_sklearn": np.round(model.predict_proba(inputs), 6).tolist()}, f)
 
 
 def digits(out, big, joblib_too=False):
@@ -55,7 +60,7 @@ def digits(out, big, joblib_too=False):
         export(model, x_train, os.path.join(out, f"{name}.onnx"), name)
         print(f"{name}: held-out accuracy {accuracy:.4f} on {len(y_test)} samples")
         if name == "digits":
-            held_out(os.path.join(out, "digits_test.json"), x_test, y_test, accuracy, 64)
+            held_out(os.path.join(out, "digits_test.json"), model, x_test, y_test, accuracy, 64)
             if joblib_too:
                 import joblib
                 joblib.dump(model, os.path.join(out, "digits.joblib"))
@@ -69,7 +74,7 @@ def breast_cancer(out):
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
     accuracy = float(model.score(x_test, y_test))
     export(model, x_train, os.path.join(out, "breast_cancer.onnx"), "breast_cancer")
-    held_out(os.path.join(out, "breast_cancer_test.json"), x_test, y_test, accuracy, 30)
+    held_out(os.path.join(out, "breast_cancer_test.json"), model, x_test, y_test, accuracy, 30)
     print(f"breast_cancer: held-out accuracy {accuracy:.4f} on {len(y_test)} samples")
 
 

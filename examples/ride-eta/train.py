@@ -12,7 +12,8 @@ follows a logistic rule of pickup distance, trip length, fatigue and rating.
 Writes next to this script:
   eta.onnx         gradient-boosted trees: 6 features -> `variable` FP32 [N, 1] (minutes)
   acceptance.onnx  standardise + logistic regression: 6 features -> `label` INT64, `probabilities` FP32 [N, 2]
-  ride_test.json   held-out requests with the true ETA and acceptance, and scikit-learn's scores
+  ride_test.json   held-out requests with the true ETA and acceptance, and scikit-learn's scores,
+                   ETA predictions and acceptance probabilities
 Features, in order: distance_km, hour, congestion, driver_km, driver_rating, hours_on_shift.
 Needs: numpy, scikit-learn, skl2onnx, onnx.
 """
@@ -76,6 +77,9 @@ def main():
             "eta_predictions_sklearn": np.round(eta_model.predict(test).astype(float), 4).tolist(),
             "accept": acc_test[:200].tolist(),
             "accept_accuracy_sklearn": accuracy,
+            # For the rows as stored (rounded), as weir is sent them.
+            "accept_probabilities_sklearn":
+                np.round(accept_model.predict_proba(np.round(test.astype(float), 5)), 6).tolist(),
         }, f)
     print(f"eta: held-out MAE {mae:.2f} min; acceptance: held-out accuracy {accuracy:.3f}")
 

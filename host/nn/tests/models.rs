@@ -295,3 +295,45 @@ fn runs_are_predicted_from_recent_ones() {
     }
     assert!(model.predicted_run(256).unwrap() > weir_nn::offload::INLINE_RUN);
 }
+
+/// Every held-out sample of `{name}_test.json` through ONNX Runtime in one
+/// batch: the label must be scikit-learn's own prediction for that sample
+/// (stored by examples/models/train.py), and each class probability within
+/// float32 rounding of scikit-learn's.
+fn matches_scikit_learn(name: &str) {
+    let text = std::fs::read_to_string(model_path(&format!("{name}_test.json"))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = json["inputs"].as_array().unwrap();
+    let features = json["features"].as_u64().unwrap() as u32;
+    let x: Vec<f32> =
+        rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+    let cache = ModelCache::new(CacheOptions::default());
+    cache.register(ModelSpec::new(name, model_path(&format!("{name}.onnx"))));
+    let model = cache.get(name).unwrap();
+    let (outputs, _) = model.run(&[("input".into(), f32_tensor(&[rows.len() as u32, features], &x))]).unwrap();
+    let labels: Vec<i64> =
+        outputs[0].1.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let expected: Vec<i64> =
+        json["predictions_sklearn"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!((labels.len(), expected.len()), (rows.len(), rows.len()), "{name}: one prediction per sample");
+    let differ: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != expected[i]).collect();
+    assert!(differ.is_empty(), "{name}: samples {differ:?} are labelled differently from scikit-learn");
+    let probabilities: Vec<f32> =
+        outputs[1].1.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let theirs: Vec<f64> = json["probabilities_sklearn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert_eq!(probabilities.len(), theirs.len(), "{name}: one probability per sample and class");
+    for (i, (ours, theirs)) in probabilities.iter().zip(&theirs).enumerate() {
+        assert!((*ours as f64 - theirs).abs() < 1e-4, "{name}: probability {i}: {ours} vs scikit-learn {theirs}");
+    }
+}
+
+#[test]
+fn digits_and_breast_cancer_match_scikit_learn_on_every_held_out_sample() {
+    matches_scikit_learn("digits");
+    matches_scikit_learn("breast_cancer");
+}
