@@ -364,47 +364,109 @@ fn sha256_hex(bytes: &[u8]) -> String {
     weir_registry::Digest::of(bytes).hex().to_string()
 }
 
-/// With readable powercap counters, energy is measured (`rapl`): package
-/// joules per busy CPU-second, times each step's CPU time. The counters here
-/// are files the test advances, at 50 W.
-#[test]
-fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
-    let powercap = tempfile::tempdir().unwrap();
-    let zone = powercap.path().join("intel-rapl:0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("max_energy_range_uj"), u64::MAX.to_string()).unwrap();
-    std::fs::write(zone.join("energy_uj"), "0").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ticking = {
-        let (stop, counter) = (stop.clone(), zone.join("energy_uj"));
-        std::thread::spawn(move || {
+/// Powercap counters in a temporary folder, advanced by a thread at 50 W
+/// (which also keeps a CPU busy, so that busy time moves).
+struct FakeRapl {
+    root: tempfile::TempDir,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ticking: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRapl {
+    fn start() -> FakeRapl {
+        let root = tempfile::tempdir().unwrap();
+        let zone = root.path().join("intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), u64::MAX.to_string()).unwrap();
+        std::fs::write(zone.join("energy_uj"), "0").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopping, counter) = (stop.clone(), zone.join("energy_uj"));
+        let ticking = std::thread::spawn(move || {
             let started = std::time::Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // 50 W: 50 µJ per µs; also keeps a CPU busy so that busy time moves.
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                // 50 W: 50 µJ per µs.
                 let uj = started.elapsed().as_micros() as u64 * 50;
                 // Replace the file whole, as sysfs reads are: never half-written.
                 let next = counter.with_extension("next");
                 std::fs::write(&next, uj.to_string()).unwrap();
                 std::fs::rename(&next, &counter).unwrap();
             }
-        })
-    };
-    let server = crate::common::server::start_with(&example(), &[], &[("WEIR_POWERCAP_ROOT", powercap.path())]);
+        });
+        FakeRapl { root, stop, ticking: Some(ticking) }
+    }
+
+    fn serve(&self, manifest: &Path) -> crate::common::server::Server {
+        crate::common::server::start_with(manifest, &[], &[("WEIR_POWERCAP_ROOT", self.root.path())])
+    }
+
+    /// Post `request` until the receipt says `rapl` (the meter's first interval).
+    fn measured_receipt(server: &crate::common::server::Server, path: &str, request: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (status, response) = post(server, path, request);
+            assert_eq!(status, 200, "{response}");
+            let receipt = response["parameters"]["receipt"].clone();
+            if receipt["energy_method"] == "rapl" || std::time::Instant::now() > deadline {
+                assert_eq!(receipt["energy_method"], "rapl", "{receipt}");
+                return receipt;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for FakeRapl {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ticking) = self.ticking.take() {
+            let _ = ticking.join();
+        }
+    }
+}
+
+/// Two steps side by side doing 4x and 1x the same work under RAPL: each
+/// is charged its own CPU time at the same measured rate, so their joules
+/// split 4:1 and add up to the invocation's.
+#[test]
+fn rapl_energy_splits_between_concurrent_steps_by_their_cpu_time() {
+    let rapl = FakeRapl::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}\n[pipelines.p]\nsteps = [\n  {{ name = \"heavy\", component = \"hostile\", inputs = [\"input.x\"], config = {{ mode = \"work\", iterations = 160000000 }} }},\n  {{ name = \"light\", component = \"hostile\", inputs = [\"input.x\"], config = {{ mode = \"work\", iterations = 40000000 }} }},\n]\noutputs = {{ a = \"heavy.x\", b = \"light.x\" }}\n",
+            crate::common::test_components()
+        ),
+    )
+    .unwrap();
+    let server = rapl.serve(&manifest);
+    let request =
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"receipt":"full"}}"#;
+    let receipt = FakeRapl::measured_receipt(&server, "/v2/models/p/infer", request);
+    let step = |name: &str| receipt["steps"].as_array().unwrap().iter().find(|s| s["step"] == name).unwrap().clone();
+    let (heavy, light) = (step("heavy"), step("light"));
+    let joules = |s: &Value| s["energy_j"].as_f64().unwrap();
+    let cpu = |s: &Value| s["cpu_us"].as_f64().unwrap();
+    let split = joules(&heavy) / joules(&light);
+    assert!((3.0..5.5).contains(&split), "heavy/light joules {split} for 4x the work: {heavy} {light}");
+    // Same rate for both (it moves only every 200 ms): joules follow CPU time.
+    let rates = (joules(&heavy) / cpu(&heavy), joules(&light) / cpu(&light));
+    assert!((rates.0 / rates.1 - 1.0).abs() < 0.35, "rates {rates:?}");
+    assert!((receipt["energy_j"].as_f64().unwrap() - joules(&heavy) - joules(&light)).abs() < 1e-9, "{receipt}");
+}
+
+/// With readable powercap counters, energy is measured (`rapl`): package
+/// joules per busy CPU-second, times each step's CPU time.
+#[test]
+fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
+    let rapl = FakeRapl::start();
+    let server = rapl.serve(&example());
     let mut request: Value =
         serde_json::from_str(&std::fs::read_to_string(example().with_file_name("request.json")).unwrap()).unwrap();
     request["parameters"] = json!({"receipt": "full"});
     let request = request.to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let receipt = loop {
-        let (status, response) = post(&server, "/v2/models/digits/infer", &request);
-        assert_eq!(status, 200, "{response}");
-        let receipt = response["parameters"]["receipt"].clone();
-        if receipt["energy_method"] == "rapl" || std::time::Instant::now() > deadline {
-            break receipt;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    assert_eq!(receipt["energy_method"], "rapl", "{receipt}");
+    let receipt = FakeRapl::measured_receipt(&server, "/v2/models/digits/infer", &request);
     // The rate, measured here the way the meter does (counter joules over
     // the machine's busy CPU-seconds) across a window, then a fresh receipt:
     // each step's joules per CPU-second must be that rate, give or take how
@@ -414,8 +476,7 @@ fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
     let (busy1, window) = (busy_cpu_seconds(), at0.elapsed().as_secs_f64());
     let expected = 50.0 * window / (busy1 - busy0);
     let (_, response) = post(&server, "/v2/models/digits/infer", &request);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    ticking.join().unwrap();
+    drop(rapl);
     let receipt = &response["parameters"]["receipt"];
     for step in receipt["steps"].as_array().unwrap() {
         assert_eq!(step["energy_method"], "rapl");
