@@ -24,6 +24,12 @@ pub trait Graph: Send + Sync {
     fn pool_threads(&self) -> usize {
         0
     }
+
+    /// CPU time those threads have used in all, since the graph was loaded
+    /// (what the calls' `pool_cpu` charges must add up to).
+    fn pool_cpu_total(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// What loading gives back: the graph and its declared signature.

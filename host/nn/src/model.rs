@@ -129,6 +129,11 @@ impl LoadedModel {
         self.graph.pool_threads()
     }
 
+    /// CPU time the pool threads have used in all since the model loaded.
+    pub fn pool_cpu_total(&self) -> std::time::Duration {
+        self.graph.pool_cpu_total()
+    }
+
     /// Run one inference; returns every declared output and where the time
     /// went. Safe to call from many threads at once.
     pub fn run(&self, inputs: &[(String, NnTensor)]) -> Result<(Vec<(String, NnTensor)>, RunTiming), NnError> {

@@ -117,6 +117,10 @@ impl Graph for OnnxGraph {
     fn pool_threads(&self) -> usize {
         self.pool.len()
     }
+
+    fn pool_cpu_total(&self) -> std::time::Duration {
+        self.pool.cpu()
+    }
 }
 
 fn tensor_spec(name: &str, ty: &ValueType) -> TensorSpec {
@@ -137,6 +141,9 @@ fn build_session(spec: &ModelSpec, device: Device, pool: &Arc<PoolThreads>) -> R
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
         .and_then(|b| b.with_intra_threads(spec.threads.max(1)))
         .and_then(|b| b.with_inter_threads(1))
+        // Idle pool threads sleep instead of spinning: a spinning thread
+        // burns CPU after a call ends that no call could be charged for.
+        .and_then(|b| b.with_intra_op_spinning(false))
         // weir starts the pool threads itself, to read their CPU clocks.
         .and_then(|b| b.with_thread_manager(MeteredThreads(pool.clone())))
         .map_err(fail)?;

@@ -3,17 +3,28 @@
 //! calls they work for. With `threads = 1` there are none: the calling
 //! thread does all the work and its own CPU clock already counts it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ort::environment::{ThreadManager, ThreadWorker};
 
-/// The CPU clocks of one session's pool threads.
+/// The CPU clocks of one session's pool threads, and the calls using them.
 #[derive(Default)]
 pub struct PoolThreads {
     clocks: Mutex<Vec<libc::clockid_t>>,
-    in_flight: AtomicUsize,
+    ledger: Mutex<Ledger>,
+}
+
+/// Who is owed what: at every call's start and end, the pool CPU used since
+/// the last such event is split evenly among the calls in flight. So the
+/// charges add up exactly to the pool's CPU time while any call ran, however
+/// the calls overlap; what the pool uses with no call in flight (nothing,
+/// with spinning off) is charged to no one.
+#[derive(Default)]
+struct Ledger {
+    cpu_at_last_event: Duration,
+    next_call: u64,
+    in_flight: Vec<(u64, Duration)>,
 }
 
 impl PoolThreads {
@@ -31,33 +42,51 @@ impl PoolThreads {
     }
 
     /// CPU time all pool threads have used so far.
-    fn cpu(&self) -> Duration {
+    pub fn cpu(&self) -> Duration {
         self.clocks().iter().map(|&clock| weir_core::clock::cpu_clock(clock)).sum()
+    }
+
+    /// Split the CPU used since the last event among the calls in flight.
+    fn settle(&self, ledger: &mut Ledger) {
+        let now = self.cpu();
+        let used = now.saturating_sub(ledger.cpu_at_last_event);
+        ledger.cpu_at_last_event = now;
+        let calls = ledger.in_flight.len() as u32;
+        if calls > 0 {
+            for (_, owed) in &mut ledger.in_flight {
+                *owed += used / calls;
+            }
+        }
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Start metering one call.
     pub fn begin(self: &Arc<Self>) -> PoolCall {
-        let overlap = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        PoolCall { pool: self.clone(), start: self.cpu(), overlap }
+        let mut ledger = self.ledger();
+        self.settle(&mut ledger);
+        let id = ledger.next_call;
+        ledger.next_call += 1;
+        ledger.in_flight.push((id, Duration::ZERO));
+        PoolCall { pool: self.clone(), id }
     }
 }
 
-/// One call being metered. Calls that overlap on one session share its pool,
-/// so the pool's CPU time during a call is split evenly among them (an
-/// apportionment, exact when calls do not overlap).
+/// One call being metered (see [`Ledger`]).
 pub struct PoolCall {
     pool: Arc<PoolThreads>,
-    start: Duration,
-    overlap: usize,
+    id: u64,
 }
 
 impl PoolCall {
     /// The pool CPU time charged to this call.
     pub fn finish(self) -> Duration {
-        let used = self.pool.cpu().saturating_sub(self.start);
-        let overlap = self.overlap.max(self.pool.in_flight.load(Ordering::Acquire)).max(1);
-        self.pool.in_flight.fetch_sub(1, Ordering::AcqRel);
-        used / overlap as u32
+        let mut ledger = self.pool.ledger();
+        self.pool.settle(&mut ledger);
+        let at = ledger.in_flight.iter().position(|(id, _)| *id == self.id);
+        at.map(|at| ledger.in_flight.swap_remove(at).1).unwrap_or_default()
     }
 }
 

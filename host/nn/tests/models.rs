@@ -197,12 +197,25 @@ fn pool_threads_cpu_time_is_attributed_to_the_call() {
     let (x, _) = digits_sample();
     let rows = 4096;
     let batch: Vec<f32> = x.iter().copied().cycle().take(64 * rows).collect();
-    let mut pool_cpu = Duration::ZERO;
-    for _ in 0..20 {
-        let (_, timing) = model.run(&[("input".into(), f32_tensor(&[rows as u32, 64], &batch))]).unwrap();
-        pool_cpu += timing.pool_cpu;
-    }
-    assert!(pool_cpu > Duration::ZERO, "the pool threads' CPU time was not counted");
+    let run = || model.run(&[("input".into(), f32_tensor(&[rows as u32, 64], &batch))]).unwrap().1.pool_cpu;
+    // One call at a time: the charges add up to what the pool threads used
+    // (spinning is off, so idle threads use nothing between calls).
+    let before = model.pool_cpu_total();
+    let charged: Duration = (0..20).map(|_| run()).sum();
+    let used = model.pool_cpu_total() - before;
+    assert!(charged > Duration::ZERO, "the pool threads' CPU time was not counted");
+    let share = charged.as_secs_f64() / used.as_secs_f64();
+    assert!((0.95..=1.0).contains(&share), "sequential calls were charged {charged:?} of {used:?} the pool used");
+    // Three callers at once share the pool: split among the calls in flight
+    // at every start and end, the charges still add up to what it used.
+    let before = model.pool_cpu_total();
+    let charged: Duration = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..3).map(|_| scope.spawn(|| (0..10).map(|_| run()).sum::<Duration>())).collect();
+        callers.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    let used = model.pool_cpu_total() - before;
+    let share = charged.as_secs_f64() / used.as_secs_f64();
+    assert!((0.97..=1.0).contains(&share), "overlapping calls were charged {charged:?} of {used:?} the pool used");
 }
 
 /// Protobuf, just enough for an ONNX model whose one initializer keeps its

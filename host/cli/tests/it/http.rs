@@ -466,7 +466,7 @@ fn energy_is_measured_with_rapl_when_the_counters_can_be_read() {
         serde_json::from_str(&std::fs::read_to_string(example().with_file_name("request.json")).unwrap()).unwrap();
     request["parameters"] = json!({"receipt": "full"});
     let request = request.to_string();
-    let receipt = FakeRapl::measured_receipt(&server, "/v2/models/digits/infer", &request);
+    FakeRapl::measured_receipt(&server, "/v2/models/digits/infer", &request);
     // The rate, measured here the way the meter does (counter joules over
     // the machine's busy CPU-seconds) across a window, then a fresh receipt:
     // each step's joules per CPU-second must be that rate, give or take how

@@ -381,3 +381,40 @@ c = "sleeper.x"
     let json = serde_json::to_value(&receipt).unwrap();
     assert_eq!(json["energy_method"], "cpu-model", "a modelled figure says so");
 }
+
+/// A model with ONNX Runtime pool threads: the step's receipt carries their
+/// CPU time in `ort_threads_cpu_us`, inside its `cpu_us`, and the energy
+/// follows the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_count_onnx_runtime_pool_threads() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+    let body = format!(
+        r#"
+[models.wide]
+source = "{}"
+threads = 3
+
+[[pipelines.p.steps]]
+name = "classify"
+component = "classify"
+inputs = ["x=input.pixels"]
+models = ["wide"]
+config = {{ model = "wide" }}
+
+[pipelines.p.outputs]
+label = "classify.label"
+"#,
+        models.join("digits.onnx").display()
+    );
+    let (_dir, executor) = executor(&body);
+    let rows = 4096;
+    let pixels: Vec<f32> = (0..rows * 64).map(|i| (i % 17) as f32 / 16.0).collect();
+    let input = || vec![f32_tensor("pixels", &[rows as u64, 64], &pixels)];
+    executor.run("p", input(), &RunOptions::default()).await.unwrap();
+    let out = executor.run("p", input(), &RunOptions::default()).await.unwrap();
+    let receipt = weir_observe::receipts::invocation_receipt(&out, &executor.manifest().accounting);
+    let step = &receipt.steps[0];
+    assert!(step.ort_threads_cpu_us > 0, "pool threads worked on a 4096-row batch: {step:?}");
+    assert!(step.ort_threads_cpu_us < step.cpu_us, "pool CPU is part of the step's CPU: {step:?}");
+    assert!((step.energy_j - step.cpu_us as f64 / 1e6 * 10.0).abs() < 1e-4, "energy covers all of it: {step:?}");
+}
