@@ -209,8 +209,29 @@ async fn basic_auth_from_flags_and_from_the_docker_config() {
     let store = tempfile::tempdir().unwrap();
     let fetched =
         client(store.path(), Credentials::Discover).fetch(&at, None, Some(ArtifactKind::Component), &()).await;
-    unsafe { std::env::remove_var("DOCKER_CONFIG") };
     assert_eq!(std::fs::read(fetched.unwrap().path).unwrap(), component());
+
+    // WEIR_REGISTRY_USERNAME / _PASSWORD alone (the Docker config emptied):
+    // wrong ones are refused, right ones pull.
+    std::fs::write(docker.path().join("config.json"), r#"{"auths": {}}"#).unwrap();
+    let pull = |user: &str, password: &str| {
+        unsafe { std::env::set_var("WEIR_REGISTRY_USERNAME", user) };
+        unsafe { std::env::set_var("WEIR_REGISTRY_PASSWORD", password) };
+        let store = tempfile::tempdir().unwrap();
+        let client = client(store.path(), Credentials::Discover);
+        let at = at.clone();
+        async move {
+            let fetched = client.fetch(&at, None, Some(ArtifactKind::Component), &()).await;
+            (store, fetched)
+        }
+    };
+    let (_store, refused) = pull("alice", "looking-glass").await;
+    assert!(matches!(refused, Err(RegistryError::Unauthorized { .. })), "{refused:?}");
+    let (_store, fetched) = pull("alice", "wonderland").await;
+    assert_eq!(std::fs::read(fetched.unwrap().path).unwrap(), component());
+    unsafe { std::env::remove_var("WEIR_REGISTRY_USERNAME") };
+    unsafe { std::env::remove_var("WEIR_REGISTRY_PASSWORD") };
+    unsafe { std::env::remove_var("DOCKER_CONFIG") };
 }
 
 #[tokio::test]

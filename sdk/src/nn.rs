@@ -94,3 +94,27 @@ fn from_nn(name: String, tensor: &nn_tensor::Tensor) -> Result<Tensor, StepError
 fn bf16_to_f32_bytes(data: &[u8]) -> Vec<u8> {
     data.chunks_exact(2).flat_map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// BF16 is the top half of an FP32: widening keeps every value exactly.
+    #[test]
+    fn bf16_widens_to_f32_exactly() {
+        let values = [1.5f32, -0.0, f32::INFINITY, -3.0e38, 1.0e-38, 0.15625];
+        let bf16: Vec<u8> = values.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
+        let widened: Vec<f32> = super::bf16_to_f32_bytes(&bf16)
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let truncated: Vec<f32> = values.iter().map(|v| f32::from_bits(v.to_bits() & 0xffff_0000)).collect();
+        assert_eq!(
+            widened.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            truncated.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(widened[0], 1.5);
+        assert!(widened[1].is_sign_negative() && widened[1] == 0.0);
+        assert_eq!(widened[2], f32::INFINITY);
+        let nan = super::bf16_to_f32_bytes(&0x7fc0u16.to_le_bytes());
+        assert!(f32::from_le_bytes(nan.try_into().unwrap()).is_nan());
+    }
+}

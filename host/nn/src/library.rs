@@ -78,12 +78,18 @@ pub fn probe(path: &Path) -> Result<String, LibraryError> {
         CStr::from_ptr(((*base).get_version_string)()).to_string_lossy().into_owned()
     };
     std::mem::forget(library);
-    let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
-    let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
-    if major != Some(1) || minor.is_none_or(|m| m < REQUIRED_MINOR) {
+    if !supported(&version) {
         return Err(LibraryError::TooOld { path: path.display().to_string(), version });
     }
     Ok(version)
+}
+
+/// Whether `ort` can drive a library that reports `version`: 1.x from
+/// `REQUIRED_MINOR` on (its C API is versioned within major 1).
+fn supported(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+    major == Some(1) && minor.is_some_and(|m| m >= REQUIRED_MINOR)
 }
 
 static LIBRARY: OnceLock<Result<OrtLibrary, LibraryError>> = OnceLock::new();
@@ -120,6 +126,17 @@ pub fn init() -> Result<&'static OrtLibrary, LibraryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_versions_ort_can_drive_are_accepted() {
+        for yes in ["1.22.0", "1.22.1", "1.23.2", "1.30.0-dev"] {
+            assert!(supported(yes), "{yes}");
+        }
+        for no in ["1.21.0", "1.16.3", "2.0.0", "0.22.0", "x", "", "1", "1.x.0"] {
+            assert!(!supported(no), "{no}");
+        }
+        assert_eq!(REQUIRED_MINOR, 22, "the README and docs/setup.md name 1.22");
+    }
 
     #[test]
     fn a_file_that_is_not_onnx_runtime_is_refused_cleanly() {

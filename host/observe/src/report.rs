@@ -124,7 +124,52 @@ mod tests {
         assert_eq!(summary[&("p".into(), "b".into())].invocations, 2);
         assert_eq!(summary[&("p".into(), "*".into())].energy_j, 7.0);
         assert_eq!(summary[&("p".into(), "*".into())].cpu_seconds, 0.004);
+        // The printed numbers, row by row: calls, CPU seconds, joules, cost
+        // and gCO2e as summed above (1 ms of CPU per step at the default prices).
         let text = table(&summary);
-        assert!(text.contains("cpu-model"), "{text}");
+        let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+        let cost = |joules: f64, steps: f64| steps * 0.001 * 0.0000125 + joules / 3.6e6 * 0.15;
+        let co2 = |joules: f64| joules / 3.6e6 * 400.0;
+        let expected = [
+            ("*", 2, 0.004, 7.0, cost(7.0, 4.0), co2(7.0)),
+            ("a", 2, 0.002, 3.0, cost(3.0, 2.0), co2(3.0)),
+            ("b", 2, 0.002, 4.0, cost(4.0, 2.0), co2(4.0)),
+        ];
+        assert_eq!(rows.len(), expected.len(), "{text}");
+        for (row, (step, calls, cpu, joules, cost, co2)) in rows.iter().zip(expected) {
+            assert_eq!(row[..3], ["p", step, &calls.to_string()], "{text}");
+            let number = |i: usize| row[i].parse::<f64>().unwrap();
+            assert_eq!((number(3), number(4)), (cpu, joules), "{text}");
+            assert!((number(5) / cost - 1.0).abs() < 1e-3 && (number(6) / co2 - 1.0).abs() < 1e-3, "{text}");
+            assert_eq!(row[7], "cpu-model", "{text}");
+        }
+    }
+
+    #[test]
+    fn an_invocation_whose_steps_were_measured_differently_says_mixed() {
+        let step = |method| {
+            let usage = StepUsage {
+                cpu: Duration::from_millis(1),
+                energy: Some(weir_core::Energy { joules: 1.0, method }),
+                ..StepUsage::default()
+            };
+            price_step("s", &usage, &weir_core::Pricing::default())
+        };
+        let mixed = receipt(
+            "x".into(),
+            Duration::ZERO,
+            Duration::ZERO,
+            vec![step(EnergyMethod::Rapl), step(EnergyMethod::CpuModel)],
+        );
+        assert_eq!(mixed.energy_method, EnergyMethod::Mixed);
+        assert_eq!(serde_json::to_value(&mixed).unwrap()["energy_method"], "mixed");
+        let same = receipt(
+            "x".into(),
+            Duration::ZERO,
+            Duration::ZERO,
+            vec![step(EnergyMethod::Rapl), step(EnergyMethod::Rapl)],
+        );
+        assert_eq!(same.energy_method, EnergyMethod::Rapl);
+        assert_eq!(mixed.energy_j, 2.0);
     }
 }
