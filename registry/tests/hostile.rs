@@ -323,3 +323,38 @@ async fn a_registry_that_stalls_in_the_middle_of_a_blob_times_out() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(!weir.store().contains(&Digest::of(CONTENT)));
 }
+
+/// Fetched by `@sha256:`, the registry answers with another manifest (a
+/// swapped or tampered one): refused, nothing pulled or cached.
+#[tokio::test]
+async fn a_manifest_that_is_not_the_digest_asked_for_is_refused() {
+    let honest = manifest(&[(CONTENT, CONTENT.len() as u64)], 2);
+    let swapped = manifest(&[(b"\0asm\x0d\0\x01\0 something else".as_slice(), 25)], 2);
+    let server = registry(
+        move || Reply::Full { status: 200, body: swapped.clone() },
+        || Reply::Full { status: 200, body: CONTENT.to_vec() },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let weir = weir(dir.path(), Duration::from_secs(5));
+    let wanted = Digest::of(&honest);
+    let at = server.reference(&format!("pinned/x@{wanted}"));
+    let error = fetch(&weir, &at).await.unwrap_err();
+    assert!(matches!(error, RegistryError::Integrity { .. }), "{error}");
+    assert_registry_error(&error, &["its digest is sha256:", &format!("not {wanted}")]);
+    assert!(!server.requested("/blobs/"), "no layer of the wrong manifest was downloaded");
+    let cached: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.is_file()).collect();
+    assert!(cached.is_empty(), "nothing cached: {cached:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}

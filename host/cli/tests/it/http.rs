@@ -158,16 +158,7 @@ fn limits_answer_413_429_504_and_step_failures_500() {
     });
     // Once the slow request holds the slot (on a loaded machine that can
     // take a moment), a second one is refused at once.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics =
-            agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
-        if metrics.contains("weir_in_flight 1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slow request never started:\n{metrics}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_in_flight(&server, 1);
     let started = Instant::now();
     let (status, response) = post(&server, "/v2/models/fast/infer", X);
     assert_eq!(status, 429, "{response}");
@@ -186,12 +177,28 @@ fn a_runaway_pipeline_does_not_block_others() {
     let runaway = std::thread::spawn(move || {
         agent().post(format!("{base}/v2/models/slow/infer")).send(X).unwrap().status().as_u16()
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // Timed only once the runaway is running, and checked still running after.
+    wait_in_flight(&server, 1);
     let started = Instant::now();
     let (status, response) = post(&server, "/v2/models/fast/infer", X);
     assert_eq!(status, 200, "{response}");
     assert!(started.elapsed() < Duration::from_millis(1000), "fast pipeline waited {:?}", started.elapsed());
+    assert!(!runaway.is_finished(), "the runaway ended before the fast pipeline was timed beside it");
     assert_eq!(runaway.join().unwrap(), 200);
+}
+
+/// Wait until the server has `n` invocations in flight (its metric).
+fn wait_in_flight(server: &crate::common::server::Server, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics =
+            agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
+        if metrics.contains(&format!("weir_in_flight {n}")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} invocations never ran at once:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
