@@ -398,3 +398,52 @@ url = "{}"
     }
     assert!(any_file_holds(&store, "KEEPME-55d1"), "another subject's messages are kept");
 }
+
+/// A broker that is not there, or one without JetStream: `weir serve`
+/// stops at once with a message that says which and what to run.
+#[test]
+fn nats_start_up_failures_are_clear() {
+    let Some(nats_server) = weir_tests::services::require("nats-server") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |url: &str| {
+        let manifest = dir.path().join("weir.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "[components.scale]\nsource = \"{SCALE}\"\n[pipelines.fast]\nsteps = [{{ name = \"scale\", component = \
+                 \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"scale.y\" }}\n[triggers.nats]\nurl = \
+                 \"{url}\"\n[pipelines.fast.triggers.nats]\nstream = \"FAST\"\nsubject = \"infer.fast\"\ndurable = \
+                 \"weir-fast\"\n"
+            ),
+        )
+        .unwrap();
+        let out =
+            crate::common::weir(&["serve", manifest.to_str().unwrap(), "--no-auth", "--listen", "127.0.0.1:0"], None);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let closed = weir_tests::services::free_port();
+    let (code, stderr) = serve(&format!("nats://127.0.0.1:{closed}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot connect to NATS at nats://127.0.0.1:{closed}")), "{stderr}");
+    assert!(stderr.contains("nats-server -js"), "{stderr}");
+
+    // A broker without JetStream.
+    let port = weir_tests::services::free_port();
+    let mut plain = std::process::Command::new(nats_server)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stderr) = serve(&format!("nats://127.0.0.1:{port}"));
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot set up stream `FAST` / consumer `weir-fast`"), "{stderr}");
+    assert!(stderr.contains("nats-server -js"), "{stderr}");
+}

@@ -73,7 +73,10 @@ pub const REPLY_TO_HEADER: &str = "Weir-Reply-To";
 pub enum NatsError {
     #[error("cannot connect to NATS at {url}: {message} (is nats-server running with JetStream, `nats-server -js`?)")]
     Connect { url: String, message: String },
-    #[error("pipeline `{pipeline}`: cannot set up stream `{stream}` / consumer `{durable}`: {message}")]
+    #[error(
+        "pipeline `{pipeline}`: cannot set up stream `{stream}` / consumer `{durable}`: {message} (the broker must \
+         run JetStream, `nats-server -js`, and let this client create or read them)"
+    )]
     Setup { pipeline: String, stream: String, durable: String, message: String },
 }
 
