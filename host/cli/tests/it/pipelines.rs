@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::{f32_tensor, f32_values};
 use weir_executor::{Executor, PipelineError, RunOptions};
@@ -417,4 +418,40 @@ label = "classify.label"
     assert!(step.ort_threads_cpu_us > 0, "pool threads worked on a 4096-row batch: {step:?}");
     assert!(step.ort_threads_cpu_us < step.cpu_us, "pool CPU is part of the step's CPU: {step:?}");
     assert!((step.energy_j - step.cpu_us as f64 / 1e6 * 10.0).abs() < 1e-4, "energy covers all of it: {step:?}");
+}
+
+/// Scale-to-zero never takes a component from under a running invocation:
+/// held (by a caller, or by a step still running), it stays however idle the
+/// policy says it is; released, it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_sweeper_never_drops_a_component_in_use() {
+    let body = r#"
+[pipelines.p]
+steps = [{ name = "busy", component = "hostile", inputs = ["input.x"], config = { mode = "busy", ms = 600 } }]
+outputs = { x = "busy.x" }
+"#;
+    let (_dir, executor) = executor(body);
+    let executor = Arc::new(executor);
+    let residency = executor.residency();
+    let (held, _) = residency.component("scale").await.unwrap();
+    assert_eq!(residency.evict_idle(Duration::ZERO), 0, "a held component is in use");
+    drop(held);
+    assert_eq!(residency.evict_idle(Duration::ZERO), 1, "released, it goes at once");
+    let running = {
+        let executor = executor.clone();
+        tokio::spawn(
+            async move { executor.run("p", vec![f32_tensor("x", &[1], &[1.0])], &RunOptions::default()).await },
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while residency.resident_components() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the step never loaded its component");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!running.is_finished(), "the step still runs");
+    assert_eq!(residency.evict_idle(Duration::ZERO), 0, "a running step's component stays");
+    running.await.unwrap().expect("the invocation finishes with its component");
+    assert_eq!(residency.evict_idle(Duration::ZERO), 1);
+    assert_eq!(residency.resident_components(), 0);
 }
