@@ -423,3 +423,36 @@ fn a_slow_model_is_stopped_at_the_step_limit_and_holds_up_nobody() {
     let bound = Duration::from_millis(100);
     assert!(b99 < bound && bh99 < bound, "light work waited behind inference: {b99:?} / {bh99:?}");
 }
+
+/// When one step fails, the steps still running beside it are cancelled:
+/// the answer comes at once, and the server stops spending CPU on a
+/// result nobody will read.
+#[test]
+fn a_failing_step_cancels_the_steps_running_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}\n[pipelines.p]\nsteps = [\n  {{ name = \"spin\", component = \"hostile\", inputs = [\"input.x\"], config = \
+             {{ mode = \"busy\", ms = 4000 }} }},\n  {{ name = \"boom\", component = \"hostile\", inputs = [\"input.x\"], \
+             config = {{ mode = \"panic\" }} }},\n]\noutputs = {{ a = \"spin.x\", b = \"boom.x\" }}\n[triggers.http]\ntimeout \
+             = \"20s\"\n",
+            crate::common::test_components()
+        ),
+    )
+    .unwrap();
+    let server = start(&manifest);
+    let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+    let started = Instant::now();
+    let (status, response) = post(&server, "/v2/models/p/infer", x);
+    assert_eq!(status, 500, "{response}");
+    assert!(response["error"].as_str().unwrap().contains("boom"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}: the failure waited", started.elapsed());
+    // Had `spin` lived on, it would burn a whole core for ~3 s more.
+    let before = cpu_time(&server);
+    std::thread::sleep(Duration::from_millis(1500));
+    let spent = cpu_time(&server) - before;
+    assert!(spent < Duration::from_millis(300), "the server spent {spent:?} of CPU after answering");
+    alive(&server);
+}

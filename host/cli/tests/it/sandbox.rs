@@ -210,6 +210,24 @@ async fn step_output_is_captured_as_tagged_log_lines() {
     );
 }
 
+/// A step that writes 4 MiB to stdout keeps at most 256 KiB in host memory;
+/// past that its writes fail (it is told, not the host flooded), and the
+/// same runtime serves the next call.
+#[tokio::test]
+async fn step_output_is_capped_at_256_kib() {
+    let runtime = runtime(false);
+    let bad = runtime.load_file(HOSTILE.as_ref()).unwrap();
+    let out = hostile(&runtime, &bad, "flood", &[]).await.unwrap();
+    let kept: usize = out.logs.iter().map(|l| l.line.len() + 1).sum();
+    assert!(kept <= weir_sandbox::invoke::LOG_CAPACITY, "{kept} bytes of logs kept");
+    assert!(kept >= weir_sandbox::invoke::LOG_CAPACITY - 1024, "the first 256 KiB are kept: {kept}");
+    let said = crate::common::only_string(&out.outputs[0]);
+    let written: usize = said.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(written <= weir_sandbox::invoke::LOG_CAPACITY && said.contains("refused: Some("), "{said}");
+    let scale = runtime.load_file(SCALE.as_ref()).unwrap();
+    assert_still_serves(&runtime, &scale).await;
+}
+
 #[tokio::test]
 async fn fuel_limits_guest_instructions() {
     let runtime = runtime(true);

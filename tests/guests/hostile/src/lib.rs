@@ -188,6 +188,27 @@ impl Step for Hostile {
                 eprintln!("hello from stderr");
                 Ok(inputs.into_vec())
             }
+            // Writes config `bytes` (default 4 MiB) to stdout in 1 KiB lines,
+            // without panicking when the host stops taking them; says how
+            // far it got.
+            "flood" => {
+                use std::io::Write;
+                let bytes = config::parse_or::<usize>("bytes", 4 << 20)?;
+                let line = format!("{}\n", "x".repeat(1023));
+                let mut stdout = std::io::stdout();
+                let mut written = 0;
+                let mut refused = None;
+                while written < bytes {
+                    match stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()) {
+                        Ok(()) => written += line.len(),
+                        Err(e) => {
+                            refused = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                Ok(vec![outcome(&format!("wrote {written} bytes; refused: {refused:?}"))?])
+            }
             other => Err(StepError::InvalidInput(format!("unknown mode `{other}`"))),
         }
     }
