@@ -75,6 +75,7 @@ pub struct Metrics {
     cold_starts: Family<ComponentLabel, Gauge>,
     resident_memory: Gauge,
     quota_refusals: Family<QuotaLabel, Counter>,
+    spans_dropped: Counter,
     /// Handles of each pipeline's metrics, looked up once: recording a
     /// request then allocates nothing (label sets are owned strings).
     handles: RwLock<HashMap<String, PipelineHandles>>,
@@ -172,7 +173,14 @@ impl Metrics {
             "Requests refused by a key's quota, by key id, pipeline and limit (rate, concurrent, budget)",
             quota_refusals.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "OpenTelemetry spans dropped because the exporter fell behind (requests never wait for it)",
+            spans_dropped.clone(),
+        );
         Metrics {
+            spans_dropped,
             registry,
             requests,
             latency,
@@ -282,6 +290,12 @@ impl Metrics {
                 energy.inc_by(step.energy_j);
             });
         }
+    }
+
+    /// Bring `weir_spans_dropped_total` up to the tracer's own count.
+    pub fn spans_dropped(&self, total: u64) {
+        let counted = self.spans_dropped.get();
+        self.spans_dropped.inc_by(total.saturating_sub(counted));
     }
 
     /// The text exposition, with what is resident now.

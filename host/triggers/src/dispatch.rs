@@ -226,6 +226,11 @@ impl Dispatcher {
         &self.metrics
     }
 
+    /// Spans dropped so far because the exporter fell behind (0 without one).
+    pub fn spans_dropped(&self) -> u64 {
+        self.tracer.as_ref().map_or(0, Tracer::dropped)
+    }
+
     /// The trace a request continues: its `traceparent` when valid, a new
     /// root otherwise; `None` when spans are not exported.
     pub fn trace(&self, traceparent: Option<&str>) -> Option<TraceContext> {

@@ -600,3 +600,52 @@ fn preload_loads_every_component_and_model_before_serving() {
     }
     assert_eq!(status["models"]["loaded"], json!(["digits"]), "{status}");
 }
+
+/// A collector that takes connections and never answers: the exporter
+/// falls behind, spans are dropped and counted, and requests never wait.
+#[test]
+fn spans_are_dropped_never_requests_when_the_collector_stalls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", Path::new(&endpoint)), ("OTEL_BSP_SCHEDULE_DELAY", Path::new("50"))];
+    let server = crate::common::server::start_with(&example(), &[], &env);
+    let request = std::fs::read_to_string(example().with_file_name("request.json")).unwrap();
+    let dropped = |server: &crate::common::server::Server| -> u64 {
+        let text = agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap();
+        let line = text.lines().find(|l| l.starts_with("weir_spans_dropped_total ")).expect("the metric");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(dropped(&server), 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut slowest = Duration::ZERO;
+    // 4 spans per request: past the 8 192-span queue, spans must go.
+    while dropped(&server) == 0 {
+        assert!(Instant::now() < deadline, "no span was dropped after a minute of requests");
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (base, request) = (server.base.clone(), request.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    let mut slowest = Duration::ZERO;
+                    for _ in 0..250 {
+                        let started = Instant::now();
+                        let status = agent
+                            .post(format!("{base}/v2/models/digits/infer"))
+                            .send(request.as_str())
+                            .unwrap()
+                            .status();
+                        assert_eq!(status.as_u16(), 200);
+                        slowest = slowest.max(started.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        slowest = callers.into_iter().map(|c| c.join().unwrap()).fold(slowest, Duration::max);
+    }
+    assert!(slowest < Duration::from_secs(2), "a request waited {slowest:?} behind the stalled exporter");
+}
