@@ -506,7 +506,7 @@ fn busy_cpu_seconds() -> f64 {
 }
 
 /// A minimal OTLP/HTTP collector: every POSTed JSON body comes out of the channel.
-fn collector() -> (String, std::sync::mpsc::Receiver<Value>) {
+pub(crate) fn collector() -> (String, std::sync::mpsc::Receiver<Value>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

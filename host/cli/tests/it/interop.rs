@@ -98,3 +98,38 @@ fn tritonclient_needs_a_key_over_grpc_too() {
     assert!(log.contains("gRPC ModelInfer digits") && log.contains("\"status\":200"), "{log}");
     assert!(log.contains("\"key_id\":\"unauthenticated\""), "{log}");
 }
+
+/// A gRPC call continues the caller's trace (`traceparent` metadata): the
+/// invocation's span is exported as its child, and the answer's metadata
+/// names that span.
+#[test]
+fn grpc_calls_continue_the_callers_trace() {
+    let Some(python) = weir_tests::services::tritonclient_python() else { return };
+    let (endpoint, bodies) = crate::http::collector();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", Path::new(&endpoint)), ("OTEL_BSP_SCHEDULE_DELAY", Path::new("50"))];
+    let server = start_with(&manifest(dir.path()), &["--grpc-listen", "127.0.0.1:0"], &env);
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let script = r#"
+import sys, grpc, numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(sys.argv[1]))
+request = service_pb2.ModelInferRequest(model_name="digits")
+request.inputs.add(name="pixels", datatype="FP32", shape=[1, 64]).contents.fp32_contents.extend([0.0] * 64)
+response, call = stub.ModelInfer.with_call(request, metadata=[("traceparent", sys.argv[2])])
+print(dict(call.initial_metadata())["traceparent"])
+"#;
+    let out = Command::new(python).args(["-c", script, server.grpc.as_deref().unwrap(), caller]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answered = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(answered.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{answered}");
+    let mut spans: Vec<serde_json::Value> = Vec::new();
+    while !spans.iter().any(|s| s["name"] == "invoke digits") {
+        let body = bodies.recv_timeout(std::time::Duration::from_secs(20)).expect("spans exported within 20 s");
+        spans.extend(body["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().iter().cloned());
+    }
+    let invocation = spans.iter().find(|s| s["name"] == "invoke digits").unwrap();
+    assert_eq!(invocation["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(invocation["parentSpanId"], "00f067aa0ba902b7", "a child of the caller's span");
+    assert!(answered.contains(invocation["spanId"].as_str().unwrap()), "{answered} names {invocation}");
+}
