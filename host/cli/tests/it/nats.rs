@@ -447,3 +447,37 @@ fn nats_start_up_failures_are_clear() {
     assert!(stderr.contains("cannot set up stream `FAST` / consumer `weir-fast`"), "{stderr}");
     assert!(stderr.contains("nats-server -js"), "{stderr}");
 }
+
+/// Back-pressure: a host pulls no more messages than it has free slots
+/// (`concurrency = 2`), so the rest wait in the stream for any host,
+/// rather than in this one's memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_pulls_only_as_many_messages_as_it_has_free_slots() {
+    let Some(nats) = TestNats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &nats.url);
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let _host = start_with(&manifest, &[], &[]);
+    let js = jetstream::new(client.clone());
+    for i in 0..8 {
+        publish(&js, "infer.long", request(&format!("b{i}"))).await;
+    }
+    let mut consumer = js
+        .get_stream("LONG")
+        .await
+        .unwrap()
+        .get_consumer::<jetstream::consumer::pull::Config>("weir-long")
+        .await
+        .unwrap();
+    // Each message runs 2.5 s: watch the first few seconds of the queue.
+    let (mut most_in_flight, mut least_waiting) = (0, u64::MAX);
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let info = consumer.info().await.unwrap();
+        most_in_flight = most_in_flight.max(info.num_ack_pending);
+        least_waiting = least_waiting.min(info.num_pending);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(most_in_flight, 2, "the host held more messages than its 2 slots");
+    assert!(least_waiting >= 4, "the rest stayed in the stream (at least {least_waiting} waiting)");
+}
