@@ -358,3 +358,43 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A registry that is not on loopback is spoken to over TLS unless
+/// `insecure` says otherwise: the first bytes on the wire are a TLS
+/// handshake, or with `insecure` a plain HTTP request. Needs an address of
+/// this machine that is not loopback (found by routing, nothing is sent).
+#[tokio::test]
+async fn a_registry_off_loopback_gets_tls_unless_insecure() {
+    let routed = |to: &str| {
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        probe.connect(to).ok()?;
+        Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    };
+    let Some(ip) = ["198.51.100.1:9", "10.255.255.254:9", "172.31.255.254:9"].into_iter().find_map(routed) else {
+        return eprintln!("SKIPPED: this machine has no address off loopback");
+    };
+    let first_bytes = |insecure: bool| async move {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let at: ArtifactRef = format!("oci://{ip}:{port}/remote/x:1").parse().unwrap();
+        assert!(!at.is_loopback());
+        let seen = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = vec![0u8; 4];
+            socket.read_exact(&mut head).await.unwrap();
+            head
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let options = RegistryOptions {
+            credentials: Credentials::Anonymous,
+            insecure,
+            read_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let weir = Registry::new(BlobStore::new(dir.path()), options);
+        let (head, _) = tokio::join!(seen, fetch(&weir, &at));
+        head.unwrap()
+    };
+    assert_eq!(first_bytes(false).await[0], 0x16, "a TLS handshake record");
+    assert_eq!(first_bytes(true).await, b"GET ", "plain HTTP only when asked");
+}
