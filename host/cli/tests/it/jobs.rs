@@ -108,16 +108,25 @@ fn jobs_survive_kill_9_and_results_stay_readable_after_a_restart() {
     let (_, _, done) = submit(&server, "fast", X);
     let done = done.unwrap();
     assert_eq!(wait_finished(&server, &done)["status"], "succeeded");
-    // Five slow jobs on one worker: most are still queued when the server dies.
+    // Five slow jobs on one worker: the first is running when the server
+    // dies, the rest still queued.
     let pending: Vec<String> = (0..5).map(|_| submit(&server, "slow", X).2.unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&server, &pending[0]).1["status"] != "running" {
+        assert!(Instant::now() < deadline, "the first job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     server.kill9();
 
     let server = start_with(&manifest, &[], &[]);
     assert_eq!(get(&server, &done).1["status"], "succeeded", "finished results outlive the process");
-    for location in &pending {
+    for (i, location) in pending.iter().enumerate() {
         let job = wait_finished(&server, location);
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["response"]["outputs"][0]["data"], json!([1.0, 3.0]));
+        // The one cut short ran again (its second start); the queued ones once.
+        let attempts = if i == 0 { 2 } else { 1 };
+        assert_eq!(job["attempts"], attempts, "job {i}: {job}");
     }
 }
 
