@@ -318,3 +318,55 @@ fn thousands_of_registered_pipelines_cost_little_memory_when_idle() {
     assert_eq!(component(&now, "scale")["cold_starts"], 1, "components are shared by pipelines");
     assert_eq!(component(&now, "noop")["cold_starts"], 1);
 }
+
+/// Two processes pulling the same artifacts into one cache at once, several
+/// times over: every pull succeeds with the right bytes, and the cache holds
+/// each blob once, whole, with no half-written files left behind.
+#[test]
+fn concurrent_pulls_from_two_processes_share_one_cache_safely() {
+    let Some(registry) = TestRegistry::start() else { return };
+    let publish = tempfile::tempdir().unwrap();
+    let model = examples().join("models/digits.onnx");
+    let reference = registry.reference("models/digits:1");
+    assert_exit(&weir(&["push", model.to_str().unwrap(), &reference], publish.path(), None), 0, "pushed model");
+    let cache = tempfile::tempdir().unwrap();
+    let expected = std::fs::read(&model).unwrap();
+    for round in 0..3 {
+        // A fresh cache each round (the first pull downloads, the race is real).
+        let shared = cache.path().join(format!("round-{round}"));
+        let pullers: Vec<_> = (0..2)
+            .map(|i| {
+                let (shared, reference) = (shared.clone(), reference.clone());
+                let out = shared.with_file_name(format!("copy-{round}-{i}.onnx"));
+                std::thread::spawn(move || {
+                    let result = weir(&["pull", &reference, "-o", out.to_str().unwrap()], &shared, None);
+                    (result, out)
+                })
+            })
+            .collect();
+        for puller in pullers {
+            let (result, out) = puller.join().unwrap();
+            assert_exit(&result, 0, "");
+            assert_eq!(std::fs::read(&out).unwrap(), expected, "round {round}: the pulled copy is the model");
+        }
+        let files: Vec<std::path::PathBuf> = walk(&shared);
+        let blobs: Vec<_> = files.iter().filter(|p| std::fs::read(p).is_ok_and(|b| b == expected)).collect();
+        assert_eq!(blobs.len(), 1, "round {round}: the model is cached once: {files:?}");
+        // Downloads are staged in the cache's `tmp/` and renamed into place.
+        let partial: Vec<_> = files.iter().filter(|p| p.starts_with(shared.join("tmp"))).collect();
+        assert!(partial.is_empty(), "round {round}: half-written files left: {partial:?}");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
