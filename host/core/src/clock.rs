@@ -20,6 +20,11 @@ pub fn thread_cpu_time() -> Duration {
     cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// The whole process's CPU time (every thread, user and system).
+pub fn process_cpu_time() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 /// The CPU time of the clock `clock` (a thread's, from `pthread_getcpuclockid`).
 pub fn cpu_clock(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -54,6 +54,11 @@ impl Executor {
         &self.residency
     }
 
+    /// The energy source receipts are priced with.
+    pub fn energy(&self) -> &Arc<dyn EnergySource> {
+        &self.energy
+    }
+
     /// Measure (or model) step energy with `source`.
     pub fn with_energy(mut self, source: Arc<dyn EnergySource>) -> Self {
         self.energy = source;

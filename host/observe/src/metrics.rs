@@ -76,6 +76,8 @@ pub struct Metrics {
     resident_memory: Gauge,
     quota_refusals: Family<QuotaLabel, Counter>,
     spans_dropped: Counter,
+    process_cpu: FloatCounter,
+    process_energy: FloatCounter,
     /// Handles of each pipeline's metrics, looked up once: recording a
     /// request then allocates nothing (label sets are owned strings).
     handles: RwLock<HashMap<String, PipelineHandles>>,
@@ -179,7 +181,22 @@ impl Metrics {
             "OpenTelemetry spans dropped because the exporter fell behind (requests never wait for it)",
             spans_dropped.clone(),
         );
+        // What the whole process used, for reconciling with the receipts' sums.
+        let process_cpu = FloatCounter::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time of the whole weir process (all threads), to reconcile with the sum of the receipts",
+            process_cpu.clone(),
+        );
+        let process_energy = FloatCounter::default();
+        registry.register(
+            "process_energy_joules",
+            "The process's CPU time priced by the receipts' own energy meter, to reconcile with their sum",
+            process_energy.clone(),
+        );
         Metrics {
+            process_cpu,
+            process_energy,
             spans_dropped,
             registry,
             requests,
@@ -289,6 +306,16 @@ impl Metrics {
                 handles.co2.inc_by(step.gco2e);
                 energy.inc_by(step.energy_j);
             });
+        }
+    }
+
+    /// Bring the process totals up to `cpu` (the process's CPU time so far),
+    /// pricing the new CPU time with the receipts' meter `energy`.
+    pub fn process_usage(&self, cpu: std::time::Duration, energy: &dyn weir_core::EnergySource) {
+        let new = cpu.as_secs_f64() - self.process_cpu.get();
+        if new > 0.0 {
+            self.process_cpu.inc_by(new);
+            self.process_energy.inc_by(energy.attribute(std::time::Duration::from_secs_f64(new)).joules);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod new;
 pub mod oci;
 pub mod receipts;
+mod reconcile;
 pub mod run;
 pub mod serve;
 pub mod signing;

@@ -1,4 +1,5 @@
-//! `weir receipts`: summarise the provenance store.
+//! `weir receipts`: summarise the provenance store, or reconcile a running
+//! server's receipts with its process (`--reconcile`).
 
 use std::path::PathBuf;
 
@@ -11,7 +12,18 @@ use super::{classified, exit, fail, with_code, Failure};
 #[derive(clap::Args)]
 pub struct ReceiptsArgs {
     /// The manifest whose `[provenance]` store to read.
-    manifest: PathBuf,
+    #[arg(required_unless_present = "reconcile")]
+    manifest: Option<PathBuf>,
+    /// Reconcile the server at URL instead: the sum of its receipts' CPU time
+    /// and energy against what its whole process used, over --window.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["manifest", "since", "chart"])]
+    reconcile: Option<String>,
+    /// How long to watch the server for --reconcile (run load meanwhile).
+    #[arg(long, default_value = "10s", requires = "reconcile")]
+    window: String,
+    /// An API key with the `status` scope, for --reconcile.
+    #[arg(long, env = "WEIR_API_KEY", hide_env_values = true, requires = "reconcile")]
+    key: Option<String>,
     /// Only invocations from this far back (e.g. `1h`, `7d`); default: all kept.
     #[arg(long)]
     since: Option<String>,
@@ -21,11 +33,17 @@ pub struct ReceiptsArgs {
 }
 
 pub fn receipts(args: ReceiptsArgs) -> Result<(), Failure> {
-    let manifest = Manifest::load(&args.manifest).map_err(classified)?;
+    let Some(path) = &args.manifest else {
+        let window =
+            units::parse_duration(&args.window).map_err(|e| fail(exit::BAD_INPUT)(anyhow::anyhow!("--window: {e}")))?;
+        let url = args.reconcile.as_deref().unwrap_or_default();
+        return super::reconcile::reconcile(url, window, args.key.as_deref());
+    };
+    let manifest = Manifest::load(path).map_err(classified)?;
     let store = super::compose::open_provenance(&manifest)?.ok_or_else(|| {
         fail(exit::BAD_INPUT)(anyhow::anyhow!(
             "{} has no [provenance] table, so there are no receipts to read",
-            args.manifest.display()
+            path.display()
         ))
     })?;
     let since = match &args.since {

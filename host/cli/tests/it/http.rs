@@ -649,3 +649,57 @@ fn spans_are_dropped_never_requests_when_the_collector_stalls() {
     }
     assert!(slowest < Duration::from_secs(2), "a request waited {slowest:?} behind the stalled exporter");
 }
+
+/// `weir receipts --reconcile`: over a load run of CPU-heavy steps, the
+/// receipts' CPU time and energy add up to what the whole process used,
+/// but for the serving work no step is charged for (a few percent here).
+#[test]
+fn receipts_reconcile_with_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}\n[pipelines.work]\nsteps = [{{ name = \"w\", component = \"hostile\", inputs = [\"input.x\"], config = \
+             {{ mode = \"work\", iterations = 20000000 }} }}]\noutputs = {{ x = \"w.x\" }}\n",
+            crate::common::test_components()
+        ),
+    )
+    .unwrap();
+    let server = start(&manifest);
+    let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+    assert_eq!(post(&server, "/v2/models/work/infer", x).0, 200, "warm");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (base, stop) = (server.base.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let agent = agent();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                agent.post(format!("{base}/v2/models/work/infer")).send(x).unwrap();
+            }
+        })
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["receipts", "--reconcile", &server.base, "--window", "2s"])
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let row = |name: &str| -> Vec<f64> {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} row:\n{text}"));
+        line[name.len()..].split_whitespace().take(3).map(|v| v.trim_start_matches('(').parse().unwrap()).collect()
+    };
+    for name in ["CPU s", "energy J"] {
+        let (receipts, process) = (row(name)[0], row(name)[1]);
+        assert!(
+            receipts > 0.0 && receipts <= process * 1.01,
+            "{name}: receipts {receipts} vs process {process}:\n{text}"
+        );
+        assert!(receipts >= process * 0.8, "{name}: more than 20 % of the process not charged:\n{text}");
+    }
+    // Without --reconcile's URL the manifest is needed, and vice versa.
+    let bad = Command::new(env!("CARGO_BIN_EXE_weir")).args(["receipts"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+}
