@@ -13,6 +13,10 @@ pub enum EnergyMethod {
     Rapl,
     /// Some steps measured, some modelled (invocation totals only).
     Mixed,
+    /// A step whose inferences ran on a GPU: the GPU's energy from NVML,
+    /// split by each step's share of the device's busy time, plus its CPU
+    /// time's joules as RAPL or the CPU model says.
+    Nvml,
 }
 
 impl EnergyMethod {
@@ -22,6 +26,7 @@ impl EnergyMethod {
             EnergyMethod::CpuModel => "cpu-model",
             EnergyMethod::Rapl => "rapl",
             EnergyMethod::Mixed => "mixed",
+            EnergyMethod::Nvml => "nvml",
         }
     }
 }
@@ -36,6 +41,21 @@ pub struct Energy {
 /// Something that can say how many joules some CPU time cost, now.
 pub trait EnergySource: Send + Sync {
     fn attribute(&self, cpu: Duration) -> Energy;
+
+    /// Joules of `gpu` of GPU busy time, when a GPU's energy can be read.
+    fn attribute_gpu(&self, _gpu: Duration) -> Option<Energy> {
+        None
+    }
+
+    /// A step's joules: its CPU time's, plus its GPU time's where measured
+    /// (then labelled `nvml`).
+    fn attribute_step(&self, cpu: Duration, gpu: Duration) -> Energy {
+        let energy = self.attribute(cpu);
+        match (gpu > Duration::ZERO).then(|| self.attribute_gpu(gpu)).flatten() {
+            Some(on_gpu) => Energy { joules: energy.joules + on_gpu.joules, method: EnergyMethod::Nvml },
+            None => energy,
+        }
+    }
 }
 
 /// CPU seconds × a fixed power per busy core: a model, labelled as one.

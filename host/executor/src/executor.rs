@@ -197,7 +197,7 @@ impl Executor {
             if let Some(cold) = &mut cold {
                 self.residency.cold_start_instantiated(&step.component, cold, output.stats.instantiate);
             }
-            let energy = self.energy.attribute(output.stats.cpu);
+            let energy = self.energy.attribute_step(output.stats.cpu, output.stats.nn.gpu_time);
             let trace = StepTrace {
                 step: step.name.clone(),
                 started_after,

@@ -73,6 +73,8 @@ pub struct NnUsage {
     pub inference_time: Duration,
     /// CPU time of ONNX Runtime's pool threads working for these calls.
     pub pool_cpu: Duration,
+    /// The part of `inference_time` spent by models placed on a GPU.
+    pub gpu_time: Duration,
     /// CPU time of the blocking threads that ran these calls.
     pub run_cpu: Duration,
     /// The most host memory the step's `wasi:nn` resources held at once.
@@ -280,6 +282,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         inputs: Vec<inference::NamedTensor>,
     ) -> wasmtime::Result<Result<Vec<inference::NamedTensor>, Resource<NnError>>> {
         let model = self.table.get(&context)?.model.clone();
+        let device = model.placement.device;
         let mut named = Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             named.push((name, self.take_tensor(tensor)?));
@@ -288,6 +291,10 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
             Ok(ran) => {
                 self.ctx.usage.computes += 1;
                 self.ctx.usage.inference_time += ran.timing.inference;
+                if let crate::device::Device::Gpu { index } = device {
+                    self.ctx.usage.gpu_time += ran.timing.inference;
+                    crate::gpu_busy::record(index, ran.timing.inference);
+                }
                 self.ctx.usage.pool_cpu += ran.timing.pool_cpu;
                 self.ctx.usage.run_cpu += ran.cpu;
                 let mut result = Vec::with_capacity(ran.outputs.len());

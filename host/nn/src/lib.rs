@@ -17,6 +17,7 @@ pub mod budget;
 pub mod cache;
 pub mod device;
 pub mod error;
+pub mod gpu_busy;
 pub mod host;
 pub mod library;
 pub mod model;

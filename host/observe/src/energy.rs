@@ -10,8 +10,9 @@
 //!   can be read (the usual case in VMs and containers, where the counters
 //!   are absent or root-only). Modelled, and labelled so.
 //!
-//! GPU energy (`nvml`) is not read yet: steps on a GPU are charged by the
-//! CPU model like the rest and labelled `cpu-model`.
+//! - `nvml`: a step whose inferences ran on a GPU is also charged its GPU
+//!   busy time at the GPUs' measured joules per busy-second
+//!   ([`crate::gpu_energy`]); its CPU time is priced as above.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,8 @@ use std::time::Duration;
 use weir_core::energy::CpuModel;
 use weir_core::{Energy, EnergyMethod, EnergySource};
 
+use crate::gpu_energy::{GpuCounters, GpuRate, Nvml};
+
 /// How often the RAPL counters are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
@@ -29,6 +32,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub struct EnergyMeter {
     rapl: Option<Arc<RaplRate>>,
+    gpu: Option<Arc<GpuRate>>,
     model: CpuModel,
 }
 
@@ -51,12 +55,22 @@ impl EnergyMeter {
             tracing::info!(domains = counters.domains.len(), root = %root.display(), "energy: measuring with RAPL");
             RaplRate::start(counters)
         });
-        EnergyMeter { rapl, model: CpuModel { watts_per_core } }
+        let gpu = Nvml::open().map(|nvml| {
+            tracing::info!(devices = ?nvml.devices(), "energy: measuring GPU energy with NVML");
+            GpuRate::start(nvml, SAMPLE_EVERY)
+        });
+        EnergyMeter { rapl, gpu, model: CpuModel { watts_per_core } }
     }
 
     /// The CPU model only.
     pub fn model(watts_per_core: f64) -> EnergyMeter {
-        EnergyMeter { rapl: None, model: CpuModel { watts_per_core } }
+        EnergyMeter { rapl: None, gpu: None, model: CpuModel { watts_per_core } }
+    }
+
+    /// Read GPU energy from `counters` (NVML's stand-in in tests).
+    pub fn with_gpu(mut self, counters: impl GpuCounters, every: Duration) -> EnergyMeter {
+        self.gpu = Some(GpuRate::start(counters, every));
+        self
     }
 }
 
@@ -67,6 +81,11 @@ impl EnergySource for EnergyMeter {
             Some(rate) => Energy { joules: cpu.as_secs_f64() * rate, method: EnergyMethod::Rapl },
             None => self.model.attribute(cpu),
         }
+    }
+
+    fn attribute_gpu(&self, gpu: Duration) -> Option<Energy> {
+        let rate = self.gpu.as_ref()?.joules_per_busy_second()?;
+        Some(Energy { joules: gpu.as_secs_f64() * rate, method: EnergyMethod::Nvml })
     }
 }
 
@@ -188,9 +207,9 @@ mod tests {
         let model = CpuModel { watts_per_core: 10.0 };
         let meter = EnergyMeter::model(10.0);
         assert_eq!(meter.attribute(Duration::from_millis(500)), Energy { joules: 5.0, method: EnergyMethod::CpuModel });
-        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(0)))), model };
+        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(0)))), gpu: None, model };
         assert_eq!(rapl.attribute(Duration::from_secs(1)).method, EnergyMethod::CpuModel, "no interval measured yet");
-        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(25.0f64.to_bits())))), model };
+        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(25.0f64.to_bits())))), gpu: None, model };
         assert_eq!(rapl.attribute(Duration::from_secs(2)), Energy { joules: 50.0, method: EnergyMethod::Rapl });
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! - [`receipts`]: what an invocation and each step cost (CPU, energy with
 //!   its method, money, CO2), priced from measured facts;
-//! - [`energy`]: where joules come from (RAPL when readable, else a CPU model);
+//! - [`energy`]: where joules come from (RAPL when readable, else a CPU model;
+//!   [`gpu_energy`]: NVML for steps on a GPU);
 //! - [`recording`] and [`provenance`]: the provenance observer and its store;
 //! - [`logs`]: step output as tagged log lines (an observer);
 //! - [`metrics`]: Prometheus metrics; [`telemetry`]: OpenTelemetry spans;
 //! - [`report`]: receipts summed per pipeline and step.
 
 pub mod energy;
+pub mod gpu_energy;
 /// Keyed hashes of sensitive tensors (the key lives in `weir-core`, which the audit log shares).
 pub use weir_core::hash_key;
 pub mod logs;

@@ -95,13 +95,14 @@ struct StepHandles {
     cost: FloatCounter,
     co2: FloatCounter,
     /// One counter per energy method, made on first use.
-    energy: [Option<FloatCounter>; 3],
+    energy: [Option<FloatCounter>; 4],
 }
 
 fn method_index(method: EnergyMethod) -> usize {
     match method {
         EnergyMethod::CpuModel => 0,
         EnergyMethod::Rapl => 1,
+        EnergyMethod::Nvml => 3,
         EnergyMethod::Mixed => 2,
     }
 }
@@ -259,7 +260,7 @@ impl Metrics {
             cpu: self.step_cpu.get_or_create(&label).clone(),
             cost: self.cost.get_or_create(&label).clone(),
             co2: self.co2.get_or_create(&label).clone(),
-            energy: [None, None, None],
+            energy: [None, None, None, None],
         });
         let energy = step_handles.energy[method_index(method)].get_or_insert_with(|| {
             let label = EnergyLabel {
