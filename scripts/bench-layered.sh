@@ -4,7 +4,11 @@
 #   native  a minimal axum + ONNX Runtime server, no Wasm (host/cli/benches/native_peer.rs)
 #   1-step  weir, one sandboxed step (classify with divide_by = 16)
 #   3-step  weir, examples/digits (normalise -> classify -> top-3), a fresh instance per step
-#   mlserver  MLServer with the scikit-learn model in-process, where installed
+#   mls-sklearn  MLServer 1.7.1 serving the same model with its scikit-learn runtime
+#   mls-onnx     MLServer 1.7.1 serving digits.onnx with ONNX Runtime in-process (scripts/mlserver_onnx.py):
+#                the same inference engine as weir, so the ratio measures serving
+# (both in a pinned environment the script makes, MLServer with MLSERVER_WORKERS parallel
+# workers, default 0 = in-process, its fastest setting on these 2 cores; WEIR_BENCH_MLSERVER=0 skips them)
 # interleaved in one sitting with wrk (one thread, closed loop) at c1, c4 and
 # c16; prints requests/s, p99, server CPU per request and the ratio to native.
 #
@@ -53,30 +57,42 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 declare -A port pid
 servers=(native 1-step 3-step)
-port[native]=18090 port[1-step]=18091 port[3-step]=18092 port[mlserver]=18093
+port[native]=18090 port[1-step]=18091 port[3-step]=18092
 "$peer" 127.0.0.1:18090 examples/models/digits.onnx 2>"$out/native.log" & pid[native]=$! pids+=($!)
 WEIR_LOG=warn target/release/weir serve "$out/one-step.toml" --listen 127.0.0.1:18091 --no-auth 2>"$out/1-step.log" &
 pid[1-step]=$! pids+=($!)
 WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18092 --no-auth 2>"$out/3-step.log" &
 pid[3-step]=$! pids+=($!)
-if ! $check && python3 -c 'import mlserver, mlserver_sklearn' 2>/dev/null; then
-  python3 examples/models/train.py --joblib --out "$out/models" >/dev/null
-  mkdir -p "$out/mlserver/digits" && cp "$out/models/digits.joblib" "$out/mlserver/digits/"
-  echo '{"http_port": 18093, "grpc_port": 18094, "metrics_port": 18095, "parallel_workers": 0}' >"$out/mlserver/settings.json"
-  echo '{"name": "digits", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./digits.joblib"}}' \
-    >"$out/mlserver/digits/model-settings.json"
+# MLServer, pinned, in its own environment (with what train.py needs to make the joblib model).
+mls_env="${WEIR_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/weir}/mlserver-1.7.1"
+mls_ready() { "$mls_env/bin/python" -c 'import mlserver, mlserver_sklearn, onnxruntime, skl2onnx' 2>/dev/null; }
+if ! $check && [ "${WEIR_BENCH_MLSERVER:-1}" = 1 ] && ! mls_ready; then
+  echo "installing MLServer 1.7.1 into $mls_env (once)" >&2
+  python3 -m venv "$mls_env" && "$mls_env/bin/pip" install -q "mlserver==1.7.1" "mlserver-sklearn==1.7.1" \
+    "onnxruntime==1.22.1" skl2onnx onnx >&2 || echo "MLServer could not be installed" >&2
+fi
+if ! $check && [ "${WEIR_BENCH_MLSERVER:-1}" = 1 ] && mls_ready; then
+  "$mls_env/bin/python" examples/models/train.py --joblib --out "$out/models" >/dev/null
   python3 - "$out" <<'PY'
 import json, sys
 test = json.load(open("examples/models/digits_test.json"))
-json.dump({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": test["inputs"][0]}],
-           "outputs": [{"name": "predict_proba"}]}, open(f"{sys.argv[1]}/mlserver.json", "w"))
+json.dump({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": test["inputs"][0]}]},
+          open(f"{sys.argv[1]}/mlserver.json", "w"))
 PY
-  (cd "$out/mlserver" && exec mlserver start . >"$out/mlserver.log" 2>&1) & pid[mlserver]=$! pids+=($!)
-  servers+=(mlserver)
+  mls() { # NAME PORT IMPLEMENTATION MODEL_FILE
+    local dir="$out/$1"
+    mkdir -p "$dir/digits" && cp "$out/models/$4" "$dir/digits/"
+    echo "{\"http_port\": $2, \"grpc_port\": $(($2 + 100)), \"metrics_port\": $(($2 + 200)), \"parallel_workers\": ${MLSERVER_WORKERS:-0}}" >"$dir/settings.json"
+    echo "{\"name\": \"digits\", \"implementation\": \"$3\", \"parameters\": {\"uri\": \"./$4\"}}" >"$dir/digits/model-settings.json"
+    (cd "$dir" && PYTHONPATH="$root/scripts" exec "$mls_env/bin/mlserver" start . >"$out/$1.log" 2>&1) & pid[$1]=$! pids+=($!)
+    port[$1]=$2 servers+=("$1")
+  }
+  mls mls-sklearn 18093 mlserver_sklearn.SKLearnModel digits.joblib
+  mls mls-onnx 18096 mlserver_onnx.OnnxModel digits.onnx
 elif ! $check; then
-  echo "MLServer is not installed (pip install mlserver mlserver-sklearn): its row is left out" >&2
+  echo "MLServer is not available: its rows are left out" >&2
 fi
-body() { [ "$1" = mlserver ] && echo "$out/mlserver.json" || echo "$out/request.json"; }
+body() { [[ "$1" = mls-* ]] && echo "$out/mlserver.json" || echo "$out/request.json"; }
 for s in "${servers[@]}"; do
   for _ in $(seq 1 200); do
     curl -fsS -XPOST "http://127.0.0.1:${port[$s]}/v2/models/digits/infer" -H 'content-type: application/json' \
