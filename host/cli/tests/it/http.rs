@@ -450,16 +450,19 @@ fn rapl_energy_splits_between_concurrent_steps_by_their_cpu_time() {
     let server = rapl.serve(&manifest);
     let request =
         r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"receipt":"full"}}"#;
+    // Warm: the component's one-time load must land on neither step.
+    assert_eq!(post(&server, "/v2/models/p/infer", request).0, 200);
     let receipt = FakeRapl::measured_receipt(&server, "/v2/models/p/infer", request);
     let step = |name: &str| receipt["steps"].as_array().unwrap().iter().find(|s| s["step"] == name).unwrap().clone();
     let (heavy, light) = (step("heavy"), step("light"));
     let joules = |s: &Value| s["energy_j"].as_f64().unwrap();
     let cpu = |s: &Value| s["cpu_us"].as_f64().unwrap();
-    let split = joules(&heavy) / joules(&light);
-    assert!((3.0..5.5).contains(&split), "heavy/light joules {split} for 4x the work: {heavy} {light}");
-    // Same rate for both (it moves only every 200 ms): joules follow CPU time.
-    let rates = (joules(&heavy) / cpu(&heavy), joules(&light) / cpu(&light));
-    assert!((rates.0 / rates.1 - 1.0).abs() < 0.35, "rates {rates:?}");
+    // Joules split as the CPU time did (one rate, which moves only every
+    // 200 ms), and the CPU time as the work did (loosely: other tests share
+    // the machine).
+    let (split, cpu_split) = (joules(&heavy) / joules(&light), cpu(&heavy) / cpu(&light));
+    assert!((split / cpu_split - 1.0).abs() < 0.35, "joules split {split}, CPU split {cpu_split}: {heavy} {light}");
+    assert!((2.5..6.0).contains(&cpu_split), "heavy/light CPU {cpu_split} for 4x the work: {heavy} {light}");
     assert!((receipt["energy_j"].as_f64().unwrap() - joules(&heavy) - joules(&light)).abs() < 1e-9, "{receipt}");
 }
 

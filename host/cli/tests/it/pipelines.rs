@@ -361,7 +361,7 @@ c = "sleeper.x"
     // machine's noise), so 4x the energy. A clock that counted the whole
     // process would give the two steps running side by side about the same.
     let ratio = heavy.energy_j / light.energy_j;
-    assert!((3.3..4.7).contains(&ratio), "heavy/light energy {ratio} for 4x the work: {heavy:?} {light:?}");
+    assert!((3.0..5.0).contains(&ratio), "heavy/light energy {ratio} for 4x the work: {heavy:?} {light:?}");
     // Sleeping is not working: wall time, and CPU time far below it.
     assert!(sleeper.wall_us >= 300_000, "{sleeper:?}");
     assert!(sleeper.cpu_us < sleeper.wall_us / 20, "a sleeping step is billed its wall time: {sleeper:?}");
