@@ -343,20 +343,8 @@ async fn a_manifest_that_is_not_the_digest_asked_for_is_refused() {
     assert!(matches!(error, RegistryError::Integrity { .. }), "{error}");
     assert_registry_error(&error, &["its digest is sha256:", &format!("not {wanted}")]);
     assert!(!server.requested("/blobs/"), "no layer of the wrong manifest was downloaded");
-    let cached: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.is_file()).collect();
+    let cached = weir_tests::files_under(dir.path());
     assert!(cached.is_empty(), "nothing cached: {cached:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        }
-        found.push(path);
-    }
-    found
 }
 
 /// A registry that is not on loopback is spoken to over TLS unless

@@ -22,7 +22,7 @@ use std::time::Duration;
 use weir_core::energy::CpuModel;
 use weir_core::{Energy, EnergyMethod, EnergySource};
 
-use crate::gpu_energy::{GpuCounters, GpuRate, Nvml};
+use crate::gpu_energy::{GpuCounters, Nvml};
 
 /// How often the RAPL counters are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
@@ -31,15 +31,15 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// CPU model (which RAPL also falls back to until its first interval).
 #[derive(Clone)]
 pub struct EnergyMeter {
-    rapl: Option<Arc<RaplRate>>,
-    gpu: Option<Arc<GpuRate>>,
+    rapl: Option<Arc<Rate>>,
+    gpu: Option<Arc<Rate>>,
     model: CpuModel,
 }
 
 impl std::fmt::Debug for EnergyMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.rapl {
-            Some(rate) => write!(f, "Rapl({:?} J/CPU-s)", rate.joules_per_cpu_second()),
+            Some(rate) => write!(f, "Rapl({:?} J/CPU-s)", rate.per_busy_second()),
             None => write!(f, "CpuModel({} W/core)", self.model.watts_per_core),
         }
     }
@@ -53,11 +53,16 @@ impl EnergyMeter {
             std::env::var_os("WEIR_POWERCAP_ROOT").map_or_else(|| PathBuf::from("/sys/class/powercap"), PathBuf::from);
         let rapl = RaplCounters::find(&root).map(|counters| {
             tracing::info!(domains = counters.domains.len(), root = %root.display(), "energy: measuring with RAPL");
-            RaplRate::start(counters)
+            let ranges = counters.clone();
+            Rate::start(
+                "weir-rapl",
+                SAMPLE_EVERY,
+                between(move || counters.read().zip(busy_cpu_seconds()), move |e0, e1| ranges.joules_between(e0, e1)),
+            )
         });
         let gpu = Nvml::open().map(|nvml| {
             tracing::info!(devices = ?nvml.devices(), "energy: measuring GPU energy with NVML");
-            GpuRate::start(nvml, SAMPLE_EVERY)
+            crate::gpu_energy::start(nvml, SAMPLE_EVERY)
         });
         EnergyMeter { rapl, gpu, model: CpuModel { watts_per_core } }
     }
@@ -69,7 +74,7 @@ impl EnergyMeter {
 
     /// Read GPU energy from `counters` (NVML's stand-in in tests).
     pub fn with_gpu(mut self, counters: impl GpuCounters, every: Duration) -> EnergyMeter {
-        self.gpu = Some(GpuRate::start(counters, every));
+        self.gpu = Some(crate::gpu_energy::start(counters, every));
         self
     }
 }
@@ -77,19 +82,20 @@ impl EnergyMeter {
 impl EnergySource for EnergyMeter {
     /// Joules for `cpu` of CPU time, and the method behind the figure.
     fn attribute(&self, cpu: Duration) -> Energy {
-        match self.rapl.as_ref().and_then(|rate| rate.joules_per_cpu_second()) {
+        match self.rapl.as_ref().and_then(|rate| rate.per_busy_second()) {
             Some(rate) => Energy { joules: cpu.as_secs_f64() * rate, method: EnergyMethod::Rapl },
             None => self.model.attribute(cpu),
         }
     }
 
     fn attribute_gpu(&self, gpu: Duration) -> Option<Energy> {
-        let rate = self.gpu.as_ref()?.joules_per_busy_second()?;
+        let rate = self.gpu.as_ref()?.per_busy_second()?;
         Some(Energy { joules: gpu.as_secs_f64() * rate, method: EnergyMethod::Nvml })
     }
 }
 
 /// The package-level powercap domains (`intel-rapl:N`, not their sub-zones).
+#[derive(Clone)]
 struct RaplCounters {
     domains: Vec<(PathBuf, u64)>,
 }
@@ -149,36 +155,56 @@ fn busy_cpu_seconds() -> Option<f64> {
     Some(busy as f64 / ticks)
 }
 
-/// The latest measured joules per busy CPU-second (f64 bits; 0 = none yet).
-pub struct RaplRate(AtomicU64);
+/// The latest joules per busy second a background sampler measured (f64
+/// bits; 0 = none yet): per busy CPU-second for RAPL, per GPU-busy-second for
+/// NVML.
+pub struct Rate(AtomicU64);
 
-impl RaplRate {
-    fn start(counters: RaplCounters) -> Arc<RaplRate> {
-        let rate = Arc::new(RaplRate(AtomicU64::new(0)));
+impl Rate {
+    /// Every `every`, on a thread named `thread`, store what `interval` says
+    /// the rate was since its last call (an interval it cannot tell leaves
+    /// the last rate).
+    pub fn start(
+        thread: &str,
+        every: Duration,
+        mut interval: impl FnMut() -> Option<f64> + Send + 'static,
+    ) -> Arc<Rate> {
+        let rate = Arc::new(Rate(AtomicU64::new(0)));
         let shared = rate.clone();
-        let sampler = move || {
-            let mut last = counters.read().zip(busy_cpu_seconds());
-            loop {
-                std::thread::sleep(SAMPLE_EVERY);
-                let now = counters.read().zip(busy_cpu_seconds());
-                if let (Some((e0, c0)), Some((e1, c1))) = (&last, &now) {
-                    let cpu = c1 - c0;
-                    if cpu > 0.0 {
-                        shared.0.store((counters.joules_between(e0, e1) / cpu).to_bits(), Ordering::Relaxed);
-                    }
-                }
-                last = now;
+        let sampler = move || loop {
+            std::thread::sleep(every);
+            if let Some(measured) = interval().filter(|r| r.is_finite() && *r > 0.0) {
+                shared.0.store(measured.to_bits(), Ordering::Relaxed);
             }
         };
-        if let Err(error) = std::thread::Builder::new().name("weir-rapl".into()).spawn(sampler) {
-            tracing::warn!(%error, "energy: cannot start the RAPL sampler; using the CPU model");
+        if let Err(error) = std::thread::Builder::new().name(thread.into()).spawn(sampler) {
+            tracing::warn!(%error, thread, "energy: cannot start a sampler; that meter stays off");
         }
         rate
     }
 
-    pub fn joules_per_cpu_second(&self) -> Option<f64> {
+    pub fn per_busy_second(&self) -> Option<f64> {
         let rate = f64::from_bits(self.0.load(Ordering::Relaxed));
         (rate > 0.0).then_some(rate)
+    }
+}
+
+/// The rate between successive readings of (counters, busy seconds so far):
+/// the joules between two counter readings over the busy time between them.
+/// The first reading is taken now.
+pub fn between<S>(
+    mut read: impl FnMut() -> Option<(S, f64)>,
+    joules: impl Fn(&S, &S) -> f64,
+) -> impl FnMut() -> Option<f64> {
+    let mut last = read();
+    move || {
+        let now = read();
+        let rate = match (&last, &now) {
+            (Some((s0, b0)), Some((s1, b1))) if b1 - b0 > 0.0 => Some(joules(s0, s1) / (b1 - b0)),
+            _ => None,
+        };
+        last = now;
+        rate
     }
 }
 
@@ -207,9 +233,9 @@ mod tests {
         let model = CpuModel { watts_per_core: 10.0 };
         let meter = EnergyMeter::model(10.0);
         assert_eq!(meter.attribute(Duration::from_millis(500)), Energy { joules: 5.0, method: EnergyMethod::CpuModel });
-        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(0)))), gpu: None, model };
+        let rapl = EnergyMeter { rapl: Some(Arc::new(Rate(AtomicU64::new(0)))), gpu: None, model };
         assert_eq!(rapl.attribute(Duration::from_secs(1)).method, EnergyMethod::CpuModel, "no interval measured yet");
-        let rapl = EnergyMeter { rapl: Some(Arc::new(RaplRate(AtomicU64::new(25.0f64.to_bits())))), gpu: None, model };
+        let rapl = EnergyMeter { rapl: Some(Arc::new(Rate(AtomicU64::new(25.0f64.to_bits())))), gpu: None, model };
         assert_eq!(rapl.attribute(Duration::from_secs(2)), Energy { joules: 50.0, method: EnergyMethod::Rapl });
     }
 }

@@ -7,9 +7,10 @@
 //! over busy CPU time). Without an NVIDIA driver there is nothing to read
 //! and steps are charged by their CPU time alone.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::energy::{between, Rate};
 
 /// Where GPU energy comes from: NVML, or a stand-in in tests.
 pub trait GpuCounters: Send + 'static {
@@ -41,49 +42,20 @@ impl GpuCounters for Nvml {
     }
 }
 
-/// The latest measured joules per GPU-busy-second (f64 bits; 0 = none yet).
-pub struct GpuRate(AtomicU64);
-
-impl GpuRate {
-    /// Sample `counters` every `every` in a background thread.
-    pub fn start(counters: impl GpuCounters, every: Duration) -> Arc<GpuRate> {
-        let rate = Arc::new(GpuRate(AtomicU64::new(0)));
-        let shared = rate.clone();
-        let devices = counters.devices();
-        let read = move || -> Option<(u64, Duration)> {
-            let mut millijoules = 0u64;
-            let mut busy = Duration::ZERO;
-            for &index in &devices {
-                millijoules = millijoules.saturating_add(counters.millijoules(index)?);
-                busy += weir_nn::gpu_busy::busy(index);
-            }
-            Some((millijoules, busy))
-        };
-        let sampler = move || {
-            let mut last = read();
-            loop {
-                std::thread::sleep(every);
-                let now = read();
-                if let (Some((e0, b0)), Some((e1, b1))) = (last, now) {
-                    let busy = b1.saturating_sub(b0).as_secs_f64();
-                    // An interval with no inference leaves the last rate.
-                    if busy > 0.0 {
-                        shared.0.store((e1.saturating_sub(e0) as f64 / 1e3 / busy).to_bits(), Ordering::Relaxed);
-                    }
-                }
-                last = now;
-            }
-        };
-        if let Err(error) = std::thread::Builder::new().name("weir-nvml".into()).spawn(sampler) {
-            tracing::warn!(%error, "energy: cannot start the NVML sampler; GPU time is not charged");
+/// Sample `counters` every `every` in a background thread: joules per
+/// GPU-busy-second of all their devices together.
+pub fn start(counters: impl GpuCounters, every: Duration) -> Arc<Rate> {
+    let devices = counters.devices();
+    let read = move || -> Option<(u64, f64)> {
+        let mut millijoules = 0u64;
+        let mut busy = Duration::ZERO;
+        for &index in &devices {
+            millijoules = millijoules.saturating_add(counters.millijoules(index)?);
+            busy += weir_nn::gpu_busy::busy(index);
         }
-        rate
-    }
-
-    pub fn joules_per_busy_second(&self) -> Option<f64> {
-        let rate = f64::from_bits(self.0.load(Ordering::Relaxed));
-        (rate > 0.0).then_some(rate)
-    }
+        Some((millijoules, busy.as_secs_f64()))
+    };
+    Rate::start("weir-nvml", every, between(read, |e0: &u64, e1: &u64| e1.saturating_sub(*e0) as f64 / 1e3))
 }
 
 #[cfg(test)]

@@ -349,24 +349,11 @@ fn concurrent_pulls_from_two_processes_share_one_cache_safely() {
             assert_exit(&result, 0, "");
             assert_eq!(std::fs::read(&out).unwrap(), expected, "round {round}: the pulled copy is the model");
         }
-        let files: Vec<std::path::PathBuf> = walk(&shared);
+        let files: Vec<std::path::PathBuf> = weir_tests::files_under(&shared);
         let blobs: Vec<_> = files.iter().filter(|p| std::fs::read(p).is_ok_and(|b| b == expected)).collect();
         assert_eq!(blobs.len(), 1, "round {round}: the model is cached once: {files:?}");
         // Downloads are staged in the cache's `tmp/` and renamed into place.
         let partial: Vec<_> = files.iter().filter(|p| p.starts_with(shared.join("tmp"))).collect();
         assert!(partial.is_empty(), "round {round}: half-written files left: {partial:?}");
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }
