@@ -8,7 +8,7 @@
 #   mls-onnx     MLServer 1.7.1 serving digits.onnx with ONNX Runtime in-process (scripts/mlserver_onnx.py):
 #                the same inference engine as weir, so the ratio measures serving
 # (both in a pinned environment the script makes, MLServer with MLSERVER_WORKERS parallel
-# workers, default 0 = in-process, its fastest setting on these 2 cores; WEIR_BENCH_MLSERVER=0 skips them)
+# workers, default 0 = in-process; WEIR_BENCH_MLSERVER=0 skips them)
 # interleaved in one sitting with wrk (one thread, closed loop) at c1, c4 and
 # c16; prints requests/s, p99, server CPU per request and the ratio to native.
 #
