@@ -8,7 +8,8 @@
 #   mls-onnx     MLServer 1.7.1 serving digits.onnx with ONNX Runtime in-process (scripts/mlserver_onnx.py):
 #                the same inference engine as weir, so the ratio measures serving
 # (both in a pinned environment the script makes, MLServer with MLSERVER_WORKERS parallel
-# workers, default 0 = in-process; WEIR_BENCH_MLSERVER=0 skips them)
+# workers, default 0 = in-process: 1.7.1's workers die at start on Python 3.11 here, see
+# docs/performance.md; WEIR_BENCH_MLSERVER=0 skips them)
 # interleaved in one sitting with wrk (one thread, closed loop) at c1, c4 and
 # c16; prints requests/s, p99, server CPU per request and the ratio to native.
 #
@@ -103,7 +104,7 @@ done
 
 ticks=$(getconf CLK_TCK)
 # CPU of the server and its children (MLServer runs in a child process).
-cpu() { local total=0; for p in $1 $(pgrep -P "$1" || true); do total=$((total + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $total; }
+cpu() { local total=0 t; for p in $1 $(pgrep -P "$1" || true); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) || t=0; total=$((total + ${t:-0})); done; echo $total; }
 : >"$out/raw.tsv"
 for round in $(seq 1 "$rounds"); do
   for conc in $concs; do
