@@ -430,18 +430,13 @@ fn a_slow_model_is_stopped_at_the_step_limit_and_holds_up_nobody() {
 #[test]
 fn a_failing_step_cancels_the_steps_running_beside_it() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("weir.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "{}\n[pipelines.p]\nsteps = [\n  {{ name = \"spin\", component = \"hostile\", inputs = [\"input.x\"], config = \
-             {{ mode = \"busy\", ms = 4000 }} }},\n  {{ name = \"boom\", component = \"hostile\", inputs = [\"input.x\"], \
-             config = {{ mode = \"panic\" }} }},\n]\noutputs = {{ a = \"spin.x\", b = \"boom.x\" }}\n[triggers.http]\ntimeout \
+    let manifest = crate::common::manifest_with_components(
+        dir.path(),
+        "[pipelines.p]\nsteps = [\n  { name = \"spin\", component = \"hostile\", inputs = [\"input.x\"], config = \
+             { mode = \"busy\", ms = 4000 } },\n  { name = \"boom\", component = \"hostile\", inputs = [\"input.x\"], \
+             config = { mode = \"panic\" } },\n]\noutputs = { a = \"spin.x\", b = \"boom.x\" }\n[triggers.http]\ntimeout \
              = \"20s\"\n",
-            crate::common::test_components()
-        ),
-    )
-    .unwrap();
+    );
     let server = start(&manifest);
     let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
     let started = Instant::now();

@@ -438,15 +438,10 @@ impl Drop for FakeRapl {
 fn rapl_energy_splits_between_concurrent_steps_by_their_cpu_time() {
     let rapl = FakeRapl::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("weir.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "{}\n[pipelines.p]\nsteps = [\n  {{ name = \"heavy\", component = \"hostile\", inputs = [\"input.x\"], config = {{ mode = \"work\", iterations = 160000000 }} }},\n  {{ name = \"light\", component = \"hostile\", inputs = [\"input.x\"], config = {{ mode = \"work\", iterations = 40000000 }} }},\n]\noutputs = {{ a = \"heavy.x\", b = \"light.x\" }}\n",
-            crate::common::test_components()
-        ),
-    )
-    .unwrap();
+    let manifest = crate::common::manifest_with_components(
+        dir.path(),
+        "[pipelines.p]\nsteps = [\n  { name = \"heavy\", component = \"hostile\", inputs = [\"input.x\"], config = { mode = \"work\", iterations = 160000000 } },\n  { name = \"light\", component = \"hostile\", inputs = [\"input.x\"], config = { mode = \"work\", iterations = 40000000 } },\n]\noutputs = { a = \"heavy.x\", b = \"light.x\" }\n",
+    );
     let server = rapl.serve(&manifest);
     let request =
         r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"receipt":"full"}}"#;
@@ -659,16 +654,11 @@ fn spans_are_dropped_never_requests_when_the_collector_stalls() {
 #[test]
 fn receipts_reconcile_with_the_process() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("weir.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "{}\n[pipelines.work]\nsteps = [{{ name = \"w\", component = \"hostile\", inputs = [\"input.x\"], config = \
-             {{ mode = \"work\", iterations = 20000000 }} }}]\noutputs = {{ x = \"w.x\" }}\n",
-            crate::common::test_components()
-        ),
-    )
-    .unwrap();
+    let manifest = crate::common::manifest_with_components(
+        dir.path(),
+        "[pipelines.work]\nsteps = [{ name = \"w\", component = \"hostile\", inputs = [\"input.x\"], config = \
+             { mode = \"work\", iterations = 20000000 } }]\noutputs = { x = \"w.x\" }\n",
+    );
     let server = start(&manifest);
     let x = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
     assert_eq!(post(&server, "/v2/models/work/infer", x).0, 200, "warm");

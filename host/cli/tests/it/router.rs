@@ -13,7 +13,7 @@ use weir_executor::Executor;
 use weir_manifest::Manifest;
 use weir_observe::metrics::Metrics;
 use weir_sandbox::{Sandbox, SandboxOptions};
-use weir_triggers::http::{router, HttpSettings};
+use weir_triggers::http::{router, HttpSettings, Parts};
 use weir_triggers::Dispatcher;
 
 fn digits() -> axum::Router {
@@ -28,7 +28,15 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
     let options = SandboxOptions { cache_dir: Some(crate::common::shared_cache_dir()), ..SandboxOptions::default() };
     let executor = Arc::new(Executor::new(Arc::new(Sandbox::new(options).unwrap()), manifest));
     let dispatcher = Arc::new(Dispatcher::new(executor, true, Arc::new(Metrics::new()), None));
-    router(dispatcher, settings, Err("asynchronous invocations are off in this test".into()), None, None, access, None)
+    router(Parts {
+        dispatcher,
+        settings,
+        jobs: Err("asynchronous invocations are off in this test".into()),
+        provenance: None,
+        broker: None,
+        access: Arc::new(access),
+        audit: None,
+    })
 }
 
 async fn call(router: &axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {

@@ -98,29 +98,26 @@ fn api_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
     ApiError(Failure::new(kind, message))
 }
 
-/// The router for the dispatcher's pipelines.
-pub fn router(
-    dispatcher: Arc<Dispatcher>,
-    settings: HttpSettings,
-    jobs: Result<Jobs, String>,
-    provenance: Option<Arc<ProvenanceStore>>,
-    broker: Option<Arc<crate::nats::Broker>>,
-    access: impl Into<Arc<Access>>,
-    audit: Option<Arc<AuditLog>>,
-) -> Router {
-    routes_for(app_state(dispatcher, settings, jobs, provenance, broker, access, audit))
+/// What the HTTP trigger (and its gRPC twin) serves with.
+pub struct Parts {
+    pub dispatcher: Arc<Dispatcher>,
+    pub settings: HttpSettings,
+    /// Asynchronous invocations, or why they are off.
+    pub jobs: Result<Jobs, String>,
+    pub provenance: Option<Arc<ProvenanceStore>>,
+    /// The NATS broker's messages, for erasure (when NATS is on).
+    pub broker: Option<Arc<crate::nats::Broker>>,
+    pub access: Arc<Access>,
+    pub audit: Option<Arc<AuditLog>>,
 }
 
-fn app_state(
-    dispatcher: Arc<Dispatcher>,
-    settings: HttpSettings,
-    jobs: Result<Jobs, String>,
-    provenance: Option<Arc<ProvenanceStore>>,
-    broker: Option<Arc<crate::nats::Broker>>,
-    access: impl Into<Arc<Access>>,
-    audit: Option<Arc<AuditLog>>,
-) -> Arc<AppState> {
-    let access = access.into();
+/// The router for the dispatcher's pipelines.
+pub fn router(parts: Parts) -> Router {
+    routes_for(app_state(parts))
+}
+
+fn app_state(parts: Parts) -> Arc<AppState> {
+    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit } = parts;
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
@@ -200,7 +197,7 @@ pub async fn serve(
     };
     on_listening(Listening { http: listener.local_addr()?, grpc: grpc.as_ref().map(|(_, addr)| *addr) });
     let limits = listen::ConnectionLimits::from(&settings);
-    let state = app_state(dispatcher, settings, jobs, provenance, broker, access, audit);
+    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit });
     let grpc = async {
         match grpc {
             Some((listener, _)) => crate::grpc::serve(state.clone(), listener, shutdown_signal()).await,

@@ -70,6 +70,13 @@ pub fn weir(args: &[&str], stdin: Option<&str>) -> Output {
     weir_with(args, &[], stdin)
 }
 
+/// `weir.toml` in `dir`: [`test_components`], then `pipelines`.
+pub fn manifest_with_components(dir: &Path, pipelines: &str) -> std::path::PathBuf {
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, format!("{}\n{pipelines}", test_components())).unwrap();
+    path
+}
+
 /// `[components.hostile]` and `[components.scale]`, the guests most test
 /// manifests start with.
 pub fn test_components() -> String {
