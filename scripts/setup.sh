@@ -29,9 +29,10 @@ as_root() {
 # --- Debian packages -------------------------------------------------------
 # docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
 # registry and interop tool; nats-server: the queue tests' broker (JetStream);
-# libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates.
+# libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates;
+# chromium + chromium-driver: the console's tests drive a real headless browser.
 apt_packages=(build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl libssl-dev openssl
-  docker-registry skopeo apache2-utils nats-server)
+  docker-registry skopeo apache2-utils nats-server chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -24,6 +24,7 @@ pub const CONCAT: &str = env!("WEIR_GUEST_CONCAT");
 /// `components/fare`: prices a ride.
 pub const FARE: &str = env!("WEIR_GUEST_FARE");
 
+pub mod browser;
 pub mod onnx;
 pub mod services;
 

@@ -58,6 +58,15 @@ impl Classify for PipelineError {
 }
 
 impl PipelineError {
+    /// The step the error happened in, when one did.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            PipelineError::MissingTensor { step, .. } | PipelineError::Load { step, .. } => Some(step),
+            PipelineError::Step(error) => Some(error.step()),
+            _ => None,
+        }
+    }
+
     /// The caller's request was at fault (HTTP 4xx).
     pub fn is_caller_error(&self) -> bool {
         self.kind().is_caller_error()

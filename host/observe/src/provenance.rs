@@ -82,8 +82,58 @@ pub struct StepRecord {
     /// Hosts the step could call over HTTP, as `host:port`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_http: Vec<String>,
+    /// When it started, after the invocation began (µs).
+    #[serde(default)]
+    pub started_after_us: u64,
     pub inputs: Vec<EdgeTensor>,
     pub outputs: Vec<EdgeTensor>,
+}
+
+/// Why a recorded invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedError {
+    /// The error's kind, as `weir_core::ErrorKind` names it.
+    pub kind: String,
+    pub message: String,
+    /// The step it happened in, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+/// Whether an invocation produced its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+}
+
+/// Which records [`ProvenanceStore::search`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    pub pipeline: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Written at or after (unix ms).
+    pub since_ms: u64,
+    /// Written before (unix ms); `None`: now.
+    pub until_ms: Option<u64>,
+    pub limit: usize,
+}
+
+/// One line of a search's answer: enough to choose a record to open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordSummary {
+    pub invocation_id: String,
+    pub pipeline: String,
+    pub unix_ms: u64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub wall_us: u64,
+    pub cpu_us: u64,
+    pub energy_j: f64,
+    pub cost: f64,
+    pub steps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +146,36 @@ pub struct InvocationRecord {
     pub inputs: Vec<EdgeTensor>,
     pub outputs: Vec<EdgeTensor>,
     pub steps: Vec<StepRecord>,
+    /// For a failed invocation, the steps that finished before the failure.
     pub receipt: Receipt,
+    /// Set when the invocation failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RecordedError>,
+}
+
+impl InvocationRecord {
+    pub fn outcome(&self) -> Outcome {
+        if self.error.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        }
+    }
+
+    pub fn summary(&self) -> RecordSummary {
+        RecordSummary {
+            invocation_id: self.invocation_id.clone(),
+            pipeline: self.pipeline.clone(),
+            unix_ms: self.unix_ms,
+            outcome: self.outcome(),
+            error: self.error.as_ref().map(|e| e.message.clone()),
+            wall_us: self.receipt.wall_us,
+            cpu_us: self.receipt.cpu_us,
+            energy_j: self.receipt.energy_j,
+            cost: self.receipt.cost,
+            steps: self.steps.len(),
+        }
+    }
 }
 
 pub struct ProvenanceStore {
@@ -168,6 +247,25 @@ impl ProvenanceStore {
             records.extend(self.get(&id)?);
         }
         Ok(records)
+    }
+
+    /// The newest records that match `query`, newest first, at most `query.limit`.
+    pub fn search(&self, query: &RecordQuery) -> Result<Vec<RecordSummary>, ProvenanceError> {
+        let until = query.until_ms.unwrap_or(u64::MAX);
+        let ids = self.ids_written(query.since_ms..until)?;
+        let mut found = Vec::new();
+        for id in ids.iter().rev() {
+            if found.len() >= query.limit {
+                break;
+            }
+            let Some(record) = self.get(id)? else { continue };
+            let wanted = query.pipeline.as_ref().is_none_or(|p| *p == record.pipeline)
+                && query.outcome.is_none_or(|o| o == record.outcome());
+            if wanted {
+                found.push(record.summary());
+            }
+        }
+        Ok(found)
     }
 
     /// Erase one invocation's record for good (the file is rewritten, so no
@@ -314,7 +412,36 @@ mod tests {
             outputs: vec![],
             steps: vec![],
             receipt: crate::receipts::receipt(id.into(), Duration::ZERO, Duration::ZERO, vec![]),
+            error: None,
         }
+    }
+
+    #[test]
+    fn search_filters_by_pipeline_outcome_and_time_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProvenanceStore::open(&dir.path().join("p.redb"), Duration::from_secs(3600)).unwrap();
+        let now = now_ms();
+        for (i, (pipeline, failed)) in [("p", false), ("q", false), ("p", true), ("p", false)].into_iter().enumerate() {
+            let mut r = record(&format!("r{i}"), None, now + i as u64);
+            r.pipeline = pipeline.into();
+            r.error = failed.then(|| RecordedError { kind: "step-failed".into(), message: "boom".into(), step: None });
+            store.put(&r).unwrap();
+        }
+        let ids = |query: RecordQuery| -> Vec<String> {
+            store.search(&RecordQuery { limit: 10, ..query }).unwrap().into_iter().map(|s| s.invocation_id).collect()
+        };
+        assert_eq!(ids(RecordQuery::default()), ["r3", "r2", "r1", "r0"]);
+        assert_eq!(ids(RecordQuery { pipeline: Some("p".into()), ..Default::default() }), ["r3", "r2", "r0"]);
+        assert_eq!(ids(RecordQuery { outcome: Some(Outcome::Failed), ..Default::default() }), ["r2"]);
+        assert_eq!(
+            ids(RecordQuery { outcome: Some(Outcome::Ok), since_ms: now + 1, ..Default::default() }),
+            ["r3", "r1"]
+        );
+        assert_eq!(ids(RecordQuery { until_ms: Some(now + 2), ..Default::default() }), ["r1", "r0"]);
+        let summary = &store.search(&RecordQuery { limit: 1, ..RecordQuery::default() }).unwrap();
+        assert_eq!(summary.len(), 1, "the limit holds");
+        let failed = store.search(&RecordQuery { limit: 9, outcome: Some(Outcome::Failed), ..Default::default() });
+        assert_eq!(failed.unwrap()[0].error.as_deref(), Some("boom"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir_core::{Energy, EnergyMethod, Pricing};
-use weir_executor::{ColdStart, PipelineOutput};
+use weir_executor::{ColdStart, PipelineOutput, StepTrace};
 
 /// What one step of one invocation cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,28 +147,27 @@ impl Receipt {
 
 /// The receipt of a finished invocation, priced with `pricing`.
 pub fn invocation_receipt(output: &PipelineOutput, pricing: &Pricing) -> Receipt {
-    let steps = output
-        .steps
-        .iter()
-        .map(|step| {
-            let s = &step.stats;
-            let usage = StepUsage {
-                wall: s.wall,
-                cpu: s.cpu,
-                ort_threads_cpu: s.nn.pool_cpu,
-                energy: Some(step.energy),
-                inference: s.nn.inference_time,
-                fuel: s.fuel_consumed,
-                peak_memory_bytes: s.peak_memory_bytes,
-                bytes_in: s.bytes_in,
-                bytes_out: s.bytes_out,
-            };
-            let mut priced = price_step(&step.step, &usage, pricing);
-            priced.cold_start = step.cold_start.clone();
-            priced
-        })
-        .collect();
+    let steps = output.steps.iter().map(|step| step_receipt(step, pricing)).collect();
     receipt(output.invocation_id.clone(), output.wall, output.queue_wait, steps)
+}
+
+/// One finished step's receipt, priced with `pricing`.
+pub fn step_receipt(step: &StepTrace, pricing: &Pricing) -> StepReceipt {
+    let s = &step.stats;
+    let usage = StepUsage {
+        wall: s.wall,
+        cpu: s.cpu,
+        ort_threads_cpu: s.nn.pool_cpu,
+        energy: Some(step.energy),
+        inference: s.nn.inference_time,
+        fuel: s.fuel_consumed,
+        peak_memory_bytes: s.peak_memory_bytes,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+    };
+    let mut priced = price_step(&step.step, &usage, pricing);
+    priced.cold_start = step.cold_start.clone();
+    priced
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -5,15 +5,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use weir_core::tensor::datatype_name;
+use weir_core::Classify;
 use weir_core::{Digest, Pricing, Tensor};
-use weir_executor::{InvocationFinished, InvocationObserver, InvocationStarted, Observer, StepFinished, StepStarted};
+use weir_executor::{
+    InvocationFinished, InvocationObserver, InvocationStarted, Observer, PipelineError, StepFinished, StepStarted,
+};
 use weir_manifest::Source;
 
 use crate::hash_key::HashKey;
-use crate::provenance::{EdgeTensor, InvocationRecord, ProvenanceStore, StepRecord};
-use crate::receipts::invocation_receipt;
+use crate::provenance::{EdgeTensor, InvocationRecord, ProvenanceStore, RecordedError, StepRecord};
+use crate::receipts::{invocation_receipt, receipt, step_receipt, Receipt, StepReceipt};
 
 /// Records every invocation of a manifest's pipelines in `store`.
 pub struct ProvenanceRecorder {
@@ -31,7 +35,13 @@ impl ProvenanceRecorder {
 
 impl Observer for ProvenanceRecorder {
     fn begin(&self, started: &InvocationStarted) -> Option<Box<dyn InvocationObserver>> {
-        Some(Box::new(Recording {
+        let mut recording = Recording {
+            invocation_id: started.invocation_id.to_string(),
+            pipeline: started.pipeline.name.clone(),
+            subject: started.options.subject.clone(),
+            began: Instant::now(),
+            request: Vec::new(),
+            priced: Vec::new(),
             store: self.store.clone(),
             pricing: self.pricing.clone(),
             keep_tensors: self.keep_tensors,
@@ -39,11 +49,24 @@ impl Observer for ProvenanceRecorder {
             sensitive: started.pipeline.sensitive.clone(),
             steps: HashMap::new(),
             finished: Vec::new(),
-        }))
+        };
+        let mut request: Vec<EdgeTensor> =
+            started.inputs.values().map(|t| recording.edge(t, &Source::Input(t.name.clone()))).collect();
+        request.sort_by(|a, b| a.name.cmp(&b.name));
+        recording.request = request;
+        Some(Box::new(recording))
     }
 }
 
 struct Recording {
+    invocation_id: String,
+    pipeline: String,
+    subject: Option<String>,
+    began: Instant,
+    /// The request's tensors as edges.
+    request: Vec<EdgeTensor>,
+    /// Receipts of the steps that finished, for a failed invocation's record.
+    priced: Vec<StepReceipt>,
     store: Arc<ProvenanceStore>,
     pricing: Pricing,
     keep_tensors: bool,
@@ -85,6 +108,7 @@ impl InvocationObserver for Recording {
             granted_dirs: step.grants.dirs.iter().map(|d| format!("{} <- {}", d.guest, d.host.display())).collect(),
             env_keys: step.grants.env.iter().map(|(name, _)| name.clone()).collect(),
             granted_http: step.grants.http.iter().map(ToString::to_string).collect(),
+            started_after_us: self.began.elapsed().as_micros() as u64,
             inputs: edges,
             outputs: Vec::new(),
         };
@@ -104,13 +128,11 @@ impl InvocationObserver for Recording {
             record.models = models.iter().map(|m| (m.name.clone(), m.digest.clone(), m.device.clone())).collect();
         }
         self.finished.push(step.clone());
+        self.priced.push(step_receipt(event.trace, &self.pricing));
     }
 
-    fn finished(mut self: Box<Self>, event: &InvocationFinished) {
+    fn finished(self: Box<Self>, event: &InvocationFinished) {
         let pipeline = event.pipeline;
-        let mut request: Vec<EdgeTensor> =
-            event.inputs.values().map(|t| self.edge(t, &Source::Input(t.name.clone()))).collect();
-        request.sort_by(|a, b| a.name.cmp(&b.name));
         // A pipeline output is as sensitive as the tensor it comes from;
         // with `until`, the outputs are that step's tensors, under their names.
         let source_of = |t: &Tensor| match &event.options.until {
@@ -122,17 +144,37 @@ impl InvocationObserver for Recording {
                 .map_or_else(|| Source::Input(t.name.clone()), |r| r.source.clone()),
         };
         let outputs = event.output.outputs.iter().map(|t| self.edge(t, &source_of(t))).collect();
+        let receipt = invocation_receipt(event.output, &self.pricing);
+        self.write(outputs, receipt, None);
+    }
+
+    fn failed(mut self: Box<Self>, error: &PipelineError) {
+        // What the finished steps cost; the failing step's own use is not measured.
+        let priced = std::mem::take(&mut self.priced);
+        let receipt = receipt(self.invocation_id.clone(), self.began.elapsed(), Duration::ZERO, priced);
+        let error = RecordedError {
+            kind: error.kind().as_str().to_string(),
+            message: error.to_string(),
+            step: error.step().map(str::to_string),
+        };
+        self.write(Vec::new(), receipt, Some(error));
+    }
+}
+
+impl Recording {
+    fn write(mut self: Box<Self>, outputs: Vec<EdgeTensor>, receipt: Receipt, error: Option<RecordedError>) {
         let finished = std::mem::take(&mut self.finished);
         let steps = finished.iter().filter_map(|s| self.steps.remove(s)).collect();
         let record = InvocationRecord {
-            invocation_id: event.output.invocation_id.clone(),
-            pipeline: pipeline.name.clone(),
-            subject: event.options.subject.clone(),
+            invocation_id: std::mem::take(&mut self.invocation_id),
+            pipeline: std::mem::take(&mut self.pipeline),
+            subject: self.subject.take(),
             unix_ms: weir_core::clock::unix_ms(),
-            inputs: request,
+            inputs: std::mem::take(&mut self.request),
             outputs,
             steps,
-            receipt: invocation_receipt(event.output, &self.pricing),
+            receipt,
+            error,
         };
         // A provenance failure is logged, not turned into a failed inference.
         if let Err(error) = self.store.put(&record) {

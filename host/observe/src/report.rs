@@ -113,6 +113,7 @@ mod tests {
             outputs: vec![],
             receipt: receipt("x".into(), Duration::ZERO, Duration::ZERO, steps),
             steps: vec![],
+            error: None,
         }
     }
 

@@ -85,6 +85,24 @@ pub enum InvokeError {
     FuelNotEnabled { step: String, limit: u64 },
 }
 
+impl InvokeError {
+    /// The step that failed.
+    pub fn step(&self) -> &str {
+        match self {
+            InvokeError::InvalidInput { step, .. }
+            | InvokeError::StepFailed { step, .. }
+            | InvokeError::Timeout { step, .. }
+            | InvokeError::MemoryLimit { step, .. }
+            | InvokeError::HostMemory { step, .. }
+            | InvokeError::FuelExhausted { step, .. }
+            | InvokeError::Trap { step, .. }
+            | InvokeError::MalformedOutput { step, .. }
+            | InvokeError::MalformedInput { step, .. }
+            | InvokeError::FuelNotEnabled { step, .. } => step,
+        }
+    }
+}
+
 impl Classify for InvokeError {
     fn kind(&self) -> ErrorKind {
         match self {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use weir_executor::artifacts::Resolver;
-use weir_executor::{Executor, ResidencyPolicy};
+use weir_executor::{Executor, Observer, ResidencyPolicy};
 use weir_manifest::Manifest;
 use weir_observe::energy::EnergyMeter;
 use weir_observe::logs::StepLogs;
@@ -25,12 +25,14 @@ pub fn open_provenance(manifest: &Manifest) -> Result<Option<Arc<ProvenanceStore
 }
 
 /// An executor for `manifest` that logs step output, measures energy
-/// (RAPL when readable) and records provenance when the manifest asks.
+/// (RAPL when readable), records provenance when the manifest asks, and
+/// tells `observers` too.
 pub fn executor(
     manifest: Manifest,
     sandbox: SandboxOptions,
     resolver: Resolver,
     policy: ResidencyPolicy,
+    observers: Vec<Arc<dyn Observer>>,
 ) -> Result<(Arc<Executor>, Option<Arc<ProvenanceStore>>), Failure> {
     if !manifest.models.is_empty() {
         // Say what is missing now, not as a model error inside a step.
@@ -56,6 +58,9 @@ pub fn executor(
         .with_observer(Arc::new(StepLogs));
     if let Some(recorder) = recorder {
         executor = executor.with_observer(Arc::new(recorder));
+    }
+    for observer in observers {
+        executor = executor.with_observer(observer);
     }
     Ok((Arc::new(executor), provenance))
 }

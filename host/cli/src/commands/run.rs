@@ -113,7 +113,8 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         engine: EngineOptions { fuel: manifest.needs_fuel(), ..EngineOptions::default() },
         ..SandboxOptions::default()
     };
-    let (executor, _) = super::compose::executor(manifest, sandbox, Resolver::default(), ResidencyPolicy::default())?;
+    let (executor, _) =
+        super::compose::executor(manifest, sandbox, Resolver::default(), ResidencyPolicy::default(), Vec::new())?;
     let output = tokio_runtime()?.block_on(executor.run(&name, inputs, &options)).map_err(classified)?;
     if args.verbose {
         for step in &output.steps {

@@ -134,7 +134,10 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         .registry_limits
         .apply(RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() })?;
     let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
-    let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy)?;
+    // The console's live board watches every invocation.
+    let board = weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone());
+    let observers: Vec<Arc<dyn weir_executor::Observer>> = vec![Arc::new(board.clone())];
+    let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy, observers)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
     // Registry clients take ~80 ms to build (TLS set-up): build them before
     // listening so the first cold start does not pay for it. Nothing is pulled.
@@ -150,12 +153,13 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             .with_limits(triggers.http.limits()),
     );
     tokio
-        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, |at| {
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, board, |at| {
             if let Some(grpc) = at.grpc {
                 eprintln!("weir: gRPC (inference.GRPCInferenceService) on {grpc}");
             }
             // Tests and scripts wait for this line.
             eprintln!("weir: serving {} on {scheme}://{}/v2", pipelines.join(", "), at.http);
+            eprintln!("weir: console on {scheme}://{}/ui", at.http);
         }))
         .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
 }

@@ -10,32 +10,9 @@ use weir_access::{KeyFile, Quota, Scope};
 
 use crate::common::server::{start_with, Server};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").canonicalize().unwrap()
-}
-
-/// Both examples' manifests in one (their sources made absolute, their
-/// listeners left out), and an
-/// `echo` pipeline of one no-op step.
+/// Both examples and an `echo` pipeline of one no-op step.
 fn manifest(dir: &Path) -> PathBuf {
     let mut text = String::new();
-    for example in ["digits", "ride-eta"] {
-        let folder = examples().join(example);
-        let mut trigger_section = false;
-        for line in std::fs::read_to_string(folder.join("weir.toml")).unwrap().lines() {
-            // Each example's own listener is left out: the test picks the ports.
-            if line.starts_with('[') {
-                trigger_section = line.starts_with("[triggers");
-            }
-            if trigger_section {
-                continue;
-            }
-            match line.strip_prefix("source = \"").and_then(|rest| rest.strip_suffix('"')) {
-                Some(source) => text.push_str(&format!("source = \"{}\"\n", folder.join(source).display())),
-                None => text.push_str(&format!("{line}\n")),
-            }
-        }
-    }
     text.push_str(&format!("[components.noop]\nsource = \"{}\"\n", weir_tests::NOOP));
     let every = ["b", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f16", "f32", "f64", "s"];
     // `typed`: every datatype gRPC's typed `contents` can carry (not FP16).
@@ -51,9 +28,7 @@ fn manifest(dir: &Path) -> PathBuf {
             text.push_str(&format!("{name} = \"echo.{name}\"\n"));
         }
     }
-    let path = dir.join("weir.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    crate::common::examples_manifest(dir, &text)
 }
 
 fn run_clients(python: &Path, server: &Server, key: Option<&str>) {
@@ -61,7 +36,7 @@ fn run_clients(python: &Path, server: &Server, key: Option<&str>) {
     let http = server.base.strip_prefix("http://").unwrap();
     let grpc = server.grpc.as_deref().expect("the server said where gRPC listens");
     let mut command = Command::new(python);
-    command.arg(&script).args(["--http", http, "--grpc", grpc, "--examples"]).arg(examples());
+    command.arg(&script).args(["--http", http, "--grpc", grpc, "--examples"]).arg(crate::common::examples_dir());
     if let Some(key) = key {
         command.args(["--key", key]);
     }

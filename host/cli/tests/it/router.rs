@@ -26,7 +26,9 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
     let manifest = Manifest::load(&path).unwrap();
     let settings = HttpSettings::from_manifest(&manifest).unwrap();
     let options = SandboxOptions { cache_dir: Some(crate::common::shared_cache_dir()), ..SandboxOptions::default() };
-    let executor = Arc::new(Executor::new(Arc::new(Sandbox::new(options).unwrap()), manifest));
+    let board = weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone());
+    let executor = Executor::new(Arc::new(Sandbox::new(options).unwrap()), manifest);
+    let executor = Arc::new(executor.with_observer(Arc::new(board.clone())));
     let dispatcher = Arc::new(Dispatcher::new(executor, true, Arc::new(Metrics::new()), None));
     router(Parts {
         dispatcher,
@@ -36,6 +38,7 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
         broker: None,
         access: Arc::new(access),
         audit: None,
+        board,
     })
 }
 

@@ -82,6 +82,14 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("DELETE", "/v2/invocations/{id}", Need::EraseRecords), delete(super::records::erase_invocation)),
         (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
         (at("GET", "/v2/audit", Need::Admin), get(super::records::audit)),
+        (at("GET", "/ui", Need::Public), get(super::console::index)),
+        (at("GET", "/ui/", Need::Public), get(super::console::index)),
+        (at("GET", "/ui/{file}", Need::Public), get(super::console::page)),
+        (at("GET", "/v2/console/pipelines", Need::Status), get(super::console::pipelines)),
+        (at("GET", "/v2/console/live", Need::Status), get(super::console::live)),
+        (at("GET", "/v2/console/events", Need::Status), get(super::console::events)),
+        (at("GET", "/v2/console/receipts", Need::Status), get(super::console::receipts)),
+        (at("GET", "/v2/console/invocations", Need::ReadRecords), get(super::console::invocations)),
     ]
 }
 

@@ -12,6 +12,7 @@
 //! Connections are limited in `listen`; a panic in any handler is a 500.
 
 pub mod api;
+mod console;
 mod guard;
 mod listen;
 mod records;
@@ -35,6 +36,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use weir_access::{
     fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Requirement, Verdict,
 };
+use weir_console::Board;
 use weir_core::{Classify, ErrorKind};
 use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
@@ -70,6 +72,8 @@ pub(crate) struct AppState {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// Extraction-like traffic on pipelines with protected outputs.
     pub(crate) extraction: ExtractionDetector,
+    /// Live traffic and receipt history, for the console.
+    pub(crate) board: Board,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -109,6 +113,8 @@ pub struct Parts {
     pub broker: Option<Arc<crate::nats::Broker>>,
     pub access: Arc<Access>,
     pub audit: Option<Arc<AuditLog>>,
+    /// What the console shows live (it must observe the dispatcher's executor).
+    pub board: Board,
 }
 
 /// The router for the dispatcher's pipelines.
@@ -117,7 +123,7 @@ pub fn router(parts: Parts) -> Router {
 }
 
 fn app_state(parts: Parts) -> Arc<AppState> {
-    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit } = parts;
+    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board } = parts;
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
@@ -133,6 +139,7 @@ fn app_state(parts: Parts) -> Arc<AppState> {
         quotas: Quotas::default(),
         audit,
         extraction: ExtractionDetector::default(),
+        board,
     })
 }
 
@@ -167,6 +174,7 @@ pub async fn serve(
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
     audit: Option<Arc<AuditLog>>,
+    board: Board,
     on_listening: impl FnOnce(Listening),
 ) -> std::io::Result<()> {
     let crate::Triggers { http: settings, grpc, jobs, nats } = triggers;
@@ -197,7 +205,7 @@ pub async fn serve(
     };
     on_listening(Listening { http: listener.local_addr()?, grpc: grpc.as_ref().map(|(_, addr)| *addr) });
     let limits = listen::ConnectionLimits::from(&settings);
-    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit });
+    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board });
     let grpc = async {
         match grpc {
             Some((listener, _)) => crate::grpc::serve(state.clone(), listener, shutdown_signal()).await,

@@ -13,10 +13,10 @@ use weir_observe::provenance::{InvocationRecord, ProvenanceStore};
 use super::api::{Erased, ModelsStatus, Status};
 use super::{api_error, ApiError, AppState};
 
-fn provenance(state: &AppState) -> Result<&ProvenanceStore, ApiError> {
+pub(super) fn provenance(state: &AppState) -> Result<&Arc<ProvenanceStore>, ApiError> {
     state
         .provenance
-        .as_deref()
+        .as_ref()
         .ok_or_else(|| api_error(ErrorKind::NotFound, "provenance is off: add a [provenance] table to the manifest"))
 }
 

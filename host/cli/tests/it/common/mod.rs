@@ -86,3 +86,36 @@ pub fn test_components() -> String {
         weir_tests::SCALE
     )
 }
+
+/// `weir.toml` in `dir`: the digits and ride-eta examples' manifests in one
+/// (their sources made absolute, their listeners left out: tests pick the
+/// ports), then `extra`.
+pub fn examples_manifest(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let examples = examples_dir();
+    let mut text = String::new();
+    for example in ["digits", "ride-eta"] {
+        let folder = examples.join(example);
+        let mut trigger_section = false;
+        for line in std::fs::read_to_string(folder.join("weir.toml")).unwrap().lines() {
+            if line.starts_with('[') {
+                trigger_section = line.starts_with("[triggers");
+            }
+            if trigger_section {
+                continue;
+            }
+            match line.strip_prefix("source = \"").and_then(|rest| rest.strip_suffix('"')) {
+                Some(source) => text.push_str(&format!("source = \"{}\"\n", folder.join(source).display())),
+                None => text.push_str(&format!("{line}\n")),
+            }
+        }
+    }
+    text.push_str(extra);
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The repository's `examples/`, absolute.
+pub fn examples_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").canonicalize().unwrap()
+}
