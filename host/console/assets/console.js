@@ -6,7 +6,7 @@
 const SVG = 'http://www.w3.org/2000/svg';
 const WINDOW_SECS = 10;
 const COLOURS = ['#2563eb', '#db2777', '#16a34a', '#ea580c', '#7c3aed', '#0891b2', '#ca8a04', '#4b5563'];
-const state = { key: sessionStorage.getItem('weir-key') || '', layouts: null, live: null, stream: null };
+const state = { key: sessionStorage.getItem('weir-key') || '', layouts: null, live: null, stream: null, retry: null };
 
 // ---- small helpers ---------------------------------------------------------
 
@@ -154,6 +154,11 @@ function applyLive(snapshot) {
         ' · CPU ' + micros(f.cpu_us_per_call) + '/call · ' + number(f.energy_j_per_call, 4) + ' J/call';
       summary.dataset.calls = f.total_calls;
     }
+    const errors = document.querySelector('[data-errors="' + CSS.escape(pipeline.pipeline) + '"]');
+    if (errors) {
+      errors.replaceChildren(...pipeline.steps.filter((step) => step.last_error && step.error_rate > 0).map((step) =>
+        el('p', { class: 'error', 'data-step-error': step.step }, step.step + ' failed at ' + new Date(step.last_error.unix_ms).toLocaleTimeString() + ': ' + step.last_error.message)));
+    }
     if (!graph) continue;
     for (const step of pipeline.steps) {
       const node = graph.querySelector('[data-node="' + CSS.escape(step.node) + '"]');
@@ -188,6 +193,12 @@ async function stream() {
   state.stream = controller;
   try {
     const response = await fetch('/v2/console/events?window=' + WINDOW_SECS, { headers: headers(), signal: controller.signal });
+    if (response.status === 401 || response.status === 403) {
+      // No use retrying with the same key: wait for another one.
+      badge.textContent = 'no live figures: ' + (response.status === 401 ? 'needs a key' : 'needs the status scope');
+      badge.className = 'badge off';
+      return;
+    }
     if (!response.ok) throw new Error('live figures: ' + response.status);
     badge.textContent = 'live';
     badge.className = 'badge on';
@@ -211,10 +222,11 @@ async function stream() {
   }
   badge.textContent = 'offline';
   badge.className = 'badge off';
-  if (state.stream === controller) setTimeout(stream, 2000);
+  if (state.stream === controller) state.retry = setTimeout(stream, 2000);
 }
 
 function restartStream() {
+  clearTimeout(state.retry);
   if (state.stream) state.stream.abort();
   state.stream = null;
   stream();
@@ -231,6 +243,7 @@ async function pipelinesView() {
       el('h2', {}, layout.pipeline),
       layout.description ? el('p', { class: 'muted' }, layout.description) : null,
       el('p', { 'data-summary': layout.pipeline }, 'no calls yet'),
+      el('div', { 'data-errors': layout.pipeline }),
       graph);
   });
   show('pipelines', ...cards);

@@ -67,6 +67,10 @@ impl Track {
         self.calls += 1;
         self.errors += u64::from(fact.failed);
         self.cold_starts += u64::from(fact.cold);
+        // Latencies only in the live slots: history charts costs, not quantiles.
+        if let Some(latency) = fact.latency_us {
+            self.live.at(now_secs).record_latency(latency);
+        }
         for slot in [self.live.at(now_secs), self.history.at(now_secs)] {
             slot.calls += 1;
             slot.errors += u64::from(fact.failed);
@@ -76,23 +80,23 @@ impl Track {
             slot.cost += fact.cost;
             slot.gco2e += fact.gco2e;
             slot.bytes += fact.bytes;
-            if let Some(latency) = fact.latency_us {
-                slot.record_latency(latency);
-            }
         }
     }
 
     fn figures(&self, now_secs: u64, window_secs: u64, observed_secs: u64) -> Figures {
         let recent: Vec<&Slot> = self.live.recent(now_secs, window_secs).collect();
         let calls: u64 = recent.iter().map(|s| s.calls).sum();
-        let per_call = |total: f64| (calls > 0).then(|| total / calls as f64);
+        let errors: u64 = recent.iter().map(|s| s.errors).sum();
+        // A step that failed measured nothing: costs are averaged over the calls that finished.
+        let measured = calls - errors;
+        let per_call = |total: f64| (measured > 0).then(|| total / measured as f64);
         let q = quantiles(recent.iter().copied(), &[0.5, 0.99]);
         Figures {
             total_calls: self.calls,
             total_errors: self.errors,
             total_cold_starts: self.cold_starts,
             per_second: calls as f64 / window_secs.min(observed_secs).max(1) as f64,
-            error_rate: per_call(recent.iter().map(|s| s.errors).sum::<u64>() as f64).unwrap_or(0.0),
+            error_rate: if calls > 0 { errors as f64 / calls as f64 } else { 0.0 },
             p50_us: q[0],
             p99_us: q[1],
             cold_starts: recent.iter().map(|s| s.cold_starts).sum(),
@@ -300,6 +304,7 @@ impl Observer for Board {
             began: Instant::now(),
             steps: Vec::with_capacity(started.pipeline.steps.len()),
             edges: vec![None; pipelines[index].shape.edges.len()],
+            applied: false,
         }))
     }
 }
@@ -313,6 +318,20 @@ struct Tally {
     steps: Vec<(usize, Fact, &'static str)>,
     /// Bytes over each edge it used.
     edges: Vec<Option<u64>>,
+    /// Whether it ended (finished or failed) and was counted.
+    applied: bool,
+}
+
+/// An invocation its trigger cancelled (its time limit) ends without a
+/// `finished` or `failed` event: it is counted as failed when dropped.
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if !self.applied {
+            let invocation =
+                Fact { latency_us: Some(self.began.elapsed().as_micros() as u64), failed: true, ..Fact::default() };
+            self.apply(invocation, None);
+        }
+    }
 }
 
 impl Tally {
@@ -320,10 +339,10 @@ impl Tally {
         &self.inner.pipelines[self.pipeline]
     }
 
-    /// The invocation's fact: its steps' costs summed.
-    fn summed(&self, latency_us: u64, failed: bool, bytes: u64) -> Fact {
+    /// The finished invocation's fact: its steps' costs summed.
+    fn summed(&self, latency_us: u64, bytes: u64) -> Fact {
         let steps = self.steps.iter().map(|(_, fact, _)| fact);
-        steps.fold(Fact { latency_us: Some(latency_us), failed, bytes, ..Fact::default() }, |sum, f| Fact {
+        steps.fold(Fact { latency_us: Some(latency_us), bytes, ..Fact::default() }, |sum, f| Fact {
             cold: sum.cold || f.cold,
             cpu_us: sum.cpu_us + f.cpu_us,
             energy_j: sum.energy_j + f.energy_j,
@@ -333,8 +352,9 @@ impl Tally {
         })
     }
 
-    fn apply(self, invocation: Fact, failure: Option<(Option<&str>, String)>) {
-        let entry = self.entry();
+    fn apply(&mut self, invocation: Fact, failure: Option<(Option<&str>, String)>) {
+        self.applied = true;
+        let entry = &self.inner.pipelines[self.pipeline];
         let failed_step = failure.as_ref().and_then(|(step, _)| step.and_then(|s| entry.shape.steps.get(s).copied()));
         let now_ms = unix_ms();
         let now = now_ms / 1000;
@@ -402,12 +422,15 @@ impl InvocationObserver for Tally {
             }
         }
         let bytes = event.output.outputs.iter().map(|t| t.data.len() as u64).sum();
-        let invocation = self.summed(event.output.wall.as_micros() as u64, false, bytes);
+        let invocation = self.summed(event.output.wall.as_micros() as u64, bytes);
         self.apply(invocation, None);
     }
 
-    fn failed(self: Box<Self>, error: &PipelineError) {
-        let invocation = self.summed(self.began.elapsed().as_micros() as u64, true, 0);
+    fn failed(mut self: Box<Self>, error: &PipelineError) {
+        // Its finished steps' costs are on their own tracks; the pipeline's
+        // per-call figures average the invocations that finished.
+        let invocation =
+            Fact { latency_us: Some(self.began.elapsed().as_micros() as u64), failed: true, ..Fact::default() };
         let step = error.step().map(str::to_string);
         self.apply(invocation, Some((step.as_deref(), error.to_string())));
     }
@@ -427,6 +450,7 @@ pub struct Figures {
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
     pub cold_starts: u64,
+    /// Per call that finished (a failed call measured nothing), in the window.
     pub cpu_us_per_call: Option<f64>,
     pub energy_j_per_call: Option<f64>,
     /// Tensor bytes per call (on an edge: what crossed it).

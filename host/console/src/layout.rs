@@ -23,6 +23,8 @@ const MIN_END_WIDTH: f64 = 110.0;
 const SWEEPS: usize = 8;
 /// Rounds of neighbour swaps after the sweeps (each only while it helps).
 const TRANSPOSE_PASSES: usize = 8;
+/// Up to this many slots (nodes and waypoints), orders are searched beyond the sweeps.
+const SEARCHED_SLOTS: usize = 60;
 /// Up to this many request inputs, sweeps start from every order of them (6! = 720).
 const PERMUTED_INPUTS: usize = 6;
 
@@ -326,7 +328,11 @@ fn order_rows(columns: &[Vec<Slot>]) -> Vec<Vec<usize>> {
     // Sweeps settle in a local optimum that depends on where they start:
     // start from every order of the request's inputs when they are few.
     let mut best = (crossings(columns, &declared), declared.clone());
-    for first in permutations(declared.first().cloned().unwrap_or_default()) {
+    // The searches below are for graphs people read; a huge one gets the sweeps alone.
+    let small = columns.iter().map(Vec::len).sum::<usize>() <= SEARCHED_SLOTS;
+    let inputs = declared.first().cloned().unwrap_or_default();
+    let starts = if small { permutations(inputs) } else { vec![inputs] };
+    for first in starts {
         if best.0 == 0 {
             break;
         }
@@ -340,7 +346,7 @@ fn order_rows(columns: &[Vec<Slot>]) -> Vec<Vec<usize>> {
         }
     }
     let (mut count, mut order) = best;
-    for _ in 0..TRANSPOSE_PASSES {
+    for _ in 0..if small { TRANSPOSE_PASSES } else { 0 } {
         let mut improved = false;
         for c in 0..order.len() {
             for i in 1..order[c].len() {

@@ -4,9 +4,9 @@
 
 use std::collections::VecDeque;
 
-/// Histogram buckets: bucket `i` holds durations up to 2^(i/4) µs (±19%),
-/// the last one everything longer (up to 2^(99/4) µs ≈ 28 s).
-const BUCKETS: usize = 100;
+/// Histogram buckets: bucket `i` holds durations up to 2^(i/4) µs (±19%);
+/// the last, 2^(127/4) µs ≈ 49 minutes, also holds anything longer.
+const BUCKETS: usize = 128;
 
 fn bucket(micros: u64) -> usize {
     if micros <= 1 {

@@ -58,10 +58,12 @@ impl Classify for PipelineError {
 }
 
 impl PipelineError {
-    /// The step the error happened in, when one did.
+    /// The step at fault, when one is.
     pub fn step(&self) -> Option<&str> {
         match self {
-            PipelineError::MissingTensor { step, .. } | PipelineError::Load { step, .. } => Some(step),
+            // The step that produced too little, not the one that wanted it.
+            PipelineError::MissingTensor { from, .. } => Some(from),
+            PipelineError::Load { step, .. } => Some(step),
             PipelineError::Step(error) => Some(error.step()),
             _ => None,
         }

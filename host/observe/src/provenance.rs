@@ -120,6 +120,11 @@ pub struct RecordQuery {
     pub limit: usize,
 }
 
+/// The most records one search looks at.
+pub const MAX_SCANNED: usize = 20_000;
+/// The longest error message a summary carries (the record keeps more).
+const SUMMARY_ERROR_CHARS: usize = 500;
+
 /// One line of a search's answer: enough to choose a record to open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordSummary {
@@ -168,7 +173,7 @@ impl InvocationRecord {
             pipeline: self.pipeline.clone(),
             unix_ms: self.unix_ms,
             outcome: self.outcome(),
-            error: self.error.as_ref().map(|e| e.message.clone()),
+            error: self.error.as_ref().map(|e| e.message.chars().take(SUMMARY_ERROR_CHARS).collect()),
             wall_us: self.receipt.wall_us,
             cpu_us: self.receipt.cpu_us,
             energy_j: self.receipt.energy_j,
@@ -249,20 +254,40 @@ impl ProvenanceStore {
         Ok(records)
     }
 
-    /// The newest records that match `query`, newest first, at most `query.limit`.
+    /// The newest records that match `query`, newest first, at most
+    /// `query.limit`; walks back through the time index in one read
+    /// transaction and looks at no more than [`MAX_SCANNED`] records, so a
+    /// rare filter over a large store costs a bounded amount.
     pub fn search(&self, query: &RecordQuery) -> Result<Vec<RecordSummary>, ProvenanceError> {
         let until = query.until_ms.unwrap_or(u64::MAX);
-        let ids = self.ids_written(query.since_ms..until)?;
-        let mut found = Vec::new();
-        for id in ids.iter().rev() {
-            if found.len() >= query.limit {
-                break;
+        if query.since_ms >= until {
+            return Ok(Vec::new());
+        }
+        let tx = self.db().begin_read().map_err(err)?;
+        let (by_time, records) = match (tx.open_multimap_table(BY_TIME), tx.open_table(RECORDS)) {
+            (Ok(by_time), Ok(records)) => (by_time, records),
+            (Err(redb::TableError::TableDoesNotExist(_)), _) | (_, Err(redb::TableError::TableDoesNotExist(_))) => {
+                return Ok(Vec::new())
             }
-            let Some(record) = self.get(id)? else { continue };
-            let wanted = query.pipeline.as_ref().is_none_or(|p| *p == record.pipeline)
-                && query.outcome.is_none_or(|o| o == record.outcome());
-            if wanted {
-                found.push(record.summary());
+            (Err(e), _) | (_, Err(e)) => return Err(err(e)),
+        };
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        for entry in by_time.range::<u64>(query.since_ms..until).map_err(err)?.rev() {
+            let (_, ids) = entry.map_err(err)?;
+            for id in ids {
+                if found.len() >= query.limit || scanned >= MAX_SCANNED {
+                    return Ok(found);
+                }
+                scanned += 1;
+                let id = id.map_err(err)?;
+                let Some(bytes) = records.get(id.value()).map_err(err)? else { continue };
+                let record: InvocationRecord = serde_json::from_slice(bytes.value()).map_err(err)?;
+                let wanted = query.pipeline.as_ref().is_none_or(|p| *p == record.pipeline)
+                    && query.outcome.is_none_or(|o| o == record.outcome());
+                if wanted {
+                    found.push(record.summary());
+                }
             }
         }
         Ok(found)

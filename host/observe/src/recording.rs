@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_core::tensor::datatype_name;
-use weir_core::Classify;
+use weir_core::{Classify, ErrorKind};
 use weir_core::{Digest, Pricing, Tensor};
 use weir_executor::{
     InvocationFinished, InvocationObserver, InvocationStarted, Observer, PipelineError, StepFinished, StepStarted,
@@ -18,6 +18,9 @@ use weir_manifest::Source;
 use crate::hash_key::HashKey;
 use crate::provenance::{EdgeTensor, InvocationRecord, ProvenanceStore, RecordedError, StepRecord};
 use crate::receipts::{invocation_receipt, receipt, step_receipt, Receipt, StepReceipt};
+
+/// The longest error message a record keeps.
+const ERROR_CHARS: usize = 4096;
 
 /// Records every invocation of a manifest's pipelines in `store`.
 pub struct ProvenanceRecorder {
@@ -42,6 +45,7 @@ impl Observer for ProvenanceRecorder {
             began: Instant::now(),
             request: Vec::new(),
             priced: Vec::new(),
+            written: false,
             store: self.store.clone(),
             pricing: self.pricing.clone(),
             keep_tensors: self.keep_tensors,
@@ -67,6 +71,8 @@ struct Recording {
     request: Vec<EdgeTensor>,
     /// Receipts of the steps that finished, for a failed invocation's record.
     priced: Vec<StepReceipt>,
+    /// Whether its record was written.
+    written: bool,
     store: Arc<ProvenanceStore>,
     pricing: Pricing,
     keep_tensors: bool,
@@ -131,7 +137,7 @@ impl InvocationObserver for Recording {
         self.priced.push(step_receipt(event.trace, &self.pricing));
     }
 
-    fn finished(self: Box<Self>, event: &InvocationFinished) {
+    fn finished(mut self: Box<Self>, event: &InvocationFinished) {
         let pipeline = event.pipeline;
         // A pipeline output is as sensitive as the tensor it comes from;
         // with `until`, the outputs are that step's tensors, under their names.
@@ -149,22 +155,44 @@ impl InvocationObserver for Recording {
     }
 
     fn failed(mut self: Box<Self>, error: &PipelineError) {
-        // What the finished steps cost; the failing step's own use is not measured.
-        let priced = std::mem::take(&mut self.priced);
-        let receipt = receipt(self.invocation_id.clone(), self.began.elapsed(), Duration::ZERO, priced);
         let error = RecordedError {
             kind: error.kind().as_str().to_string(),
-            message: error.to_string(),
+            // A guest's error text is its own: bounded before it is kept.
+            message: error.to_string().chars().take(ERROR_CHARS).collect(),
             step: error.step().map(str::to_string),
         };
-        self.write(Vec::new(), receipt, Some(error));
+        self.write_failed(error);
+    }
+}
+
+/// An invocation its trigger cancelled (its time limit) ends without an
+/// event: it is recorded as failed when its recording is dropped.
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if !self.written {
+            let message = "cancelled before it finished (the trigger's time limit)".to_string();
+            self.write_failed(RecordedError { kind: ErrorKind::TimedOut.as_str().to_string(), message, step: None });
+        }
     }
 }
 
 impl Recording {
-    fn write(mut self: Box<Self>, outputs: Vec<EdgeTensor>, receipt: Receipt, error: Option<RecordedError>) {
+    fn write_failed(&mut self, error: RecordedError) {
+        // What the finished steps cost; the failing step's own use is not measured.
+        let priced = std::mem::take(&mut self.priced);
+        let receipt = receipt(self.invocation_id.clone(), self.began.elapsed(), Duration::ZERO, priced);
+        self.write(Vec::new(), receipt, Some(error));
+    }
+
+    fn write(&mut self, outputs: Vec<EdgeTensor>, receipt: Receipt, error: Option<RecordedError>) {
+        self.written = true;
         let finished = std::mem::take(&mut self.finished);
-        let steps = finished.iter().filter_map(|s| self.steps.remove(s)).collect();
+        let mut steps: Vec<StepRecord> = finished.iter().filter_map(|s| self.steps.remove(s)).collect();
+        // Steps that started and never finished (the failed one, and any
+        // cancelled beside it) come last, with their inputs and no outputs.
+        let mut unfinished: Vec<StepRecord> = self.steps.drain().map(|(_, record)| record).collect();
+        unfinished.sort_by_key(|r| r.started_after_us);
+        steps.extend(unfinished);
         let record = InvocationRecord {
             invocation_id: std::mem::take(&mut self.invocation_id),
             pipeline: std::mem::take(&mut self.pipeline),

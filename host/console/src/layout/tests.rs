@@ -105,3 +105,33 @@ fn digits_is_a_chain() {
     assert!(steps.windows(2).all(|w| w[0].x < w[1].x));
     assert_eq!(crossings(&graph), 0);
 }
+
+#[test]
+fn a_large_pipeline_is_laid_out_quickly_and_drawably() {
+    // 120 steps in 12 chains of 10 that each read a request input and the
+    // previous step: every column 12 nodes high, plus long edges.
+    let mut text = String::from("[components.c]\nsource = \"c.wasm\"\n[pipelines.big]\n");
+    for chain in 0..12 {
+        text.push_str(&format!("[[pipelines.big.inputs]]\nname = \"in{chain}\"\ndatatype = \"FP32\"\nshape = [-1]\n"));
+    }
+    for chain in 0..12 {
+        for link in 0..10 {
+            let from = if link == 0 { format!("input.in{chain}") } else { format!("s{chain}_{}.y", link - 1) };
+            text.push_str(&format!(
+                "[[pipelines.big.steps]]\nname = \"s{chain}_{link}\"\ncomponent = \"c\"\ninputs = [\"x={from}\", \"input.in{}\"]\n",
+                (chain + 1) % 12
+            ));
+        }
+    }
+    text.push_str("[pipelines.big.outputs]\n");
+    for chain in 0..12 {
+        text.push_str(&format!("out{chain} = \"s{chain}_9.y\"\n"));
+    }
+    let manifest = weir_manifest::parse(Path::new("/nowhere/weir.toml"), &text).unwrap();
+    let started = std::time::Instant::now();
+    let graph = layout(&manifest.pipelines["big"]);
+    check_drawable(&graph);
+    assert_eq!(graph.nodes.len(), 12 + 120 + 12);
+    // Generous for a debug build on a shared machine; the searches are skipped here.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}

@@ -11,8 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::Stream;
+use weir_access::{Principal, Requirement};
 use weir_console::{GraphLayout, LiveSnapshot, ReceiptHistory};
 use weir_core::ErrorKind;
 use weir_observe::provenance::{Outcome, RecordQuery, RecordSummary};
@@ -28,6 +29,8 @@ const MAX_WINDOW_SECS: u64 = 60;
 /// connection is held for ever, and shutdown never waits on one).
 const STREAM_LIFETIME: Duration = Duration::from_secs(300);
 const MAX_SEARCH: usize = 1000;
+/// Event streams open at once, over all callers.
+pub(super) const MAX_EVENT_STREAMS: usize = 32;
 
 /// `GET /ui` and `GET /ui/{file}`.
 pub(super) async fn page(file: Option<Path<String>>) -> Response {
@@ -51,21 +54,45 @@ pub(super) async fn index() -> Response {
     page(None).await
 }
 
+/// Every pipeline's graph, laid out once (the manifest does not change while serving).
+pub(super) fn layouts(manifest: &weir_manifest::Manifest) -> Vec<GraphLayout> {
+    manifest.pipelines.values().map(weir_console::layout).collect()
+}
+
 /// `GET /v2/console/pipelines`: every pipeline's graph, laid out.
 pub(super) async fn pipelines(State(state): State<Arc<AppState>>) -> Json<Vec<GraphLayout>> {
-    Json(state.dispatcher.executor().manifest().pipelines.values().map(weir_console::layout).collect())
+    Json(state.layouts.clone())
+}
+
+/// Live figures for `principal`: a step's last error may echo request
+/// data, so only a key that may read records sees its text.
+fn live_for(state: &AppState, principal: &Principal, window: u64) -> LiveSnapshot {
+    let mut snapshot = state.board.live(window);
+    if !principal.may(&Requirement::ReadRecords) {
+        for step in snapshot.pipelines.iter_mut().flat_map(|p| p.steps.iter_mut()) {
+            if let Some(error) = &mut step.last_error {
+                error.message = "(the error's text needs the records:read scope)".to_string();
+            }
+        }
+    }
+    snapshot
 }
 
 /// `GET /v2/console/live?window=S`: live figures once.
-pub(super) async fn live(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Json<LiveSnapshot>, ApiError> {
+pub(super) async fn live(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    uri: Uri,
+) -> Result<Json<LiveSnapshot>, ApiError> {
     let window = window(&uri)?;
-    Ok(Json(state.board.live(window)))
+    Ok(Json(live_for(&state, &principal, window)))
 }
 
 /// `GET /v2/console/events?window=S&every=MS`: live figures as server-sent
 /// events, one `live` event at once and then every `every` milliseconds.
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     uri: Uri,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let window = window(&uri)?;
@@ -73,21 +100,30 @@ pub(super) async fn events(
         None => 1000,
         Some(text) => parse_number(&text, "every", 100, 60_000)?,
     };
-    let board = state.board.clone();
+    // Each open stream is a connection held and a snapshot per tick: bounded.
+    let permit = state.event_streams.clone().try_acquire_owned().map_err(|_| {
+        api_error(
+            ErrorKind::Overloaded,
+            format!("{MAX_EVENT_STREAMS} event streams are open already; close one or read /v2/console/live"),
+        )
+    })?;
     let until = Instant::now() + STREAM_LIFETIME;
-    let stream = futures_util::stream::unfold((board, true), move |(board, first)| async move {
-        if !first {
-            tokio::time::sleep(Duration::from_millis(every)).await;
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        let snapshot = board.live(window);
-        let event = Event::default().event("live").json_data(&snapshot).unwrap_or_else(|e| {
-            Event::default().event("error").data(format!("could not encode the live figures: {e}"))
-        });
-        Some((Ok(event), (board, false)))
-    });
+    let stream = futures_util::stream::unfold(
+        (state, principal, permit, true),
+        move |(state, principal, permit, first)| async move {
+            if !first {
+                tokio::time::sleep(Duration::from_millis(every)).await;
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            let snapshot = live_for(&state, &principal, window);
+            let event = Event::default().event("live").json_data(&snapshot).unwrap_or_else(|e| {
+                Event::default().event("error").data(format!("could not encode the live figures: {e}"))
+            });
+            Some((Ok(event), (state, principal, permit, false)))
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -74,6 +74,10 @@ pub(crate) struct AppState {
     pub(crate) extraction: ExtractionDetector,
     /// Live traffic and receipt history, for the console.
     pub(crate) board: Board,
+    /// Every pipeline's graph, laid out for the console.
+    pub(crate) layouts: Vec<weir_console::GraphLayout>,
+    /// Open console event streams (at most `console::MAX_EVENT_STREAMS`).
+    pub(crate) event_streams: Arc<Semaphore>,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -127,7 +131,10 @@ fn app_state(parts: Parts) -> Arc<AppState> {
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
+    let layouts = console::layouts(dispatcher.executor().manifest());
     Arc::new(AppState {
+        layouts,
+        event_streams: Arc::new(Semaphore::new(console::MAX_EVENT_STREAMS)),
         slots,
         decoding,
         dispatcher,
