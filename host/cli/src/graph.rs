@@ -18,36 +18,10 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-fn tensor_label(source: &Source, reader_name: &str) -> String {
-    let tensor = match source {
-        Source::Input(name) => name,
-        Source::Step { tensor, .. } => tensor,
-    };
-    if tensor == reader_name {
-        tensor.clone()
-    } else {
-        format!("{tensor} as {reader_name}")
-    }
-}
-
-/// Request inputs named anywhere in the pipeline, declared ones first.
-fn input_names(pipeline: &Pipeline) -> Vec<String> {
-    let mut names: Vec<String> = pipeline.inputs.iter().map(|d| d.name.clone()).collect();
-    let routes = pipeline.steps.iter().flat_map(|s| &s.inputs).chain(&pipeline.outputs);
-    for route in routes {
-        if let Source::Input(name) = &route.source {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-    }
-    names
-}
-
 pub fn to_dot(pipeline: &Pipeline) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;", pipeline.name);
-    for name in input_names(pipeline) {
+    for name in pipeline.request_inputs() {
         let _ = writeln!(out, "  in_{} [label=\"input {name}\", shape=invhouse];", sanitize(&name));
     }
     for step in &pipeline.steps {
@@ -69,7 +43,7 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
                 "  {} -> step_{} [label=\"{}\"];",
                 node(&route.source),
                 sanitize(&step.name),
-                tensor_label(&route.source, &route.name)
+                route.label()
             );
         }
     }
@@ -80,7 +54,7 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
             "  {} -> out_{} [label=\"{}\"];",
             node(&route.source),
             sanitize(&route.name),
-            tensor_label(&route.source, &route.name)
+            route.label()
         );
     }
     out.push_str("}\n");
@@ -89,7 +63,7 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
 
 pub fn to_mermaid(pipeline: &Pipeline) -> String {
     let mut out = String::from("flowchart LR\n");
-    for name in input_names(pipeline) {
+    for name in pipeline.request_inputs() {
         let _ = writeln!(out, "  in_{}[/\"input {name}\"/]", sanitize(&name));
     }
     for step in &pipeline.steps {
@@ -99,7 +73,7 @@ pub fn to_mermaid(pipeline: &Pipeline) -> String {
                 out,
                 "  {} -->|{}| step_{}",
                 node(&route.source),
-                tensor_label(&route.source, &route.name),
+                route.label(),
                 sanitize(&step.name)
             );
         }
@@ -110,7 +84,7 @@ pub fn to_mermaid(pipeline: &Pipeline) -> String {
             out,
             "  {} -->|{}| out_{}",
             node(&route.source),
-            tensor_label(&route.source, &route.name),
+            route.label(),
             sanitize(&route.name)
         );
     }

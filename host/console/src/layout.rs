@@ -87,18 +87,6 @@ pub fn source_node(source: &Source) -> String {
     }
 }
 
-fn tensor_label(source: &Source, reader: &str) -> String {
-    let tensor = match source {
-        Source::Input(name) => name,
-        Source::Step { tensor, .. } => tensor,
-    };
-    if tensor == reader {
-        tensor.clone()
-    } else {
-        format!("{tensor} as {reader}")
-    }
-}
-
 /// A node or a waypoint of a long edge, in its column.
 struct Slot {
     /// Index into the nodes, or `None` for a waypoint.
@@ -259,16 +247,7 @@ fn nodes_of(pipeline: &Pipeline) -> (Vec<Node>, Vec<usize>) {
     };
     let mut nodes = Vec::new();
     let mut columns = Vec::new();
-    // Declared inputs first, then any other input a route names.
-    let mut inputs: Vec<&str> = pipeline.inputs.iter().map(|d| d.name.as_str()).collect();
-    for route in pipeline.steps.iter().flat_map(|s| &s.inputs).chain(&pipeline.outputs) {
-        if let Source::Input(name) = &route.source {
-            if !inputs.contains(&name.as_str()) {
-                inputs.push(name);
-            }
-        }
-    }
-    for name in inputs {
+    for name in pipeline.request_inputs() {
         nodes.push(node(NodeKind::Input, name, None, Vec::new()));
         columns.push(0);
     }
@@ -306,7 +285,7 @@ fn edges_of(pipeline: &Pipeline) -> Vec<Edge> {
         .chain(pipeline.outputs.iter().map(|r| (r, format!("output:{}", r.name))));
     for (route, to) in routes {
         let from = source_node(&route.source);
-        let label = tensor_label(&route.source, &route.name);
+        let label = route.label();
         let sensitive = pipeline.sensitive.contains(&route.source);
         match edges.iter_mut().find(|e| e.from == from && e.to == to) {
             Some(edge) => {

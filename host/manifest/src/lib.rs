@@ -99,6 +99,21 @@ pub struct Route {
     pub source: Source,
 }
 
+impl Route {
+    /// `tensor`, or `tensor as name` when the reader sees it under another name.
+    pub fn label(&self) -> String {
+        let tensor = match &self.source {
+            Source::Input(name) => name,
+            Source::Step { tensor, .. } => tensor,
+        };
+        if *tensor == self.name {
+            tensor.clone()
+        } else {
+            format!("{tensor} as {}", self.name)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub name: String,
@@ -125,6 +140,7 @@ impl TensorDecl {
     }
 }
 
+/// A pipeline: its declared tensors, steps in dependency order, outputs and policies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     pub name: String,
@@ -149,6 +165,19 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Request inputs named anywhere in the pipeline, declared ones first.
+    pub fn request_inputs(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.inputs.iter().map(|d| d.name.as_str()).collect();
+        for route in self.steps.iter().flat_map(|s| &s.inputs).chain(&self.outputs) {
+            if let Source::Input(name) = &route.source {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 }
 

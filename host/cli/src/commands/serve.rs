@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Do not price invocations or return receipts (to measure what accounting costs).
     #[arg(long)]
     no_receipts: bool,
+    /// No web console at /ui and no live board behind it (to measure what it costs, or to serve less).
+    #[arg(long)]
+    no_console: bool,
     #[command(flatten)]
     registry_limits: super::oci::RegistryLimitArgs,
     /// The API key file (made with `weir keys create`; default as for `weir keys`).
@@ -135,9 +138,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         .apply(RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() })?;
     let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
     // The console's live board watches every invocation.
-    let board = weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone());
-    let observers: Vec<Arc<dyn weir_executor::Observer>> = vec![Arc::new(board.clone())];
+    let board =
+        (!args.no_console).then(|| weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone()));
+    let observers: Vec<Arc<dyn weir_executor::Observer>> =
+        board.iter().map(|b| Arc::new(b.clone()) as Arc<dyn weir_executor::Observer>).collect();
     let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy, observers)?;
+    let console = board.is_some();
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
     // Registry clients take ~80 ms to build (TLS set-up): build them before
     // listening so the first cold start does not pay for it. Nothing is pulled.
@@ -159,7 +165,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
             // Tests and scripts wait for this line.
             eprintln!("weir: serving {} on {scheme}://{}/v2", pipelines.join(", "), at.http);
-            eprintln!("weir: console on {scheme}://{}/ui", at.http);
+            if console {
+                eprintln!("weir: console on {scheme}://{}/ui", at.http);
+            }
         }))
         .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
 }

@@ -494,3 +494,16 @@ fn invocations_cut_off_by_the_time_limit_are_counted_and_recorded_as_failed() {
     assert!(record["error"]["message"].as_str().unwrap().contains("cancelled"), "{record}");
     assert_eq!(record["steps"][0]["step"], "nap", "the step it was cut off in is recorded with its inputs: {record}");
 }
+
+#[test]
+fn the_console_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(dir.path(), &["--no-console"]);
+    for path in ["/ui", "/ui/console.js", "/v2/console/pipelines", "/v2/console/live", "/v2/console/events"] {
+        let (status, body) = get(&server, path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("--no-console"), "{path}: {body}");
+    }
+    // Everything else serves as before.
+    assert_eq!(post(&server, "/v2/models/digits/infer", &example_request("digits")).0, 200);
+}

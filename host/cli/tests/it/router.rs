@@ -38,7 +38,7 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
         broker: None,
         access: Arc::new(access),
         audit: None,
-        board,
+        board: Some(board),
     })
 }
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use weir_access::{Principal, Requirement};
-use weir_console::{GraphLayout, LiveSnapshot, ReceiptHistory};
+use weir_console::{Board, GraphLayout, LiveSnapshot, ReceiptHistory};
 use weir_core::ErrorKind;
 use weir_observe::provenance::{Outcome, RecordQuery, RecordSummary};
 
@@ -32,9 +32,24 @@ const MAX_SEARCH: usize = 1000;
 /// Event streams open at once, over all callers.
 pub(super) const MAX_EVENT_STREAMS: usize = 32;
 
+/// The live board, unless the server runs without the console.
+fn board(state: &AppState) -> Result<&Board, ApiError> {
+    state
+        .board
+        .as_ref()
+        .ok_or_else(|| api_error(ErrorKind::NotFound, "the console is off on this server (weir serve --no-console)"))
+}
+
 /// `GET /ui` and `GET /ui/{file}`.
-pub(super) async fn page(file: Option<Path<String>>) -> Response {
-    let name = file.as_ref().map_or("", |Path(name)| name.as_str());
+pub(super) async fn page(State(state): State<Arc<AppState>>, file: Option<Path<String>>) -> Response {
+    if let Err(off) = board(&state) {
+        return off.into_response();
+    }
+    serve_asset(file.as_ref().map_or("", |Path(name)| name.as_str()))
+}
+
+/// One of the page's files, with its headers.
+fn serve_asset(name: &str) -> Response {
     let Some(asset) = weir_console::assets::asset(name) else {
         let error = format!("the console has no file `{name}`; open /ui");
         return api_error(ErrorKind::NotFound, error).into_response();
@@ -50,8 +65,8 @@ pub(super) async fn page(file: Option<Path<String>>) -> Response {
 }
 
 /// `GET /ui/` answers like `GET /ui`.
-pub(super) async fn index() -> Response {
-    page(None).await
+pub(super) async fn index(state: State<Arc<AppState>>) -> Response {
+    page(state, None).await
 }
 
 /// Every pipeline's graph, laid out once (the manifest does not change while serving).
@@ -60,14 +75,15 @@ pub(super) fn layouts(manifest: &weir_manifest::Manifest) -> Vec<GraphLayout> {
 }
 
 /// `GET /v2/console/pipelines`: every pipeline's graph, laid out.
-pub(super) async fn pipelines(State(state): State<Arc<AppState>>) -> Json<Vec<GraphLayout>> {
-    Json(state.layouts.clone())
+pub(super) async fn pipelines(State(state): State<Arc<AppState>>) -> Result<Json<Vec<GraphLayout>>, ApiError> {
+    board(&state)?;
+    Ok(Json(state.layouts.clone()))
 }
 
 /// Live figures for `principal`: a step's last error may echo request
 /// data, so only a key that may read records sees its text.
-fn live_for(state: &AppState, principal: &Principal, window: u64) -> LiveSnapshot {
-    let mut snapshot = state.board.live(window);
+fn live_for(board: &Board, principal: &Principal, window: u64) -> LiveSnapshot {
+    let mut snapshot = board.live(window);
     if !principal.may(&Requirement::ReadRecords) {
         for step in snapshot.pipelines.iter_mut().flat_map(|p| p.steps.iter_mut()) {
             if let Some(error) = &mut step.last_error {
@@ -85,7 +101,7 @@ pub(super) async fn live(
     uri: Uri,
 ) -> Result<Json<LiveSnapshot>, ApiError> {
     let window = window(&uri)?;
-    Ok(Json(live_for(&state, &principal, window)))
+    Ok(Json(live_for(board(&state)?, &principal, window)))
 }
 
 /// `GET /v2/console/events?window=S&every=MS`: live figures as server-sent
@@ -96,6 +112,7 @@ pub(super) async fn events(
     uri: Uri,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let window = window(&uri)?;
+    let board = board(&state)?.clone();
     let every = match param(&uri, "every") {
         None => 1000,
         Some(text) => parse_number(&text, "every", 100, 60_000)?,
@@ -109,27 +126,27 @@ pub(super) async fn events(
     })?;
     let until = Instant::now() + STREAM_LIFETIME;
     let stream = futures_util::stream::unfold(
-        (state, principal, permit, true),
-        move |(state, principal, permit, first)| async move {
+        (board, principal, permit, true),
+        move |(board, principal, permit, first)| async move {
             if !first {
                 tokio::time::sleep(Duration::from_millis(every)).await;
             }
             if Instant::now() >= until {
                 return None;
             }
-            let snapshot = live_for(&state, &principal, window);
+            let snapshot = live_for(&board, &principal, window);
             let event = Event::default().event("live").json_data(&snapshot).unwrap_or_else(|e| {
                 Event::default().event("error").data(format!("could not encode the live figures: {e}"))
             });
-            Some((Ok(event), (state, principal, permit, false)))
+            Some((Ok(event), (board, principal, permit, false)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// `GET /v2/console/receipts`: energy, cost and CO2 per pipeline and step over the last hour.
-pub(super) async fn receipts(State(state): State<Arc<AppState>>) -> Json<ReceiptHistory> {
-    Json(state.board.receipts())
+pub(super) async fn receipts(State(state): State<Arc<AppState>>) -> Result<Json<ReceiptHistory>, ApiError> {
+    Ok(Json(board(&state)?.receipts()))
 }
 
 /// `GET /v2/console/invocations?pipeline=&outcome=ok|failed&since=&until=&limit=`:
@@ -210,11 +227,14 @@ mod tests {
 
     #[test]
     fn the_page_and_its_files_are_served_with_a_strict_policy() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let page = runtime.block_on(index());
+        let page = serve_asset("");
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
-        let missing = runtime.block_on(super::page(Some(Path("../Cargo.toml".into()))));
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        for name in weir_console::assets::names() {
+            assert_eq!(serve_asset(name).status(), StatusCode::OK, "{name}");
+        }
+        assert_eq!(serve_asset("../Cargo.toml").status(), StatusCode::NOT_FOUND);
+        assert_eq!(serve_asset("console.js/").status(), StatusCode::NOT_FOUND);
     }
 }

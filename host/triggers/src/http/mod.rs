@@ -72,8 +72,8 @@ pub(crate) struct AppState {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// Extraction-like traffic on pipelines with protected outputs.
     pub(crate) extraction: ExtractionDetector,
-    /// Live traffic and receipt history, for the console.
-    pub(crate) board: Board,
+    /// Live traffic and receipt history, for the console (`None`: it is off).
+    pub(crate) board: Option<Board>,
     /// Every pipeline's graph, laid out for the console.
     pub(crate) layouts: Vec<weir_console::GraphLayout>,
     /// Open console event streams (at most `console::MAX_EVENT_STREAMS`).
@@ -117,8 +117,9 @@ pub struct Parts {
     pub broker: Option<Arc<crate::nats::Broker>>,
     pub access: Arc<Access>,
     pub audit: Option<Arc<AuditLog>>,
-    /// What the console shows live (it must observe the dispatcher's executor).
-    pub board: Board,
+    /// What the console shows live (it must observe the dispatcher's
+    /// executor); `None` turns the console off.
+    pub board: Option<Board>,
 }
 
 /// The router for the dispatcher's pipelines.
@@ -181,7 +182,7 @@ pub async fn serve(
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
     audit: Option<Arc<AuditLog>>,
-    board: Board,
+    board: Option<Board>,
     on_listening: impl FnOnce(Listening),
 ) -> std::io::Result<()> {
     let crate::Triggers { http: settings, grpc, jobs, nats } = triggers;
