@@ -22,7 +22,7 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;", pipeline.name);
     for name in pipeline.request_inputs() {
-        let _ = writeln!(out, "  in_{} [label=\"input {name}\", shape=invhouse];", sanitize(&name));
+        let _ = writeln!(out, "  in_{} [label=\"input {name}\", shape=invhouse];", sanitize(name));
     }
     for step in &pipeline.steps {
         let models = if step.grants.nn.models.is_empty() {
@@ -49,13 +49,8 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
     }
     for route in &pipeline.outputs {
         let _ = writeln!(out, "  out_{} [label=\"output {}\", shape=house];", sanitize(&route.name), route.name);
-        let _ = writeln!(
-            out,
-            "  {} -> out_{} [label=\"{}\"];",
-            node(&route.source),
-            sanitize(&route.name),
-            route.label()
-        );
+        let _ =
+            writeln!(out, "  {} -> out_{} [label=\"{}\"];", node(&route.source), sanitize(&route.name), route.label());
     }
     out.push_str("}\n");
     out
@@ -64,29 +59,17 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
 pub fn to_mermaid(pipeline: &Pipeline) -> String {
     let mut out = String::from("flowchart LR\n");
     for name in pipeline.request_inputs() {
-        let _ = writeln!(out, "  in_{}[/\"input {name}\"/]", sanitize(&name));
+        let _ = writeln!(out, "  in_{}[/\"input {name}\"/]", sanitize(name));
     }
     for step in &pipeline.steps {
         let _ = writeln!(out, "  step_{}[\"{} ({})\"]", sanitize(&step.name), step.name, step.component);
         for route in &step.inputs {
-            let _ = writeln!(
-                out,
-                "  {} -->|{}| step_{}",
-                node(&route.source),
-                route.label(),
-                sanitize(&step.name)
-            );
+            let _ = writeln!(out, "  {} -->|{}| step_{}", node(&route.source), route.label(), sanitize(&step.name));
         }
     }
     for route in &pipeline.outputs {
         let _ = writeln!(out, "  out_{}[\\\"output {}\"\\]", sanitize(&route.name), route.name);
-        let _ = writeln!(
-            out,
-            "  {} -->|{}| out_{}",
-            node(&route.source),
-            route.label(),
-            sanitize(&route.name)
-        );
+        let _ = writeln!(out, "  {} -->|{}| out_{}", node(&route.source), route.label(), sanitize(&route.name));
     }
     out
 }

@@ -282,9 +282,11 @@ function chart(title, series, field, unit) {
 async function receiptsView() {
   const history = await api('/v2/console/receipts');
   const cards = history.pipelines.map((p) => {
-    const series = p.steps.map((s) => ({ name: s.step, points: s.points }));
-    const legend = el('div', { class: 'legend' }, p.steps.map((s, i) => el('span', { 'data-step': s.step },
-      el('i', { style: { background: COLOURS[i % COLOURS.length] } }),
+    // The pipeline's total first, then each step.
+    const series = [{ name: 'total', points: p.total }].concat(p.steps.map((s) => ({ name: s.step, points: s.points })));
+    const legend = el('div', { class: 'legend' }, el('span', { 'data-step': '' }, el('i', { style: { background: COLOURS[0] } }), 'pipeline total'),
+      p.steps.map((s, i) => el('span', { 'data-step': s.step },
+      el('i', { style: { background: COLOURS[(i + 1) % COLOURS.length] } }),
       s.step + ' (' + (s.energy_methods.length ? s.energy_methods.join(', ') : 'no calls') + (s.modelled ? ', modelled' : '') + ')')));
     const totals = (points) => points.reduce((t, x) => ({ calls: t.calls + x.calls, energy_j: t.energy_j + x.energy_j, cost: t.cost + x.cost, gco2e: t.gco2e + x.gco2e }),
       { calls: 0, energy_j: 0, cost: 0, gco2e: 0 });

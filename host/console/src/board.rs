@@ -16,7 +16,7 @@ use weir_executor::{
     InvocationFinished, InvocationObserver, InvocationStarted, Observer, PipelineError, StepFinished, StepStarted,
 };
 use weir_manifest::Pipeline;
-use weir_observe::receipts::step_receipt;
+use weir_observe::receipts::gib_seconds;
 
 use crate::layout::source_node;
 use crate::series::{quantiles, Series, Slot};
@@ -38,8 +38,8 @@ struct Fact {
     cold: bool,
     cpu_us: u64,
     energy_j: f64,
-    cost: f64,
-    gco2e: f64,
+    /// Peak memory × wall time (cost is linear in it, so it is summed and priced when read).
+    gib_seconds: f64,
     bytes: u64,
 }
 
@@ -77,8 +77,7 @@ impl Track {
             slot.cold_starts += u64::from(fact.cold);
             slot.cpu_us += fact.cpu_us;
             slot.energy_j += fact.energy_j;
-            slot.cost += fact.cost;
-            slot.gco2e += fact.gco2e;
+            slot.gib_seconds += fact.gib_seconds;
             slot.bytes += fact.bytes;
         }
     }
@@ -106,7 +105,7 @@ impl Track {
         }
     }
 
-    fn points(&self) -> Vec<ReceiptPoint> {
+    fn points(&self, pricing: &Pricing) -> Vec<ReceiptPoint> {
         let slot_secs = self.history.slot_secs();
         self.history
             .all()
@@ -115,8 +114,8 @@ impl Track {
                 calls: s.calls,
                 cpu_us: s.cpu_us,
                 energy_j: s.energy_j,
-                cost: s.cost,
-                gco2e: s.gco2e,
+                cost: pricing.cost(s.cpu_us as f64 / 1e6, s.gib_seconds, s.energy_j),
+                gco2e: pricing.gco2e(s.energy_j),
             })
             .collect()
     }
@@ -267,6 +266,7 @@ impl Board {
 
     /// Energy, cost and CO2 per pipeline and step, per slot, for the last hour.
     pub fn receipts(&self) -> ReceiptHistory {
+        let pricing = &self.inner.pricing;
         let pipelines = self
             .inner
             .pipelines
@@ -275,7 +275,7 @@ impl Board {
                 let board = entry.board();
                 PipelineReceipts {
                     pipeline: entry.name.clone(),
-                    total: board.invocations.points(),
+                    total: board.invocations.points(pricing),
                     steps: board
                         .steps
                         .iter()
@@ -283,7 +283,7 @@ impl Board {
                             step: t.name.clone(),
                             modelled: t.energy_methods.contains(&weir_core::EnergyMethod::CpuModel.as_str()),
                             energy_methods: t.energy_methods.clone(),
-                            points: t.track.points(),
+                            points: t.track.points(pricing),
                         })
                         .collect(),
                 }
@@ -346,8 +346,7 @@ impl Tally {
             cold: sum.cold || f.cold,
             cpu_us: sum.cpu_us + f.cpu_us,
             energy_j: sum.energy_j + f.energy_j,
-            cost: sum.cost + f.cost,
-            gco2e: sum.gco2e + f.gco2e,
+            gib_seconds: sum.gib_seconds + f.gib_seconds,
             ..sum
         })
     }
@@ -400,18 +399,18 @@ impl InvocationObserver for Tally {
 
     fn step_finished(&mut self, event: &StepFinished) {
         let Some(&index) = self.entry().shape.steps.get(&event.step.name) else { return };
-        let priced = step_receipt(event.trace, &self.inner.pricing);
+        // Measured facts only: pricing is linear, so it is done when read.
+        let trace = event.trace;
         let fact = Fact {
-            latency_us: Some(priced.wall_us),
+            latency_us: Some(trace.stats.wall.as_micros() as u64),
             failed: false,
-            cold: priced.cold_start.is_some(),
-            cpu_us: priced.cpu_us,
-            energy_j: priced.energy_j,
-            cost: priced.cost,
-            gco2e: priced.gco2e,
+            cold: trace.cold_start.is_some(),
+            cpu_us: trace.stats.cpu.as_micros() as u64,
+            energy_j: trace.energy.joules,
+            gib_seconds: gib_seconds(trace.stats.peak_memory_bytes, trace.stats.wall),
             bytes: event.outputs.iter().map(|t| t.data.len() as u64).sum(),
         };
-        self.steps.push((index, fact, priced.energy_method.as_str()));
+        self.steps.push((index, fact, trace.energy.method.as_str()));
     }
 
     fn finished(mut self: Box<Self>, event: &InvocationFinished) {

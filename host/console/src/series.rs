@@ -29,8 +29,7 @@ pub struct Slot {
     pub cold_starts: u64,
     pub cpu_us: u64,
     pub energy_j: f64,
-    pub cost: f64,
-    pub gco2e: f64,
+    pub gib_seconds: f64,
     pub bytes: u64,
     latency: Vec<u32>,
 }

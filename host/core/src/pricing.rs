@@ -26,3 +26,16 @@ impl Default for Pricing {
         }
     }
 }
+
+impl Pricing {
+    /// The money for this use: linear in each quantity, so sums of uses
+    /// cost the sum of their costs.
+    pub fn cost(&self, cpu_seconds: f64, gib_seconds: f64, energy_j: f64) -> f64 {
+        cpu_seconds * self.cpu_second + gib_seconds * self.gib_second + energy_j / 3.6e6 * self.kwh
+    }
+
+    /// Grams of CO2-equivalent for this much energy.
+    pub fn gco2e(&self, energy_j: f64) -> f64 {
+        energy_j / 3.6e6 * self.grid_gco2e_per_kwh
+    }
+}

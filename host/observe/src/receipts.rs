@@ -68,12 +68,16 @@ pub struct StepUsage {
     pub bytes_out: u64,
 }
 
+/// Peak memory held over a wall time, in GiB-seconds (what memory is charged by).
+pub fn gib_seconds(peak_memory_bytes: u64, wall: Duration) -> f64 {
+    peak_memory_bytes as f64 / (1u64 << 30) as f64 * wall.as_secs_f64()
+}
+
 pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepReceipt {
     let cpu_seconds = usage.cpu.as_secs_f64();
     let Energy { joules: energy_j, method: energy_method } =
         usage.energy.unwrap_or(Energy { joules: cpu_seconds * pricing.watts_per_core, method: EnergyMethod::CpuModel });
-    let kwh = energy_j / 3.6e6;
-    let gib_seconds = usage.peak_memory_bytes as f64 / (1u64 << 30) as f64 * usage.wall.as_secs_f64();
+    let gib_seconds = gib_seconds(usage.peak_memory_bytes, usage.wall);
     StepReceipt {
         step: step.to_string(),
         wall_us: usage.wall.as_micros() as u64,
@@ -86,8 +90,8 @@ pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepRecei
         bytes_out: usage.bytes_out,
         energy_j,
         energy_method,
-        cost: cpu_seconds * pricing.cpu_second + gib_seconds * pricing.gib_second + kwh * pricing.kwh,
-        gco2e: kwh * pricing.grid_gco2e_per_kwh,
+        cost: pricing.cost(cpu_seconds, gib_seconds, energy_j),
+        gco2e: pricing.gco2e(energy_j),
         cold_start: None,
     }
 }

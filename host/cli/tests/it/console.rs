@@ -190,7 +190,7 @@ fn the_console_shows_graphs_live_traffic_receipts_and_invocations_in_a_real_brow
     browser.goto(&format!("{}/ui#/receipts", server.base));
     browser.wait_for(
         "receipt charts",
-        "return document.querySelectorAll('[data-card=\"digits\"] svg[data-chart=\"energy_j\"] polyline').length === 3;",
+        "return document.querySelectorAll('[data-card=\"digits\"] svg[data-chart=\"energy_j\"] polyline').length === 4;",
         json!([]),
         WAIT,
     );
@@ -335,6 +335,32 @@ fn the_console_api_answers_with_scopes_bounds_and_a_live_stream() {
     let broken = live["pipelines"].as_array().unwrap().iter().find(|p| p["pipeline"] == "broken").unwrap();
     assert_eq!(broken["steps"][0]["total_errors"], 1);
     assert_eq!(broken["invocations"]["error_rate"], 1.0);
+
+    // The board's history agrees with the receipts the provenance store kept.
+    let (_, history) = get(&server, "/v2/console/receipts");
+    let digits_history = history["pipelines"].as_array().unwrap().iter().find(|p| p["pipeline"] == "digits").unwrap();
+    let (_, records) = get(&server, "/v2/console/invocations?pipeline=digits");
+    for step in ["normalise", "classify", "top3"] {
+        let board: u64 = digits_history["steps"].as_array().unwrap().iter().find(|s| s["step"] == step).unwrap()
+            ["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["cpu_us"].as_u64().unwrap())
+            .sum();
+        let recorded: u64 = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let (_, record) = get(&server, &format!("/v2/invocations/{}", r["invocation_id"].as_str().unwrap()));
+                let receipt =
+                    record["receipt"]["steps"].as_array().unwrap().iter().find(|s| s["step"] == step).cloned();
+                receipt.unwrap()["cpu_us"].as_u64().unwrap()
+            })
+            .sum();
+        assert_eq!(board, recorded, "{step}: the board's CPU equals the receipts'");
+    }
 
     let (status, found) = get(&server, "/v2/console/invocations?outcome=failed");
     assert_eq!(status, 200);
