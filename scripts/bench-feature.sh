@@ -13,12 +13,9 @@ feature=${1:?usage: bench-feature.sh FEATURE [SECONDS] [ROUNDS]}
 seconds=${2:-5} rounds=${3:-5}
 out="$root/target/bench-$feature"
 mkdir -p "$out"
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cd "$root"
-cargo build --release --locked --quiet -p weir-cli
-bash scripts/build-components.sh >/dev/null
 source "$root/scripts/bench-request.sh"
+bench_build
 bench_request "$out"
 
 declare -A port pid

@@ -27,12 +27,9 @@ if [ "${1:-}" = --check ]; then check=true concs=16; shift; set -- 3 3; fi
 seconds=${1:-8} rounds=${2:-1}
 out="$root/target/bench-layered"
 mkdir -p "$out"
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cd "$root"
-
-cargo build --release --locked --quiet -p weir-cli
-bash scripts/build-components.sh >/dev/null
+source "$root/scripts/bench-request.sh"
+bench_build
 peer=$(cargo bench --locked -p weir-cli --bench native_peer --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
@@ -40,7 +37,6 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "native_peer" and m.get("executable"):
         print(m["executable"])')
 
-source "$root/scripts/bench-request.sh"
 bench_request "$out"
 guests="$root/target/guests/wasm32-wasip1/release"
 cat >"$out/one-step.toml" <<TOML

@@ -1,4 +1,6 @@
-# Sourced by the HTTP benches: `bench_request DIR` writes DIR/request.json
+# Sourced by the HTTP benches. `bench_build` installs wrk when missing and
+# builds the release binary and the reference steps (run from the repository
+# root). `bench_request DIR` writes DIR/request.json
 # (one held-out digit as raw pixels, one flat row: the pipeline normalises)
 # and DIR/post.lua (wrk posts it and prints
 # `RESULT <requests> <duration µs> <p99 µs> <errors>` when done).
@@ -18,4 +20,11 @@ done = function(summary, latency, requests)
     latency:percentile(99), summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
 end
 LUA
+}
+
+bench_build() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+  cargo build --release --locked --quiet -p weir-cli
+  bash scripts/build-components.sh >/dev/null
 }
