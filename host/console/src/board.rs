@@ -293,19 +293,27 @@ impl Board {
     }
 }
 
-impl Observer for Board {
-    fn begin(&self, started: &InvocationStarted) -> Option<Box<dyn InvocationObserver>> {
+impl Board {
+    /// A tally for one invocation of `pipeline`; `None` for a pipeline the
+    /// board was not built with (none today).
+    fn tally(&self, pipeline: &str) -> Option<Tally> {
         let pipelines = &self.inner.pipelines;
-        // Pipelines the board was not built with (none today) go unobserved.
-        let index = pipelines.binary_search_by(|e| e.name.as_str().cmp(&started.pipeline.name)).ok()?;
-        Some(Box::new(Tally {
+        let index = pipelines.binary_search_by(|e| e.name.as_str().cmp(pipeline)).ok()?;
+        let entry = &pipelines[index];
+        Some(Tally {
             inner: self.inner.clone(),
             pipeline: index,
             began: Instant::now(),
-            steps: Vec::with_capacity(started.pipeline.steps.len()),
-            edges: vec![None; pipelines[index].shape.edges.len()],
+            steps: Vec::with_capacity(entry.shape.steps.len()),
+            edges: vec![None; entry.shape.edges.len()],
             applied: false,
-        }))
+        })
+    }
+}
+
+impl Observer for Board {
+    fn begin(&self, started: &InvocationStarted) -> Option<Box<dyn InvocationObserver>> {
+        self.tally(&started.pipeline.name).map(|tally| Box::new(tally) as Box<dyn InvocationObserver>)
     }
 }
 
@@ -388,17 +396,50 @@ fn add_bytes(edges: &mut [Option<u64>], index: usize, bytes: usize) {
     }
 }
 
-impl InvocationObserver for Tally {
-    fn step_started(&mut self, event: &StepStarted) {
+/// The observer's events, as plain facts (what the tests drive).
+impl Tally {
+    fn step_began(&mut self, step: &str, input_bytes: impl Iterator<Item = usize>) {
         let shape = &self.inner.pipelines[self.pipeline].shape;
-        let Some(&index) = shape.steps.get(&event.step.name) else { return };
-        for (&edge, tensor) in shape.step_inputs[index].iter().zip(event.inputs) {
-            add_bytes(&mut self.edges, edge, tensor.data.len());
+        let Some(&index) = shape.steps.get(step) else { return };
+        for (&edge, bytes) in shape.step_inputs[index].iter().zip(input_bytes) {
+            add_bytes(&mut self.edges, edge, bytes);
         }
     }
 
+    fn step_ended(&mut self, step: &str, fact: Fact, energy_method: &'static str) {
+        let Some(&index) = self.entry().shape.steps.get(step) else { return };
+        self.steps.push((index, fact, energy_method));
+    }
+
+    /// The invocation produced `outputs` (name, bytes); with `until` they
+    /// are a step's tensors, not the pipeline's outputs.
+    fn completed(&mut self, wall_us: u64, outputs: &[(&str, usize)], until: bool) {
+        if !until {
+            for (name, edge) in &self.inner.pipelines[self.pipeline].shape.outputs {
+                let bytes = outputs.iter().find(|(n, _)| n == name).map_or(0, |(_, b)| *b);
+                add_bytes(&mut self.edges, *edge, bytes);
+            }
+        }
+        let bytes = outputs.iter().map(|(_, b)| *b as u64).sum();
+        let invocation = self.summed(wall_us, bytes);
+        self.apply(invocation, None);
+    }
+
+    fn failed_in(&mut self, step: Option<&str>, message: String) {
+        // Its finished steps' costs are on their own tracks; the pipeline's
+        // per-call figures average the invocations that finished.
+        let invocation =
+            Fact { latency_us: Some(self.began.elapsed().as_micros() as u64), failed: true, ..Fact::default() };
+        self.apply(invocation, Some((step, message)));
+    }
+}
+
+impl InvocationObserver for Tally {
+    fn step_started(&mut self, event: &StepStarted) {
+        self.step_began(&event.step.name, event.inputs.iter().map(|t| t.data.len()));
+    }
+
     fn step_finished(&mut self, event: &StepFinished) {
-        let Some(&index) = self.entry().shape.steps.get(&event.step.name) else { return };
         // Measured facts only: pricing is linear, so it is done when read.
         let trace = event.trace;
         let fact = Fact {
@@ -410,28 +451,17 @@ impl InvocationObserver for Tally {
             gib_seconds: gib_seconds(trace.stats.peak_memory_bytes, trace.stats.wall),
             bytes: event.outputs.iter().map(|t| t.data.len() as u64).sum(),
         };
-        self.steps.push((index, fact, trace.energy.method.as_str()));
+        self.step_ended(&event.step.name, fact, trace.energy.method.as_str());
     }
 
     fn finished(mut self: Box<Self>, event: &InvocationFinished) {
-        if event.options.until.is_none() {
-            for (name, edge) in &self.inner.pipelines[self.pipeline].shape.outputs {
-                let bytes = event.output.outputs.iter().find(|t| &t.name == name).map_or(0, |t| t.data.len());
-                add_bytes(&mut self.edges, *edge, bytes);
-            }
-        }
-        let bytes = event.output.outputs.iter().map(|t| t.data.len() as u64).sum();
-        let invocation = self.summed(event.output.wall.as_micros() as u64, bytes);
-        self.apply(invocation, None);
+        let outputs: Vec<(&str, usize)> =
+            event.output.outputs.iter().map(|t| (t.name.as_str(), t.data.len())).collect();
+        self.completed(event.output.wall.as_micros() as u64, &outputs, event.options.until.is_some());
     }
 
     fn failed(mut self: Box<Self>, error: &PipelineError) {
-        // Its finished steps' costs are on their own tracks; the pipeline's
-        // per-call figures average the invocations that finished.
-        let invocation =
-            Fact { latency_us: Some(self.began.elapsed().as_micros() as u64), failed: true, ..Fact::default() };
-        let step = error.step().map(str::to_string);
-        self.apply(invocation, Some((step.as_deref(), error.to_string())));
+        self.failed_in(error.step(), error.to_string());
     }
 }
 
@@ -529,3 +559,6 @@ pub struct ReceiptHistory {
     pub slot_secs: u64,
     pub pipelines: Vec<PipelineReceipts>,
 }
+
+#[cfg(test)]
+mod tests;
