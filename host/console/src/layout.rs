@@ -6,7 +6,7 @@
 //! crosses, so fan-outs and joins (ride-eta) stay readable. Computed here, so
 //! the page needs no layout library.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use weir_manifest::{Pipeline, Source};
@@ -109,9 +109,14 @@ pub fn layout(pipeline: &Pipeline) -> GraphLayout {
         columns[c].push(Slot { node: Some(index), left: Vec::new(), right: Vec::new() });
     }
     let mut routes: Vec<Vec<(usize, usize)>> = Vec::new();
-    for edge in &edges {
-        let from = slot_of[nodes.iter().position(|n| n.id == edge.from).expect("edge ends are nodes")];
-        let to = slot_of[nodes.iter().position(|n| n.id == edge.to).expect("edge ends are nodes")];
+    // Every route names a step or an input (the manifest checker sees to
+    // it); an edge whose end is not a node would be left out, not a panic.
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let ends: Vec<Option<(usize, usize)>> =
+        edges.iter().map(|e| Some((*index.get(e.from.as_str())?, *index.get(e.to.as_str())?))).collect();
+    let edges: Vec<Edge> = edges.into_iter().zip(&ends).filter(|(_, ends)| ends.is_some()).map(|(e, _)| e).collect();
+    for (from, to) in ends.into_iter().flatten() {
+        let (from, to) = (slot_of[from], slot_of[to]);
         let mut route = vec![from];
         for (c, column) in columns.iter_mut().enumerate().take(to.0).skip(from.0 + 1) {
             route.push((c, column.len()));

@@ -69,8 +69,9 @@ impl Series {
                 self.slots.pop_front();
             }
         }
-        // A clock stepping back lands in the newest slot.
-        self.slots.back_mut().expect("a slot was just made")
+        // A clock stepping back lands in the newest slot (there is one: made above if none).
+        let newest = self.slots.len() - 1;
+        &mut self.slots[newest]
     }
 
     /// Slots that began within the last `window_secs` before `now_secs`.

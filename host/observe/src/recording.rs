@@ -17,7 +17,7 @@ use weir_manifest::Source;
 
 use crate::hash_key::HashKey;
 use crate::provenance::{EdgeTensor, InvocationRecord, ProvenanceStore, RecordedError, StepRecord};
-use crate::receipts::{invocation_receipt, receipt, step_receipt, Receipt, StepReceipt};
+use crate::receipts::{receipt, step_receipt, Receipt, StepReceipt};
 
 /// The longest error message a record keeps.
 const ERROR_CHARS: usize = 4096;
@@ -150,7 +150,9 @@ impl InvocationObserver for Recording {
                 .map_or_else(|| Source::Input(t.name.clone()), |r| r.source.clone()),
         };
         let outputs = event.output.outputs.iter().map(|t| self.edge(t, &source_of(t))).collect();
-        let receipt = invocation_receipt(event.output, &self.pricing);
+        // The steps were priced as they finished, in the order the output lists them.
+        let priced = std::mem::take(&mut self.priced);
+        let receipt = receipt(event.output.invocation_id.clone(), event.output.wall, event.output.queue_wait, priced);
         self.write(outputs, receipt, None);
     }
 
