@@ -27,6 +27,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Serve a manifest's pipelines over HTTP (Open Inference Protocol v2).
     Serve(commands::serve::ServeArgs),
+    /// Inspect, start, stop, promote or roll back a running server's experiments.
+    Experiment(commands::experiment::ExperimentArgs),
+    /// Make a running server re-read its manifest (checked fully; a bad one is refused).
+    Reload(commands::experiment::ReloadArgs),
     /// Print a pipeline's dataflow graph (DOT or Mermaid).
     Graph(commands::graph::GraphArgs),
     /// Summarise energy, cost and CO2 per pipeline and step from the provenance store.
@@ -67,6 +71,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Serve(args) => commands::serve::serve(args),
         Command::Graph(args) => commands::graph::graph(args),
+        Command::Experiment(args) => commands::experiment::experiment(args),
+        Command::Reload(args) => commands::experiment::reload(args),
         Command::New(args) => commands::new::new_component(args),
         Command::Receipts(args) => commands::receipts::receipts(args),
         Command::Push(args) => commands::oci::push(args),

@@ -29,6 +29,22 @@ pub struct ModelGrants {
     pub load_model_bytes: bool,
 }
 
+impl ModelGrants {
+    /// The granted model a guest's `load-by-name` of `name` gets: `name`
+    /// itself, or the one granted version of it (`name@VERSION`), so a
+    /// step's code asks for `eta` while the manifest picks `eta@v2`.
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        if let Some(exact) = self.models.iter().find(|m| *m == name) {
+            return Some(exact);
+        }
+        let mut versions = self.models.iter().filter(|m| m.split_once('@').is_some_and(|(base, _)| base == name));
+        match (versions.next(), versions.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+}
+
 /// What a step may see. Everything not granted is denied: no files, no
 /// sockets, no environment, no inherited stdio.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,4 +94,26 @@ pub struct DirGrant {
     pub host: std::path::PathBuf,
     /// An absolute path inside the guest, such as `/data`.
     pub guest: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelGrants;
+
+    fn grants(models: &[&str]) -> ModelGrants {
+        ModelGrants { models: models.iter().map(|m| m.to_string()).collect(), load_model_bytes: false }
+    }
+
+    #[test]
+    fn a_base_name_resolves_to_the_one_granted_version() {
+        assert_eq!(grants(&["eta"]).resolve("eta"), Some("eta"));
+        assert_eq!(grants(&["eta@v2"]).resolve("eta"), Some("eta@v2"));
+        assert_eq!(grants(&["eta@v2"]).resolve("eta@v2"), Some("eta@v2"));
+        // Two versions granted: the guest must name one.
+        assert_eq!(grants(&["eta@v1", "eta@v2"]).resolve("eta"), None);
+        assert_eq!(grants(&["eta@v1", "eta@v2"]).resolve("eta@v1"), Some("eta@v1"));
+        // Never a prefix match, never an ungranted one.
+        assert_eq!(grants(&["etalon@v2"]).resolve("eta"), None);
+        assert_eq!(grants(&["acceptance"]).resolve("eta"), None);
+    }
 }

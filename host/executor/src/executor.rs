@@ -16,7 +16,7 @@ use weir_sandbox::{InvokeError, Sandbox, StepComponent};
 
 use crate::artifacts::Resolver;
 use crate::events::{InvocationFinished, InvocationStarted, Observer, Session, StepFinished, StepStarted};
-use crate::outcome::{PipelineError, PipelineOutput, RunOptions, StepTrace};
+use crate::outcome::{PipelineError, PipelineOutput, RunOptions, Seeded, StepTrace};
 use crate::residency::{ColdStart, Residency, ResidencyPolicy};
 
 /// Runs a manifest's pipelines, loading each component on first use.
@@ -106,19 +106,34 @@ impl Executor {
         inputs: Vec<Tensor>,
         options: &RunOptions,
     ) -> Result<PipelineOutput, PipelineError> {
+        let pipeline = self.pipeline(pipeline)?;
+        self.run_pipeline(pipeline, inputs, options, Seeded::new()).await
+    }
+
+    /// Run `pipeline` (declared, or an experiment's challenger) on the
+    /// request's tensors; the steps in `seeded` already ran for this
+    /// request and are not run again.
+    pub async fn run_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        inputs: Vec<Tensor>,
+        options: &RunOptions,
+        seeded: Seeded,
+    ) -> Result<PipelineOutput, PipelineError> {
         let started = Instant::now();
         let invocation_id = options.invocation_id.clone().unwrap_or_else(new_invocation_id);
-        let pipeline = self.pipeline(pipeline)?;
         if (options.trace || options.until.is_some()) && !pipeline.taps {
             return Err(PipelineError::TapsOff { pipeline: pipeline.name.clone() });
         }
         check_declared_inputs(pipeline, &inputs)?;
         let inputs: HashMap<String, Tensor> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
+        // A shadow run answers nobody: the board and records see only what callers got.
+        let shadow = options.variant.as_ref().is_some_and(|v| v.shadow);
         let mut session = Session::begin(
-            &self.observers,
+            if shadow { &[] } else { &self.observers },
             &InvocationStarted { invocation_id: &invocation_id, pipeline, inputs: &inputs, options },
         );
-        match self.schedule(pipeline, &invocation_id, &inputs, options, started, &mut session).await {
+        match self.schedule(pipeline, &invocation_id, &inputs, options, started, seeded, &mut session).await {
             Ok(output) => {
                 session.finished(&InvocationFinished { pipeline, inputs: &inputs, options, output: &output });
                 Ok(output)
@@ -131,6 +146,7 @@ impl Executor {
     }
 
     /// Start every step whose inputs are there, until all have run.
+    #[allow(clippy::too_many_arguments)]
     async fn schedule(
         &self,
         pipeline: &Pipeline,
@@ -138,13 +154,18 @@ impl Executor {
         inputs: &HashMap<String, Tensor>,
         options: &RunOptions,
         started: Instant,
+        seeded: Seeded,
         session: &mut Session,
     ) -> Result<PipelineOutput, PipelineError> {
         let wanted = wanted_steps(pipeline, options.until.as_deref())?;
-        let mut produced: HashMap<String, Vec<Tensor>> = HashMap::new();
+        let mut produced: HashMap<String, Vec<Tensor>> = seeded;
         // Steps by their index in the pipeline (tasks hand back the index).
-        let mut pending: Vec<(usize, &Step)> =
-            pipeline.steps.iter().enumerate().filter(|(_, s)| wanted.contains(s.name.as_str())).collect();
+        let mut pending: Vec<(usize, &Step)> = pipeline
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| wanted.contains(s.name.as_str()) && !produced.contains_key(&s.name))
+            .collect();
         let mut running = JoinSet::new();
         let mut traces = Vec::new();
         loop {
@@ -224,12 +245,18 @@ impl Executor {
         let outputs = protect(pipeline, outputs, options.until.is_some())?;
         let queue_wait =
             options.received.map_or(Duration::ZERO, |received| started.saturating_duration_since(received));
+        let kept = match &options.keep_steps {
+            Some(names) => names.iter().filter_map(|n| produced.remove_entry(n)).collect(),
+            None => Seeded::new(),
+        };
         Ok(PipelineOutput {
             invocation_id: invocation_id.to_string(),
             outputs,
             steps: traces,
             wall: started.elapsed(),
             queue_wait,
+            kept,
+            variant: options.variant.clone(),
         })
     }
 }

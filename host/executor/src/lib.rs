@@ -18,5 +18,5 @@ pub mod residency;
 
 pub use events::{InvocationFinished, InvocationObserver, InvocationStarted, Observer, StepFinished, StepStarted};
 pub use executor::Executor;
-pub use outcome::{PipelineError, PipelineOutput, RunOptions, StepTrace};
+pub use outcome::{PipelineError, PipelineOutput, RunOptions, Seeded, StepTrace, VariantTag};
 pub use residency::{ColdStart, Residency, ResidencyPolicy};

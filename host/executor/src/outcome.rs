@@ -91,7 +91,25 @@ pub struct RunOptions {
     /// The invocation's id, when the trigger chose it (so that it can name
     /// the invocation even if the run fails); a new one otherwise.
     pub invocation_id: Option<String>,
+    /// The experiment variant this invocation runs as (for receipts and records).
+    pub variant: Option<VariantTag>,
+    /// Steps whose outputs to hand back in [`PipelineOutput::kept`] (for a
+    /// shadow run that reuses them).
+    pub keep_steps: Option<std::sync::Arc<[String]>>,
 }
+
+/// Which experiment and variant an invocation served (`champion` for the champion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantTag {
+    pub experiment: String,
+    pub variant: String,
+    /// A shadow run: its answer went to no caller.
+    pub shadow: bool,
+}
+
+/// Outputs of steps that already ran for this request (by step name):
+/// the executor does not run those steps again.
+pub type Seeded = std::collections::HashMap<String, Vec<Tensor>>;
 
 /// One step as it ran, for traces.
 #[derive(Debug, Clone)]
@@ -117,4 +135,8 @@ pub struct PipelineOutput {
     pub wall: Duration,
     /// From arrival to the start of the pipeline.
     pub queue_wait: Duration,
+    /// The outputs of the steps [`RunOptions::keep_steps`] named.
+    pub kept: Seeded,
+    /// The experiment variant it ran as.
+    pub variant: Option<VariantTag>,
 }

@@ -13,6 +13,7 @@
 //! runtime crate: what it produces is plain data from `weir-core`.
 
 mod artifact;
+pub mod experiments;
 mod grants;
 pub mod limits;
 mod parse;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use artifact::{ArtifactDecl, ArtifactSource};
+pub use experiments::{Experiment, ExperimentMode, StickyKey, Variant};
 pub use parse::parse;
 pub use place::{Location, Place};
 use weir_core::{Datatype, DeviceChoice, Pricing, StepGrants, StepLimits, Tensor};
@@ -218,6 +220,8 @@ pub struct Manifest {
     pub accounting: Pricing,
     /// The provenance store, when `[provenance]` is set.
     pub provenance: Option<ProvenanceSettings>,
+    /// Experiments on pipelines' traffic, by name.
+    pub experiments: BTreeMap<String, Experiment>,
     /// The text, kept for the triggers to read their own sections from.
     text: Arc<str>,
     trigger_names: Vec<(String, Location)>,
@@ -239,6 +243,54 @@ impl Manifest {
 
     /// Whether any step asks for a fuel limit (the engine must count fuel).
     pub fn needs_fuel(&self) -> bool {
-        self.pipelines.values().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some())
+        self.runnable_pipelines().flat_map(|p| &p.steps).any(|s| s.limits.fuel.is_some())
     }
+
+    /// Every pipeline that may run: the declared ones and the experiments'
+    /// challengers made by swapping steps or models.
+    pub fn runnable_pipelines(&self) -> impl Iterator<Item = &Pipeline> {
+        let variants = self.experiments.values().flat_map(|e| &e.variants).map(|v| &v.pipeline);
+        self.pipelines.values().chain(variants)
+    }
+
+    /// The experiment taking `pipeline`'s traffic, if any.
+    pub fn experiment_on(&self, pipeline: &str) -> Option<&Experiment> {
+        self.experiments.values().find(|e| e.pipeline == pipeline)
+    }
+
+    /// Whether `other` differs from this manifest only in what a running
+    /// server can swap: models, components, pipelines, experiments and
+    /// prices (not triggers, access or provenance, which need a restart).
+    pub fn same_sections(&self, other: &Manifest) -> Result<(), String> {
+        let (ours, theirs) = (restart_sections(self), restart_sections(other));
+        if let Some(key) = ours.keys().chain(theirs.keys()).find(|k| ours.get(*k) != theirs.get(*k)) {
+            return Err(format!("[{key}] changed; restart weir serve to apply it"));
+        }
+        if self.provenance != other.provenance {
+            return Err("[provenance] changed; restart weir serve to apply it".into());
+        }
+        Ok(())
+    }
+}
+
+/// The sections a running server cannot swap, as plain TOML by their
+/// path: `triggers`, `access`, and each `pipelines.P.triggers` (or the
+/// older `pipelines.P.nats`).
+fn restart_sections(manifest: &Manifest) -> BTreeMap<String, toml::Value> {
+    let table: toml::Table = toml::from_str(&manifest.text).unwrap_or_default();
+    let mut found = BTreeMap::new();
+    for key in ["triggers", "access"] {
+        if let Some(value) = table.get(key) {
+            found.insert(key.to_string(), value.clone());
+        }
+    }
+    let pipelines = table.get("pipelines").and_then(toml::Value::as_table);
+    for (name, pipeline) in pipelines.into_iter().flatten() {
+        for key in ["triggers", "nats"] {
+            if let Some(value) = pipeline.get(key) {
+                found.insert(format!("pipelines.{name}.{key}"), value.clone());
+            }
+        }
+    }
+    found
 }

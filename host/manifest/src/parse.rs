@@ -49,6 +49,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         .iter()
         .map(|(name, pipeline)| Ok((name.clone(), pipeline_decl(&place, name, pipeline, &models, &components)?)))
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
+    let experiments = crate::experiments::experiments(&place, &raw.experiments, &pipelines, &models, &components)?;
     let accounting = pricing(&place, &raw)?;
     let provenance = match &raw.provenance {
         None => None,
@@ -70,6 +71,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
         pipelines,
         accounting,
         provenance,
+        experiments,
         text: text.into(),
         trigger_names,
     })

@@ -24,6 +24,9 @@ pub struct RawManifest {
     #[serde(default)]
     pub accounting: RawAccounting,
     pub provenance: Option<RawProvenance>,
+    /// `[experiments.NAME]`: champion/challenger traffic on a pipeline.
+    #[serde(default)]
+    pub experiments: BTreeMap<String, crate::experiments::RawExperiment>,
     /// `[access]`: opaque here (see `Manifest::opaque_section`), read by
     /// whoever enforces access (the CLI).
     #[serde(rename = "access")]

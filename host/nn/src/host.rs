@@ -247,11 +247,13 @@ impl graph::Host for NnView<'_> {
         // model exists which the step may not use.
         let not_found =
             || NnError::new(NnErrorCode::NotFound, format!("no model named `{name}` is available to this step"));
-        let granted = self.ctx.grants.models.iter().any(|m| m == &name);
-        let Some(cache) = self.ctx.cache.clone().filter(|c| granted && c.is_registered(&name)) else {
+        let Some(granted) = self.ctx.grants.resolve(&name).map(str::to_string) else {
             return self.fail(not_found());
         };
-        match crate::offload::load(cache, name).await {
+        let Some(cache) = self.ctx.cache.clone().filter(|c| c.is_registered(&granted)) else {
+            return self.fail(not_found());
+        };
+        match crate::offload::load(cache, granted).await {
             Ok(model) => Ok(Ok(self.push_graph(model, 0)?)),
             Err(error) => self.fail(error),
         }

@@ -156,6 +156,9 @@ pub struct InvocationRecord {
     /// Set when the invocation failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordedError>,
+    /// The experiment variant that served it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<crate::receipts::Served>,
 }
 
 impl InvocationRecord {
@@ -438,6 +441,7 @@ mod tests {
             steps: vec![],
             receipt: crate::receipts::receipt(id.into(), Duration::ZERO, Duration::ZERO, vec![]),
             error: None,
+            variant: None,
         }
     }
 

@@ -50,6 +50,23 @@ pub struct Receipt {
     pub cost: f64,
     pub gco2e: f64,
     pub steps: Vec<StepReceipt>,
+    /// The experiment variant that served the invocation, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Served>,
+}
+
+/// Which experiment's variant served an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    pub experiment: String,
+    /// `champion`, or the challenger's name.
+    pub variant: String,
+}
+
+impl Served {
+    pub fn of(tag: &weir_executor::VariantTag) -> Served {
+        Served { experiment: tag.experiment.clone(), variant: tag.variant.clone() }
+    }
 }
 
 /// Facts measured for one step, priced by [`price_step`].
@@ -113,6 +130,7 @@ pub fn receipt(invocation_id: String, wall: Duration, queue_wait: Duration, step
         cost: steps.iter().map(|s| s.cost).sum(),
         gco2e: steps.iter().map(|s| s.gco2e).sum(),
         steps,
+        variant: None,
     }
 }
 
@@ -130,6 +148,8 @@ pub struct CompactReceipt {
     pub gco2e: f64,
     /// Whether any step had to be loaded for this invocation.
     pub cold_start: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Served>,
 }
 
 impl Receipt {
@@ -145,6 +165,7 @@ impl Receipt {
             cost: self.cost,
             gco2e: self.gco2e,
             cold_start: self.steps.iter().any(|s| s.cold_start.is_some()),
+            variant: self.variant.clone(),
         }
     }
 }
@@ -152,7 +173,9 @@ impl Receipt {
 /// The receipt of a finished invocation, priced with `pricing`.
 pub fn invocation_receipt(output: &PipelineOutput, pricing: &Pricing) -> Receipt {
     let steps = output.steps.iter().map(|step| step_receipt(step, pricing)).collect();
-    receipt(output.invocation_id.clone(), output.wall, output.queue_wait, steps)
+    let mut receipt = receipt(output.invocation_id.clone(), output.wall, output.queue_wait, steps);
+    receipt.variant = output.variant.as_ref().map(Served::of);
+    receipt
 }
 
 /// One finished step's receipt, priced with `pricing`.

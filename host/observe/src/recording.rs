@@ -42,6 +42,7 @@ impl Observer for ProvenanceRecorder {
             invocation_id: started.invocation_id.to_string(),
             pipeline: started.pipeline.name.clone(),
             subject: started.options.subject.clone(),
+            variant: started.options.variant.as_ref().map(crate::receipts::Served::of),
             began: Instant::now(),
             request: Vec::new(),
             priced: Vec::new(),
@@ -66,6 +67,7 @@ struct Recording {
     invocation_id: String,
     pipeline: String,
     subject: Option<String>,
+    variant: Option<crate::receipts::Served>,
     began: Instant,
     /// The request's tensors as edges.
     request: Vec<EdgeTensor>,
@@ -186,7 +188,8 @@ impl Recording {
         self.write(Vec::new(), receipt, Some(error));
     }
 
-    fn write(&mut self, outputs: Vec<EdgeTensor>, receipt: Receipt, error: Option<RecordedError>) {
+    fn write(&mut self, outputs: Vec<EdgeTensor>, mut receipt: Receipt, error: Option<RecordedError>) {
+        receipt.variant = self.variant.clone();
         self.written = true;
         let finished = std::mem::take(&mut self.finished);
         let mut steps: Vec<StepRecord> = finished.iter().filter_map(|s| self.steps.remove(s)).collect();
@@ -205,6 +208,7 @@ impl Recording {
             steps,
             receipt,
             error,
+            variant: self.variant.take(),
         };
         // A provenance failure is logged, not turned into a failed inference.
         if let Err(error) = self.store.put(&record) {

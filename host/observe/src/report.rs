@@ -114,6 +114,7 @@ mod tests {
             receipt: receipt("x".into(), Duration::ZERO, Duration::ZERO, steps),
             steps: vec![],
             error: None,
+            variant: None,
         }
     }
 

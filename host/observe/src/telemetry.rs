@@ -109,6 +109,11 @@ pub fn invocation_spans(pipeline: &str, context: TraceContext, output: &Pipeline
         ],
         "status": { "code": 1 },
     })];
+    if let Some(tag) = &output.variant {
+        let attributes = spans[0]["attributes"].as_array_mut().expect("built above as an array");
+        attributes.push(attribute("weir.experiment", json!(tag.experiment)));
+        attributes.push(attribute("weir.variant", json!(tag.variant)));
+    }
     for step in &output.steps {
         let step_start = start + step.started_after;
         let mut attributes = vec![

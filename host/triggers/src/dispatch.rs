@@ -6,16 +6,18 @@
 //! the same by construction; only their settings differ.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use weir_core::ids::new_invocation_id;
 use weir_core::{Classify, ErrorKind};
-use weir_executor::{Executor, PipelineOutput, RunOptions};
+use weir_executor::{Executor, PipelineOutput, RunOptions, Seeded};
+use weir_manifest::StickyKey;
 use weir_observe::metrics::Metrics;
 use weir_observe::receipts::{invocation_receipt, Receipt};
 use weir_observe::telemetry::{self, TraceContext, Tracer};
+use weir_rollout::{Rollout, Rollouts, Routed, Run, ShadowJob};
 
 use crate::oip::{self, BinaryOutputs, InferenceRequest, InferenceResponse, RequestLimits};
 
@@ -185,11 +187,23 @@ pub struct Invocation<'a> {
     pub timeout: Duration,
     /// The caller's trace, when it sent one (or a new root when tracing is on).
     pub trace: Option<TraceContext>,
+    /// The value of the experiment's sticky header, when the trigger has
+    /// headers ([`Dispatcher::sticky_header`] names it).
+    pub sticky_header: Option<String>,
 }
 
-/// What every trigger shares: the executor, receipts, metrics and spans.
+/// What one manifest runs with: its executor and experiments. A reload
+/// makes a new generation; invocations keep the one they started with.
+pub struct Generation {
+    pub executor: Arc<Executor>,
+    pub rollouts: Rollouts,
+    /// 1 for the manifest weir started with, one more per reload.
+    pub number: u64,
+}
+
+/// What every trigger shares: the current generation, receipts, metrics and spans.
 pub struct Dispatcher {
-    executor: Arc<Executor>,
+    current: RwLock<Arc<Generation>>,
     receipts: bool,
     metrics: Arc<Metrics>,
     tracer: Option<Tracer>,
@@ -200,7 +214,33 @@ impl Dispatcher {
     /// `receipts` turns per-invocation receipts (and their metrics) on;
     /// `tracer` exports spans when an OTLP endpoint is configured.
     pub fn new(executor: Arc<Executor>, receipts: bool, metrics: Arc<Metrics>, tracer: Option<Tracer>) -> Dispatcher {
-        Dispatcher { executor, receipts, metrics, tracer, limits: RequestLimits::default() }
+        let rollouts = Rollouts::new(executor.manifest(), None);
+        let current = RwLock::new(Arc::new(Generation { executor, rollouts, number: 1 }));
+        Dispatcher { current, receipts, metrics, tracer, limits: RequestLimits::default() }
+    }
+
+    /// What new invocations run with now.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serve `executor`'s manifest from now on: invocations already running
+    /// finish on the generation they started with. Experiments that did not
+    /// change keep their state. Returns the new generation's number.
+    pub fn swap(&self, executor: Arc<Executor>) -> u64 {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let rollouts = Rollouts::new(executor.manifest(), Some(&current.rollouts));
+        let number = current.number + 1;
+        *current = Arc::new(Generation { executor, rollouts, number });
+        number
+    }
+
+    /// The header whose value keeps a caller of `pipeline` on one variant, if its experiment has one.
+    pub fn sticky_header(&self, pipeline: &str) -> Option<String> {
+        match self.generation().rollouts.on(pipeline)?.sticky()? {
+            StickyKey::Header(name) => Some(name.clone()),
+            StickyKey::Parameter(_) => None,
+        }
     }
 
     /// What one request may hold, for every trigger alike.
@@ -218,8 +258,9 @@ impl Dispatcher {
         Prepared::parse(body, received, &self.limits)
     }
 
-    pub fn executor(&self) -> &Arc<Executor> {
-        &self.executor
+    /// The current generation's executor.
+    pub fn executor(&self) -> Arc<Executor> {
+        self.generation().executor.clone()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -249,11 +290,11 @@ impl Dispatcher {
     /// caught and answered as an internal error naming the invocation: the
     /// trigger (an HTTP worker, a job worker, a queue consumer) lives on.
     pub async fn invoke(&self, invocation: Invocation<'_>) -> Result<Completed, Failure> {
-        let Invocation { trigger, pipeline, mut prepared, timeout, trace } = invocation;
+        let Invocation { trigger, pipeline, mut prepared, timeout, trace, sticky_header } = invocation;
         let received = prepared.options.received.unwrap_or_else(Instant::now);
         let invocation_id = prepared.options.invocation_id.get_or_insert_with(new_invocation_id).clone();
         let _in_flight = self.metrics.in_flight();
-        let run = AssertUnwindSafe(self.run(pipeline, prepared, timeout, trace)).catch_unwind();
+        let run = AssertUnwindSafe(self.run(pipeline, prepared, timeout, trace, sticky_header)).catch_unwind();
         let result = run.await.unwrap_or_else(|panic| {
             let why = panic_message(panic.as_ref());
             tracing::error!(trigger = trigger.as_str(), pipeline, invocation = %invocation_id, panic = %why, "an invocation panicked");
@@ -291,17 +332,49 @@ impl Dispatcher {
         prepared: Prepared,
         timeout: Duration,
         trace: Option<TraceContext>,
+        sticky_header: Option<String>,
     ) -> Result<Completed, Failure> {
-        let Prepared { request, inputs, options, encoding } = prepared;
-        let output = match tokio::time::timeout(timeout, self.executor.run(pipeline, inputs, &options)).await {
-            Ok(result) => result?,
+        let Prepared { request, inputs, mut options, encoding } = prepared;
+        let generation = self.generation();
+        let executor = &generation.executor;
+        let experiment = match generation.rollouts.on(pipeline) {
+            Some(rollout) => {
+                let key = sticky_key(rollout, &request, sticky_header);
+                let mut routed = rollout.route(key.as_deref());
+                if options.until.is_some() || options.trace {
+                    // A step's tensors or a trace answer is no answer to compare.
+                    routed.shadows.clear();
+                }
+                options.variant = Some(rollout.tag(routed.served, false));
+                options.keep_steps = rollout.keep_for(&routed);
+                Some((rollout, routed))
+            }
+            None => None,
+        };
+        let target = match &experiment {
+            Some((rollout, routed)) => rollout.pipeline(routed.served),
+            None => executor.pipeline(pipeline)?,
+        };
+        let copies = experiment.as_ref().filter(|(_, r)| !r.shadows.is_empty()).map(|_| inputs.clone());
+        let run = executor.run_pipeline(target, inputs, &options, Seeded::new());
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result.map_err(Failure::from),
             Err(_) => {
                 let message = format!("the invocation took longer than {timeout:?} and was cancelled");
-                return Err(Failure::new(ErrorKind::TimedOut, message));
+                Err(Failure::new(ErrorKind::TimedOut, message))
             }
         };
-        let receipt = self.receipts.then(|| invocation_receipt(&output, &self.executor.manifest().accounting));
-        let sensitive = self.executor.pipeline(pipeline).map(|p| p.sensitive.as_slice()).unwrap_or_default();
+        if let Some((rollout, routed)) = &experiment {
+            let pricing = &executor.manifest().accounting;
+            rollout.served(routed.served, served_run(&result, pricing));
+            if let (Ok(output), Some(inputs)) = (&result, copies) {
+                self.shadow(executor, rollout, routed, output, inputs);
+            }
+        }
+        let mut output = result?;
+        output.kept.clear();
+        let receipt = self.receipts.then(|| invocation_receipt(&output, &executor.manifest().accounting));
+        let sensitive = target.sensitive.as_slice();
         let mut response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref(), sensitive)?;
         let (body, header_length) = match &encoding {
             Encoding::Json => (oip::to_json_bounded(&response, self.limits.max_response_bytes)?, None),
@@ -320,6 +393,58 @@ impl Dispatcher {
             _ => None,
         };
         Ok(Completed { output, receipt, response, body, header_length, span_id })
+    }
+
+    /// Queue the request's shadow copies, each seeded with the served run's
+    /// outputs of the steps it shares with the variant that served.
+    fn shadow(
+        &self,
+        executor: &Arc<Executor>,
+        rollout: &Rollout,
+        routed: &Routed,
+        output: &PipelineOutput,
+        inputs: Vec<weir_core::Tensor>,
+    ) {
+        for &variant in &routed.shadows {
+            let seeded: Seeded = rollout
+                .shared_between(variant, routed.served)
+                .into_iter()
+                .filter_map(|step| output.kept.get(&step).map(|tensors| (step, tensors.clone())))
+                .collect();
+            let options = RunOptions { variant: Some(rollout.tag(variant, true)), ..RunOptions::default() };
+            rollout.shadow(ShadowJob {
+                executor: executor.clone(),
+                variant,
+                served: routed.served,
+                served_outputs: output.outputs.clone(),
+                inputs: inputs.clone(),
+                seeded,
+                options,
+                pricing: executor.manifest().accounting.clone(),
+            });
+        }
+    }
+}
+
+/// The key that keeps a caller on one variant: the experiment's header
+/// (as the trigger read it) or request parameter.
+fn sticky_key(rollout: &Rollout, request: &InferenceRequest, header: Option<String>) -> Option<String> {
+    match rollout.sticky()? {
+        StickyKey::Header(_) => header,
+        StickyKey::Parameter(name) => {
+            let value = request.parameters.as_ref()?.get(name)?;
+            Some(value.as_str().map_or_else(|| value.to_string(), str::to_string))
+        }
+    }
+}
+
+/// How a served run counts for its variant: the caller's own mistakes
+/// (a bad or too large request) say nothing about the variant.
+fn served_run(result: &Result<PipelineOutput, Failure>, pricing: &weir_core::Pricing) -> Option<Run> {
+    match result {
+        Ok(output) => Some(Run::of(output, pricing)),
+        Err(f) if matches!(f.kind, ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::NotFound) => None,
+        Err(_) => Some(Run::failed()),
     }
 }
 

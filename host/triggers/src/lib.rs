@@ -16,9 +16,11 @@ pub mod http;
 pub mod jobs;
 pub mod nats;
 pub mod oip;
+pub mod reload;
 pub mod sections;
 
-pub use dispatch::{Completed, Dispatcher, Encoding, Failure, Invocation, Prepared, TriggerKind};
+pub use dispatch::{Completed, Dispatcher, Encoding, Failure, Generation, Invocation, Prepared, TriggerKind};
+pub use reload::{Reload, Reloaded};
 
 use weir_manifest::{Manifest, ManifestError};
 

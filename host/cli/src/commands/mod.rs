@@ -1,12 +1,14 @@
 //! The subcommands of the `weir` binary.
 
 mod compose;
+pub mod experiment;
 pub mod graph;
 pub mod keys;
 pub mod new;
 pub mod oci;
 pub mod receipts;
 mod reconcile;
+mod reload;
 pub mod run;
 pub mod serve;
 pub mod signing;

@@ -10,6 +10,7 @@ use weir_executor::artifacts::Resolver;
 use weir_executor::ResidencyPolicy;
 use weir_manifest::{ArtifactDecl, Manifest};
 use weir_observe::receipts::invocation_receipt;
+use weir_registry::RegistryOptions;
 use weir_sandbox::compiled::CompiledCache;
 use weir_sandbox::{EngineOptions, Sandbox, SandboxOptions};
 use weir_triggers::oip::{self, InferenceRequest, InferenceResponse, OipError};
@@ -113,8 +114,13 @@ fn run_pipeline(args: RunArgs) -> Result<(), Failure> {
         engine: EngineOptions { fuel: manifest.needs_fuel(), ..EngineOptions::default() },
         ..SandboxOptions::default()
     };
-    let (executor, _) =
-        super::compose::executor(manifest, sandbox, Resolver::default(), ResidencyPolicy::default(), Vec::new())?;
+    let (executor, _) = super::compose::executor(
+        manifest,
+        sandbox,
+        RegistryOptions::default(),
+        ResidencyPolicy::default(),
+        Vec::new(),
+    )?;
     let output = tokio_runtime()?.block_on(executor.run(&name, inputs, &options)).map_err(classified)?;
     if args.verbose {
         for step in &output.steps {

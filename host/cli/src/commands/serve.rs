@@ -4,13 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use weir_core::units;
-use weir_executor::artifacts::Resolver;
 use weir_executor::ResidencyPolicy;
 use weir_manifest::Manifest;
 use weir_nn::CacheOptions;
 use weir_observe::metrics::Metrics;
 use weir_observe::telemetry::Tracer;
-use weir_registry::{BlobStore, RegistryOptions};
+use weir_registry::RegistryOptions;
 use weir_sandbox::{EngineOptions, SandboxOptions};
 use weir_triggers::{Dispatcher, Triggers};
 
@@ -52,6 +51,10 @@ pub struct ServeArgs {
     /// No web console at /ui and no live board behind it (to measure what it costs, or to serve less).
     #[arg(long)]
     no_console: bool,
+    /// Reload the manifest when its file changes (it is always reloaded on SIGHUP
+    /// and on `POST /v2/admin/reload`).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     registry_limits: super::oci::RegistryLimitArgs,
     /// The API key file (made with `weir keys create`; default as for `weir keys`).
@@ -136,13 +139,13 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let registry = args
         .registry_limits
         .apply(RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() })?;
-    let resolver = Resolver::new(BlobStore::new(BlobStore::default_root()), registry);
     // The console's live board watches every invocation.
     let board =
         (!args.no_console).then(|| weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone()));
     let observers: Vec<Arc<dyn weir_executor::Observer>> =
         board.iter().map(|b| Arc::new(b.clone()) as Arc<dyn weir_executor::Observer>).collect();
-    let (executor, provenance) = super::compose::executor(manifest, options, resolver, policy, observers)?;
+    let (composer, provenance) = super::compose::Composer::new(&manifest, options, registry, policy, observers)?;
+    let executor = composer.executor(manifest)?;
     let console = board.is_some();
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
     // Registry clients take ~80 ms to build (TLS set-up): build them before
@@ -158,8 +161,14 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         Dispatcher::new(executor, !args.no_receipts, Arc::new(Metrics::new()), Tracer::from_env())
             .with_limits(triggers.http.limits()),
     );
+    let reloader = Arc::new(super::reload::Reloader::new(args.manifest.clone(), composer, dispatcher.clone()));
+    super::reload::on_hangup(reloader.clone()).map_err(with_code(exit::INTERNAL))?;
+    if args.watch {
+        super::reload::watch(reloader.clone(), std::time::Duration::from_secs(1));
+    }
+    let operations = weir_triggers::http::Operations { board, reload: Some(reloader) };
     tokio
-        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, board, |at| {
+        .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, operations, |at| {
             if let Some(grpc) = at.grpc {
                 eprintln!("weir: gRPC (inference.GRPCInferenceService) on {grpc}");
             }

@@ -39,6 +39,7 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
         access: Arc::new(access),
         audit: None,
         board: Some(board),
+        reload: None,
     })
 }
 

@@ -49,12 +49,14 @@ struct Service {
 struct Caller {
     authorization: Option<String>,
     traceparent: Option<String>,
+    /// Every metadata entry, for an experiment's sticky header.
+    metadata: MetadataMap,
 }
 
 impl Caller {
     fn of(metadata: &MetadataMap) -> Caller {
         let text = |key: &str| metadata.get(key).map(|v| v.to_str().unwrap_or("").to_string());
-        Caller { authorization: text("authorization"), traceparent: text("traceparent") }
+        Caller { authorization: text("authorization"), traceparent: text("traceparent"), metadata: metadata.clone() }
     }
 }
 
@@ -142,7 +144,11 @@ impl Service {
         }
         let trace = dispatcher.trace(caller.traceparent.as_deref());
         let timeout = state.settings.timeout;
-        let invocation = Invocation { trigger: TriggerKind::Grpc, pipeline: name, prepared, timeout, trace };
+        let sticky_header = dispatcher
+            .sticky_header(name)
+            .and_then(|key| caller.metadata.get(key.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string));
+        let invocation =
+            Invocation { trigger: TriggerKind::Grpc, pipeline: name, prepared, timeout, trace, sticky_header };
         let completed = dispatcher.invoke(invocation).await?;
         let invocation_id = completed.output.invocation_id.clone();
         let traceparent = trace.zip(completed.span_id).map(|(trace, span)| trace.traceparent(span));
@@ -209,7 +215,8 @@ impl GrpcInferenceService for Service {
         let caller = Caller::of(request.metadata());
         let name = request.into_inner().name;
         self.authorize(&caller, Requirement::Invoke(name.clone()), &format!("ModelMetadata {name}"))?;
-        let pipeline = self.state.dispatcher.executor().pipeline(&name).map_err(|e| status(Failure::from_error(&e)))?;
+        let executor = self.state.dispatcher.executor();
+        let pipeline = executor.pipeline(&name).map_err(|e| status(Failure::from_error(&e)))?;
         let metadata = http::metadata_of(pipeline);
         let tensors = |list: Vec<http::api::TensorMetadata>| {
             list.into_iter()

@@ -202,7 +202,7 @@ fn parse_number(text: &str, name: &str, min: u64, max: u64) -> Result<u64, ApiEr
 }
 
 /// A query parameter, percent-decoded (`+` is a space).
-fn param(uri: &Uri, name: &str) -> Option<String> {
+pub(super) fn param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name)

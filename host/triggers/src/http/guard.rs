@@ -20,6 +20,7 @@ use super::AppState;
 pub enum Need {
     Public,
     AnyKey,
+    /// `invoke:{name}` (for `name@version`: `invoke:{name}`).
     Invoke,
     ReadRecords,
     EraseRecords,
@@ -46,8 +47,10 @@ impl Need {
             Need::Public => Requirement::Public,
             Need::AnyKey => Requirement::AnyKey,
             Need::Invoke => {
+                // A key that may invoke a pipeline may invoke each of its versions (`name@version`).
                 let name = params.iter().find(|(key, _)| *key == "name").map_or("", |(_, value)| value);
-                Requirement::Invoke(name.to_string())
+                let base = name.split_once('@').map_or(name, |(base, _)| base);
+                Requirement::Invoke(base.to_string())
             }
             Need::ReadRecords => Requirement::ReadRecords,
             Need::EraseRecords => Requirement::EraseRecords,
@@ -75,6 +78,9 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("GET", "/v2/models/{name}", Need::Invoke), get(super::model_metadata)),
         (at("GET", "/v2/models/{name}/ready", Need::Invoke), get(super::model_ready)),
         (at("POST", "/v2/models/{name}/infer", Need::Invoke), post(super::infer)),
+        (at("GET", "/v2/models/{name}/versions/{version}", Need::Invoke), get(super::model_metadata)),
+        (at("GET", "/v2/models/{name}/versions/{version}/ready", Need::Invoke), get(super::model_ready)),
+        (at("POST", "/v2/models/{name}/versions/{version}/infer", Need::Invoke), post(super::infer)),
         (at("GET", "/metrics", Need::Status), get(super::records::metrics_text)),
         (at("GET", "/v2/status", Need::Status), get(super::records::status)),
         (at("GET", "/v2/jobs/{id}", Need::AnyKey), get(super::get_job)),
@@ -82,6 +88,10 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("DELETE", "/v2/invocations/{id}", Need::EraseRecords), delete(super::records::erase_invocation)),
         (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
         (at("GET", "/v2/audit", Need::Admin), get(super::records::audit)),
+        (at("POST", "/v2/admin/reload", Need::Admin), post(super::experiments::reload)),
+        (at("GET", "/v2/experiments", Need::Status), get(super::experiments::list)),
+        (at("GET", "/v2/experiments/{name}", Need::Status), get(super::experiments::show)),
+        (at("POST", "/v2/experiments/{name}/{action}", Need::Admin), post(super::experiments::act)),
         (at("GET", "/ui", Need::Public), get(super::console::index)),
         (at("GET", "/ui/", Need::Public), get(super::console::index)),
         (at("GET", "/ui/{file}", Need::Public), get(super::console::page)),

@@ -13,6 +13,7 @@
 
 pub mod api;
 mod console;
+mod experiments;
 mod guard;
 mod listen;
 mod records;
@@ -78,6 +79,8 @@ pub(crate) struct AppState {
     pub(crate) layouts: Vec<weir_console::GraphLayout>,
     /// Open console event streams (at most `console::MAX_EVENT_STREAMS`).
     pub(crate) event_streams: Arc<Semaphore>,
+    /// How to reload the manifest (`None`: this server cannot).
+    pub(crate) reload: Option<Arc<dyn crate::Reload>>,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -120,6 +123,8 @@ pub struct Parts {
     /// What the console shows live (it must observe the dispatcher's
     /// executor); `None` turns the console off.
     pub board: Option<Board>,
+    /// How to reload the manifest, when the server can.
+    pub reload: Option<Arc<dyn crate::Reload>>,
 }
 
 /// The router for the dispatcher's pipelines.
@@ -128,7 +133,7 @@ pub fn router(parts: Parts) -> Router {
 }
 
 fn app_state(parts: Parts) -> Arc<AppState> {
-    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board } = parts;
+    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload } = parts;
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
@@ -148,6 +153,7 @@ fn app_state(parts: Parts) -> Arc<AppState> {
         audit,
         extraction: ExtractionDetector::default(),
         board,
+        reload,
     })
 }
 
@@ -173,6 +179,14 @@ async fn catch_panic(request: Request, next: Next) -> Response {
     }
 }
 
+/// What operators use beside the API: the console's live board (`None`:
+/// the console is off) and reloading the manifest (`None`: not possible).
+#[derive(Default)]
+pub struct Operations {
+    pub board: Option<Board>,
+    pub reload: Option<Arc<dyn crate::Reload>>,
+}
+
 /// Serve until ctrl-c or SIGTERM, with the asynchronous jobs and NATS
 /// triggers the manifest configures beside HTTP. `on_listening` gets the
 /// bound address (useful with port 0).
@@ -182,9 +196,10 @@ pub async fn serve(
     provenance: Option<Arc<ProvenanceStore>>,
     access: Access,
     audit: Option<Arc<AuditLog>>,
-    board: Option<Board>,
+    operations: Operations,
     on_listening: impl FnOnce(Listening),
 ) -> std::io::Result<()> {
+    let Operations { board, reload } = operations;
     let crate::Triggers { http: settings, grpc, jobs, nats } = triggers;
     let jobs = match Jobs::start(dispatcher.clone(), &jobs) {
         Ok(started) => Ok(started),
@@ -213,7 +228,7 @@ pub async fn serve(
     };
     on_listening(Listening { http: listener.local_addr()?, grpc: grpc.as_ref().map(|(_, addr)| *addr) });
     let limits = listen::ConnectionLimits::from(&settings);
-    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board });
+    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload });
     let grpc = async {
         match grpc {
             Some((listener, _)) => crate::grpc::serve(state.clone(), listener, shutdown_signal()).await,
@@ -253,7 +268,8 @@ async fn server_metadata(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
 ) -> Json<ServerMetadata> {
-    let pipelines = state.dispatcher.executor().manifest().pipelines.keys();
+    let executor = state.dispatcher.executor();
+    let pipelines = executor.manifest().pipelines.keys();
     let models = pipelines.filter(|name| principal.may(&Requirement::Invoke(name.to_string()))).cloned().collect();
     Json(ServerMetadata {
         name: "weir".into(),
@@ -268,15 +284,34 @@ pub(crate) fn extensions() -> Vec<String> {
     vec!["binary_tensor_data".into()]
 }
 
-fn pipeline<'a>(state: &'a AppState, name: &str) -> Result<&'a Pipeline, ApiError> {
-    Ok(state.dispatcher.executor().pipeline(name)?)
+fn pipeline(state: &AppState, name: &str) -> Result<Pipeline, ApiError> {
+    Ok(state.dispatcher.executor().pipeline(name)?.clone())
 }
 
 async fn model_metadata(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    PipelineName(name): PipelineName,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    Ok(Json(metadata_of(pipeline(&state, &name)?)))
+    Ok(Json(metadata_of(&pipeline(&state, &name)?)))
+}
+
+/// The pipeline a model path names: `{name}`, or `{name}@{version}` on
+/// the protocol's `/versions/{version}` paths.
+struct PipelineName(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PipelineName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| api_error(ErrorKind::InvalidInput, e.body_text()))?;
+        let name = params.get("name").cloned().unwrap_or_default();
+        Ok(PipelineName(match params.get("version") {
+            Some(version) => format!("{name}@{version}"),
+            None => name,
+        }))
+    }
 }
 
 /// A pipeline as an OIP model.
@@ -318,7 +353,7 @@ pub(crate) fn metadata_of(pipeline: &Pipeline) -> ModelMetadata {
 
 async fn model_ready(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    PipelineName(name): PipelineName,
 ) -> Result<Json<ModelReady>, ApiError> {
     ready(&state, &name).await?;
     Ok(Json(ModelReady { name, ready: true }))
@@ -327,21 +362,17 @@ async fn model_ready(
 /// A pipeline is ready when every component can be loaded (compiled or
 /// from the cache).
 pub(crate) async fn ready(state: &AppState, name: &str) -> Result<(), Failure> {
-    let pipeline = state.dispatcher.executor().pipeline(name)?;
+    let executor = state.dispatcher.executor();
+    let pipeline = executor.pipeline(name)?;
     for step in &pipeline.steps {
-        state
-            .dispatcher
-            .executor()
-            .component(step)
-            .await
-            .map_err(|e| Failure::new(ErrorKind::Unavailable, e.to_string()))?;
+        executor.component(step).await.map_err(|e| Failure::new(ErrorKind::Unavailable, e.to_string()))?;
     }
     Ok(())
 }
 
 async fn infer(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    PipelineName(name): PipelineName,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
@@ -401,8 +432,13 @@ async fn infer(
     }
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let trace = state.dispatcher.trace(traceparent);
+    let sticky_header = state
+        .dispatcher
+        .sticky_header(&name)
+        .and_then(|key| headers.get(key.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string));
+    let timeout = state.settings.timeout;
     let invocation =
-        Invocation { trigger: TriggerKind::Http, pipeline: &name, prepared, timeout: state.settings.timeout, trace };
+        Invocation { trigger: TriggerKind::Http, pipeline: &name, prepared, timeout, trace, sticky_header };
     let completed = state.dispatcher.invoke(invocation).await?;
     let content_type = if completed.header_length.is_some() { "application/octet-stream" } else { "application/json" };
     let mut response =
@@ -412,6 +448,11 @@ async fn infer(
     }
     if let Ok(id) = HeaderValue::from_str(&completed.output.invocation_id) {
         response.headers_mut().insert("weir-invocation-id", id);
+    }
+    if let Some(tag) = &completed.output.variant {
+        if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", tag.experiment, tag.variant)) {
+            response.headers_mut().insert("weir-variant", value);
+        }
     }
     if let (Some(trace), Some(span_id)) = (trace, completed.span_id) {
         if let Ok(value) = HeaderValue::from_str(&trace.traceparent(span_id)) {

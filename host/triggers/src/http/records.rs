@@ -77,7 +77,8 @@ pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     let models = executor.sandbox().models().stats();
     state.dispatcher.metrics().spans_dropped(state.dispatcher.spans_dropped());
     state.dispatcher.metrics().process_usage(weir_core::clock::process_cpu_time(), executor.energy().as_ref());
-    let text = state.dispatcher.metrics().encode(&models, &executor.residency().status(), resident_set_bytes());
+    let mut text = state.dispatcher.metrics().encode(&models, &executor.residency().status(), resident_set_bytes());
+    state.dispatcher.generation().rollouts.metrics_text(&mut text);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -132,6 +132,7 @@ async fn run_job(store: &JobStore, dispatcher: &Dispatcher, id: &str, timeout: D
                 prepared,
                 timeout,
                 trace: dispatcher.trace(None),
+                sticky_header: None,
             };
             dispatcher.invoke(invocation).await.map(|done| done.response)
         }

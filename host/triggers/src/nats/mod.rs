@@ -356,6 +356,7 @@ impl Worker {
             prepared,
             timeout: self.config.timeout,
             trace: self.dispatcher.trace(traceparent.as_deref()),
+            sticky_header: None,
         };
         let run = self.dispatcher.invoke(invocation);
         tokio::pin!(run);

@@ -1,0 +1,277 @@
+//! A canary's gate: the challenger's share moves up stage by stage while
+//! the stated criteria hold over each stage's runs, and drops to nothing the
+//! moment one fails. Every verdict carries the figures that caused it.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use weir_manifest::experiments::Gate;
+
+use crate::stats::{micros, quantile, Run};
+
+/// Slack for bounds computed in floating point (0.1 × 20 is not quite 2).
+const EPSILON: f64 = 1e-9;
+
+/// Latencies kept per stage for its p99 (a stage judged on more runs keeps the newest).
+const STAGE_SAMPLES: usize = 100_000;
+
+/// What one stage has seen of the challenger.
+#[derive(Debug, Default)]
+struct Stage {
+    runs: u64,
+    errors: u64,
+    /// Served runs' latencies (what callers felt), and shadow runs' apart.
+    served_us: Vec<u64>,
+    shadow_us: Vec<u64>,
+    compared: u64,
+    agreed: u64,
+}
+
+/// The figures a verdict was reached on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageFigures {
+    pub percent: f64,
+    pub runs: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    /// Over served runs when the stage had any, else over shadow runs.
+    pub p99_ms: Option<f64>,
+    pub compared: u64,
+    pub agreement: Option<f64>,
+    pub seconds: f64,
+}
+
+/// What the gate decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Advance {
+        to: f64,
+    },
+    Promote,
+    /// Criteria that failed, each with its figure and bound.
+    Rollback {
+        failed: Vec<String>,
+    },
+}
+
+/// A canary in progress.
+#[derive(Debug)]
+pub struct Canary {
+    gate: Gate,
+    stage: usize,
+    since: Instant,
+    seen: Stage,
+}
+
+impl Canary {
+    pub fn new(gate: Gate) -> Canary {
+        Canary { gate, stage: 0, since: Instant::now(), seen: Stage::default() }
+    }
+
+    /// The challenger's share of traffic now, in percent.
+    pub fn percent(&self) -> f64 {
+        self.gate.stages[self.stage]
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub fn run(&mut self, run: &Run, shadow: bool) {
+        self.seen.runs += 1;
+        self.seen.errors += u64::from(!run.ok);
+        let samples = if shadow { &mut self.seen.shadow_us } else { &mut self.seen.served_us };
+        if run.ok && samples.len() < STAGE_SAMPLES {
+            samples.push(micros(run.wall));
+        }
+    }
+
+    pub fn compared(&mut self, agreed: bool) {
+        self.seen.compared += 1;
+        self.seen.agreed += u64::from(agreed);
+    }
+
+    pub fn figures(&self) -> StageFigures {
+        let seen = &self.seen;
+        let mut latencies = if seen.served_us.is_empty() { seen.shadow_us.clone() } else { seen.served_us.clone() };
+        latencies.sort_unstable();
+        StageFigures {
+            percent: self.percent(),
+            runs: seen.runs,
+            errors: seen.errors,
+            error_rate: if seen.runs == 0 { 0.0 } else { seen.errors as f64 / seen.runs as f64 },
+            p99_ms: quantile(&latencies, 0.99).map(|us| us as f64 / 1000.0),
+            compared: seen.compared,
+            agreement: (seen.compared > 0).then(|| seen.agreed as f64 / seen.compared as f64),
+            seconds: self.since.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Judge the stage, if it has seen enough (or already failed beyond
+    /// recovery); moves to the next stage on `Advance`.
+    pub fn judge(&mut self) -> Option<(Verdict, StageFigures)> {
+        let figures = self.figures();
+        let gate = &self.gate;
+        // Errors past what the stage's minimum allows fail it at once: the
+        // rate cannot come back under the bound, so waiting only sends
+        // more traffic to a bad challenger.
+        if let Some(max) = gate.max_error_rate {
+            let allowed = max * figures.runs.max(gate.min_requests) as f64;
+            if figures.errors as f64 > allowed + EPSILON {
+                let failed = vec![format!(
+                    "error rate {:.4} > {max} ({} of {} runs failed)",
+                    figures.error_rate, figures.errors, figures.runs
+                )];
+                return Some((Verdict::Rollback { failed }, figures));
+            }
+        }
+        // Likewise disagreements past what the agreement bound allows.
+        if let Some(a) = &gate.agreement {
+            let allowed = (1.0 - a.min) * figures.compared.max(gate.min_requests) as f64;
+            let disagreed = figures.compared - self.seen.agreed;
+            if disagreed as f64 > allowed + EPSILON {
+                let failed = vec![format!(
+                    "agreement on `{}` cannot reach {}: {disagreed} of {} compared disagreed",
+                    a.output, a.min, figures.compared
+                )];
+                return Some((Verdict::Rollback { failed }, figures));
+            }
+        }
+        let enough = figures.runs >= gate.min_requests && self.since.elapsed() >= gate.min_duration;
+        let agreement_known = gate.agreement.as_ref().is_none_or(|_| figures.compared > 0);
+        if !enough || !agreement_known {
+            return None;
+        }
+        let mut failed = Vec::new();
+        if let (Some(max), Some(p99)) = (gate.max_p99, figures.p99_ms) {
+            if p99 > max.as_secs_f64() * 1000.0 {
+                failed.push(format!("p99 {p99:.3} ms > {:.3} ms", max.as_secs_f64() * 1000.0));
+            }
+        }
+        if let (Some(a), Some(agreement)) = (&gate.agreement, figures.agreement) {
+            if agreement + EPSILON < a.min {
+                failed.push(format!(
+                    "agreement on `{}` {agreement:.4} < {} ({} of {} compared)",
+                    a.output, a.min, self.seen.agreed, figures.compared
+                ));
+            }
+        }
+        let verdict = if !failed.is_empty() {
+            Verdict::Rollback { failed }
+        } else if self.stage + 1 == gate.stages.len() {
+            Verdict::Promote
+        } else {
+            self.stage += 1;
+            self.since = Instant::now();
+            self.seen = Stage::default();
+            Verdict::Advance { to: self.percent() }
+        };
+        Some((verdict, figures))
+    }
+
+    /// Time spent in the current stage.
+    pub fn stage_age(&self) -> Duration {
+        self.since.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_manifest::experiments::Agreement;
+
+    fn gate() -> Gate {
+        Gate {
+            stages: vec![10.0, 50.0, 100.0],
+            min_requests: 10,
+            min_duration: Duration::ZERO,
+            max_p99: Some(Duration::from_millis(50)),
+            max_error_rate: Some(0.1),
+            agreement: Some(Agreement { output: "eta".into(), tolerance: 0.5, min: 0.9 }),
+        }
+    }
+
+    fn run(ok: bool, ms: u64) -> Run {
+        Run { ok, wall: Duration::from_millis(ms), steps: 1, cpu: Duration::ZERO, cost: 0.0 }
+    }
+
+    #[test]
+    fn a_good_challenger_moves_through_every_stage_to_promotion() {
+        let mut canary = Canary::new(gate());
+        for expected in [Verdict::Advance { to: 50.0 }, Verdict::Advance { to: 100.0 }, Verdict::Promote] {
+            for i in 0..10 {
+                assert_eq!(canary.judge(), None, "judged before the stage's minimum, run {i}");
+                canary.run(&run(true, 5), i % 2 == 0);
+                canary.compared(true);
+            }
+            assert_eq!(canary.judge().map(|(v, _)| v), Some(expected));
+        }
+    }
+
+    #[test]
+    fn disagreement_rolls_back_with_its_figures() {
+        let mut canary = Canary::new(Gate { min_requests: 20, ..gate() });
+        // 20 runs at 90% agreement pass the bound exactly; one fewer agreeing fails it.
+        for i in 0..20 {
+            canary.run(&run(true, 5), false);
+            canary.compared(i >= 2);
+            assert_eq!(canary.judge().map(|(v, _)| v).filter(|_| i < 19), None, "judged early at run {i}");
+        }
+        let mut canary = Canary::new(Gate { min_requests: 20, ..gate() });
+        for i in 0..3 {
+            canary.run(&run(true, 5), false);
+            canary.compared(false);
+            let judged = canary.judge();
+            if i < 2 {
+                assert_eq!(judged, None, "2 disagreements are within 10% of 20");
+                continue;
+            }
+            let (verdict, figures) = judged.unwrap();
+            let Verdict::Rollback { failed } = verdict else { panic!("{verdict:?}") };
+            assert!(failed[0].contains("cannot reach 0.9: 3 of 3 compared disagreed"), "{failed:?}");
+            assert_eq!((figures.runs, figures.compared, figures.agreement), (3, 3, Some(0.0)));
+        }
+    }
+
+    #[test]
+    fn a_stage_below_the_agreement_bound_rolls_back_when_judged() {
+        let mut canary = Canary::new(gate());
+        // 10 runs, 9 compared, 1 disagreement: 0.889 < 0.9 but within the early bound (1 of 10).
+        for i in 0..10 {
+            canary.run(&run(true, 5), false);
+            if i > 0 {
+                canary.compared(i != 5);
+            }
+        }
+        let (verdict, _) = canary.judge().unwrap();
+        let Verdict::Rollback { failed } = verdict else { panic!("{verdict:?}") };
+        assert!(failed[0].starts_with("agreement on `eta` 0.8889 < 0.9"), "{failed:?}");
+    }
+
+    #[test]
+    fn errors_beyond_recovery_roll_back_before_the_minimum() {
+        let mut canary = Canary::new(gate());
+        canary.run(&run(false, 5), false);
+        assert_eq!(canary.judge(), None, "1 error in 10 allowed runs is within 10%");
+        canary.run(&run(false, 5), false);
+        let (verdict, figures) = canary.judge().unwrap();
+        assert!(matches!(verdict, Verdict::Rollback { .. }));
+        assert_eq!(figures.runs, 2);
+    }
+
+    #[test]
+    fn slow_served_runs_fail_the_latency_bound() {
+        let mut canary = Canary::new(gate());
+        for _ in 0..10 {
+            canary.run(&run(true, 80), false);
+            canary.run(&run(true, 1), true);
+            canary.compared(true);
+        }
+        let (verdict, figures) = canary.judge().unwrap();
+        assert!(
+            matches!(&verdict, Verdict::Rollback { failed } if failed[0].starts_with("p99 80.000 ms")),
+            "{verdict:?}"
+        );
+        assert_eq!(figures.p99_ms, Some(80.0));
+    }
+}
