@@ -100,6 +100,9 @@ pub struct Experiment {
     pub shadow_queue: usize,
     pub variants: Vec<Variant>,
     pub gate: Option<Gate>,
+    /// How challengers' answers are compared with the champion's (the
+    /// gate's agreement when it states one; `min` is the gate's alone).
+    pub compare: Option<Agreement>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,15 @@ pub struct RawExperiment {
     pub shadow_queue: Option<Spanned<usize>>,
     pub variants: Vec<RawVariant>,
     pub gate: Option<RawGate>,
+    /// `{ output = "…", tolerance = … }`: what agreement means outside a gate.
+    pub compare: Option<RawCompare>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    pub output: Spanned<String>,
+    pub tolerance: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +177,11 @@ pub fn experiments(
     let mut out = BTreeMap::new();
     for (name, raw) in raw {
         let key = format!("experiments.{name}");
+        if !plain_name(name) {
+            return Err(
+                place.at(&raw.pipeline, format!("{key}: an experiment's name must be letters, digits, `-` or `_`"))
+            );
+        }
         let champion = pipelines.get(raw.pipeline.get_ref()).ok_or_else(|| {
             let known: Vec<&str> = pipelines.keys().map(String::as_str).collect();
             place.at(
@@ -224,6 +241,18 @@ pub fn experiments(
             }
             (None, _) => None,
         };
+        let compare = match (&raw.compare, gate.as_ref().and_then(|g| g.agreement.clone())) {
+            (Some(c), Some(_)) => {
+                return Err(place.at(
+                    &c.output,
+                    format!("{key}.compare: the gate's agreement already says how answers are compared; keep one"),
+                ))
+            }
+            (Some(c), None) => {
+                Some(comparison(place, &format!("{key}.compare"), &c.output, c.tolerance.as_ref(), 0.0, champion)?)
+            }
+            (None, from_gate) => from_gate,
+        };
         if mode == ExperimentMode::Canary && variants.len() != 1 {
             return Err(place.nowhere(format!("{key}: a canary has exactly one challenger")));
         }
@@ -238,10 +267,16 @@ pub fn experiments(
                 shadow_queue,
                 variants,
                 gate,
+                compare,
             },
         );
     }
     Ok(out)
+}
+
+/// Letters, digits, `-` and `_` (names that appear in metrics labels and URLs).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn sticky_key(place: &Place, text: &Spanned<String>, key: &str) -> Result<StickyKey, ManifestError> {
@@ -269,6 +304,9 @@ fn variant(
     components: &BTreeMap<String, crate::ComponentDecl>,
 ) -> Result<Variant, ManifestError> {
     let name = raw.name.get_ref().clone();
+    if !plain_name(&name) {
+        return Err(place.at(&raw.name, format!("{key}.variants: `{name}` must be letters, digits, `-` or `_`")));
+    }
     let key = format!("{key}.variants.{name}");
     let weight = match (&raw.weight, mode) {
         (Some(w), ExperimentMode::Canary) => {
@@ -381,6 +419,26 @@ pub fn shared_steps(champion: &Pipeline, challenger: &Pipeline) -> Vec<String> {
     challenger.steps.iter().filter(|s| shared.contains(s.name.as_str())).map(|s| s.name.clone()).collect()
 }
 
+/// An output of the champion and a tolerance, checked.
+fn comparison(
+    place: &Place,
+    key: &str,
+    output: &Spanned<String>,
+    tolerance: Option<&Spanned<f64>>,
+    min: f64,
+    champion: &Pipeline,
+) -> Result<Agreement, ManifestError> {
+    if !champion.outputs.iter().any(|o| &o.name == output.get_ref()) {
+        let message = format!("{key}.output: pipeline `{}` has no output `{}`", champion.name, output.get_ref());
+        return Err(place.at(output, message));
+    }
+    let tolerance = tolerance.map_or(0.0, |t| *t.get_ref());
+    if !(tolerance >= 0.0 && tolerance.is_finite()) {
+        return Err(place.at(output, format!("{key}.tolerance must be a finite number, 0 or more")));
+    }
+    Ok(Agreement { output: output.get_ref().clone(), tolerance, min })
+}
+
 fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Result<Gate, ManifestError> {
     let key = format!("{key}.gate");
     let stages = raw.stages.get_ref().clone();
@@ -410,27 +468,14 @@ fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Re
     let agreement = match &raw.agreement {
         None => None,
         Some(a) => {
-            if !champion.outputs.iter().any(|o| &o.name == a.output.get_ref()) {
-                return Err(place.at(
-                    &a.output,
-                    format!(
-                        "{key}.agreement.output: pipeline `{}` has no output `{}`",
-                        champion.name,
-                        a.output.get_ref()
-                    ),
-                ));
-            }
             if !(0.0..=1.0).contains(a.min.get_ref()) {
                 return Err(place.at(
                     &a.min,
                     format!("{key}.agreement.min = {} is out of range; a share, 0 to 1", a.min.get_ref()),
                 ));
             }
-            let tolerance = a.tolerance.as_ref().map_or(0.0, |t| *t.get_ref());
-            if !(tolerance >= 0.0 && tolerance.is_finite()) {
-                return Err(place.nowhere(format!("{key}.agreement.tolerance must be a finite number, 0 or more")));
-            }
-            Some(Agreement { output: a.output.get_ref().clone(), tolerance, min: *a.min.get_ref() })
+            let key = format!("{key}.agreement");
+            Some(comparison(place, &key, &a.output, a.tolerance.as_ref(), *a.min.get_ref(), champion)?)
         }
     };
     if max_p99.is_none() && max_error_rate.is_none() && agreement.is_none() {

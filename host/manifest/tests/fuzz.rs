@@ -46,6 +46,21 @@ sensitive = ["input.x"]
 label = { from = "b.label", datatype = "INT64", shape = [-1] }
 y = "a.y"
 
+[experiments.e]
+pipeline = "p"
+mode = "canary"
+sticky = "header:x-user"
+
+[[experiments.e.variants]]
+name = "v2"
+components = { b = "scale" }
+
+[experiments.e.gate]
+stages = [1, 50, 100]
+min_requests = 10
+max_p99 = "50ms"
+agreement = { output = "label", tolerance = 0, min = 0.99 }
+
 [accounting]
 cpu_second = 0.0000125
 watts_per_core = 10
@@ -86,6 +101,15 @@ fn check(text: &str) -> Result<Manifest, ManifestError> {
         }
         for model in manifest.models.values() {
             assert!((1..=limits::MAX_THREADS).contains(&model.threads));
+        }
+        for experiment in manifest.experiments.values() {
+            let total: f64 = experiment.variants.iter().map(|v| v.weight).sum();
+            assert!(experiment.variants.iter().all(|v| (0.0..=100.0).contains(&v.weight)), "{experiment:?}");
+            assert!(experiment.mode != weir_manifest::ExperimentMode::Split || total <= 100.0);
+            if let Some(gate) = &experiment.gate {
+                assert_eq!(gate.stages.last(), Some(&100.0));
+                assert!(gate.stages.windows(2).all(|w| w[0] < w[1]) && gate.stages[0] > 0.0);
+            }
         }
         if let Some(provenance) = &manifest.provenance {
             assert!(provenance.retention <= limits::RETENTION.max && provenance.retention >= limits::RETENTION.min);

@@ -369,8 +369,7 @@ impl Shared {
 
     /// Compare a shadow's outputs with the served run's (whichever is the champion).
     pub(crate) fn compare(&self, challenger: usize, champion_outputs: &[Tensor], challenger_outputs: &[Tensor]) {
-        let agreement = self.decl.gate.as_ref().and_then(|g| g.agreement.as_ref());
-        let agreed = agrees(champion_outputs, challenger_outputs, agreement);
+        let agreed = agrees(champion_outputs, challenger_outputs, self.decl.compare.as_ref());
         let mut state = lock(&self.state);
         state.stats[challenger].compared(agreed);
         if state.phase == Phase::Running {

@@ -91,7 +91,7 @@ pub fn experiment(args: ExperimentArgs) -> Result<(), Failure> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|pair| format!("{} {}%", pair[0].as_str().unwrap_or("?"), pair[1]))
+                    .map(|pair| format!("{} {}%", pair[0].as_str().unwrap_or("?"), pair[1].as_f64().unwrap_or(0.0)))
                     .collect();
                 println!(
                     "{:<20} {:<10} {:<8} {:<12} {}",

@@ -36,6 +36,8 @@ fn concrete(path: &str, pipeline: &str) -> String {
         .replace("{id}", "0123456789abcdef0123456789abcdef")
         .replace("{subject}", "someone")
         .replace("{file}", "console.js")
+        .replace("{version}", "v1")
+        .replace("{action}", "start")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod docs;
 mod egress;
+mod experiments;
 mod hardening;
 mod http;
 mod interop;

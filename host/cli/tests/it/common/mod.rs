@@ -91,16 +91,23 @@ pub fn test_components() -> String {
 /// (their sources made absolute, their listeners left out: tests pick the
 /// ports), then `extra`.
 pub fn examples_manifest(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let examples = examples_dir();
+    example_manifest(dir, &["digits", "ride-eta"], &["[triggers"], extra)
+}
+
+/// `weir.toml` in `dir`: the named examples' manifests in one, their
+/// sources made absolute, without the sections that start with any of
+/// `skip` (e.g. `[triggers`), then `extra`.
+pub fn example_manifest(dir: &Path, examples: &[&str], skip: &[&str], extra: &str) -> std::path::PathBuf {
+    let root = examples_dir();
     let mut text = String::new();
-    for example in ["digits", "ride-eta"] {
-        let folder = examples.join(example);
-        let mut trigger_section = false;
+    for example in examples {
+        let folder = root.join(example);
+        let mut skipped = false;
         for line in std::fs::read_to_string(folder.join("weir.toml")).unwrap().lines() {
             if line.starts_with('[') {
-                trigger_section = line.starts_with("[triggers");
+                skipped = skip.iter().any(|prefix| line.starts_with(prefix));
             }
-            if trigger_section {
+            if skipped {
                 continue;
             }
             match line.strip_prefix("source = \"").and_then(|rest| rest.strip_suffix('"')) {
