@@ -96,21 +96,37 @@ impl ShadowQueue {
 async fn work(shared: Arc<Shared>, counts: Arc<Counts>, mut jobs: mpsc::Receiver<ShadowJob>) {
     let mut running = JoinSet::new();
     while let Some(job) = jobs.recv().await {
-        running.spawn(run(shared.clone(), job));
+        let (finished, experiment) = (Finished(counts.clone()), shared.clone());
+        running.spawn(async move {
+            let _finished = finished;
+            run(experiment, job).await
+        });
         while running.len() >= PARALLEL {
-            finished(&counts, running.join_next().await);
+            joined(running.join_next().await);
+        }
+        // Reap what ended meanwhile (without waiting) so the set stays small.
+        while let Some(done) = running.try_join_next() {
+            joined(Some(done));
         }
     }
     while let Some(done) = running.join_next().await {
-        finished(&counts, Some(done));
+        joined(Some(done));
     }
 }
 
-fn finished(counts: &Counts, done: Option<Result<(), tokio::task::JoinError>>) {
+/// Counts a copy as finished when its task ends, however it ends.
+struct Finished(Arc<Counts>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn joined(done: Option<Result<(), tokio::task::JoinError>>) {
     if let Some(Err(error)) = done {
         tracing::error!(%error, "a shadow run panicked (a bug in weir, please report it)");
     }
-    counts.finished.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn run(shared: Arc<Shared>, job: ShadowJob) {

@@ -71,9 +71,10 @@ fn settled(server: &Server, name: &str) -> Value {
     loop {
         let status = experiment(server, name);
         let shadow = &status["shadow"];
-        if shadow["finished"] == shadow["queued"] || Instant::now() > deadline {
+        if shadow["finished"] == shadow["queued"] {
             return status;
         }
+        assert!(Instant::now() < deadline, "queued shadow copies never all finished: {status:#}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -113,8 +114,8 @@ fn the_canary_promotes_a_good_challenger_and_a_reload_brings_a_bad_one_that_it_r
     assert_eq!(variant(&status, "v2")["served"].as_u64(), answered_by.get("eta-canary/v2").copied(), "{answered_by:?}");
     assert_eq!(variant(&status, "v2")["shared_steps"], json!(["features", "acceptance"]));
     // Promoted: every request is the challenger's now.
-    for i in 0..5 {
-        assert_eq!(ride(&server, &rides[i], "anyone").1.as_deref(), Some("eta-canary/v2"));
+    for body in rides.iter().take(5) {
+        assert_eq!(ride(&server, body, "anyone").1.as_deref(), Some("eta-canary/v2"));
     }
     println!("promoted after {sent} requests: {answered_by:?}");
 
@@ -149,8 +150,8 @@ fn the_canary_promotes_a_good_challenger_and_a_reload_brings_a_bad_one_that_it_r
         "{bad_answers} of {before_rollback} answered by the bad model"
     );
     println!("rolled back after {before_rollback} requests, {bad_answers} answered by the bad challenger: {decision}");
-    for i in 0..5 {
-        assert_eq!(ride(&server, &rides[i], "anyone").1.as_deref(), Some("eta-canary/champion"));
+    for body in rides.iter().take(5) {
+        assert_eq!(ride(&server, body, "anyone").1.as_deref(), Some("eta-canary/champion"));
     }
     let text = metrics(&server);
     assert!(

@@ -16,6 +16,7 @@ mod console;
 mod experiments;
 mod guard;
 mod listen;
+mod metadata;
 mod records;
 mod settings;
 mod tls;
@@ -34,12 +35,9 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use weir_access::{
-    fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Requirement, Verdict,
-};
+use weir_access::{fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Verdict};
 use weir_console::Board;
 use weir_core::{Classify, ErrorKind};
-use weir_manifest::Pipeline;
 use weir_observe::provenance::ProvenanceStore;
 
 pub use guard::{endpoint_table, Endpoint, Need};
@@ -48,7 +46,9 @@ pub use tls::{check as check_tls, TlsError, TlsFiles};
 
 use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
 use crate::jobs::Jobs;
-use api::{ErrorBody, JobAccepted, ModelMetadata, ModelReady, ServerMetadata, TensorMetadata};
+use api::{ErrorBody, JobAccepted};
+pub(crate) use metadata::{extensions, metadata_of, ready};
+use metadata::{pipeline, PipelineName};
 
 /// The decoding budget is counted in KiB (semaphore permits are u32).
 const BUDGET_UNIT: u64 = 1024;
@@ -261,113 +261,6 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-}
-
-/// Server metadata; `models` lists only the pipelines the caller may invoke.
-async fn server_metadata(
-    State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
-) -> Json<ServerMetadata> {
-    let executor = state.dispatcher.executor();
-    let pipelines = executor.manifest().pipelines.keys();
-    let models = pipelines.filter(|name| principal.may(&Requirement::Invoke(name.to_string()))).cloned().collect();
-    Json(ServerMetadata {
-        name: "weir".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        extensions: extensions(),
-        models,
-    })
-}
-
-/// The Open Inference Protocol extensions weir speaks (Triton's names).
-pub(crate) fn extensions() -> Vec<String> {
-    vec!["binary_tensor_data".into()]
-}
-
-fn pipeline(state: &AppState, name: &str) -> Result<Pipeline, ApiError> {
-    Ok(state.dispatcher.executor().pipeline(name)?.clone())
-}
-
-async fn model_metadata(
-    State(state): State<Arc<AppState>>,
-    PipelineName(name): PipelineName,
-) -> Result<Json<ModelMetadata>, ApiError> {
-    Ok(Json(metadata_of(&pipeline(&state, &name)?)))
-}
-
-/// The pipeline a model path names: `{name}`, or `{name}@{version}` on
-/// the protocol's `/versions/{version}` paths.
-struct PipelineName(String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PipelineName {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| api_error(ErrorKind::InvalidInput, e.body_text()))?;
-        let name = params.get("name").cloned().unwrap_or_default();
-        Ok(PipelineName(match params.get("version") {
-            Some(version) => format!("{name}@{version}"),
-            None => name,
-        }))
-    }
-}
-
-/// A pipeline as an OIP model.
-pub(crate) fn metadata_of(pipeline: &Pipeline) -> ModelMetadata {
-    let typed = |name: &str, d: &weir_manifest::TensorDecl| TensorMetadata {
-        name: name.into(),
-        datatype: d.datatype.name().into(),
-        shape: d.shape.clone(),
-    };
-    let inputs = pipeline.inputs.iter().map(|d| typed(&d.name, d)).collect();
-    // Declared outputs carry their type; others are typed by the steps at
-    // run time (empty datatype, any shape).
-    let outputs = pipeline
-        .outputs
-        .iter()
-        .map(|r| match pipeline.output_types.get(&r.name) {
-            Some(d) => typed(&r.name, d),
-            None => TensorMetadata { name: r.name.clone(), datatype: String::new(), shape: vec![-1] },
-        })
-        .collect();
-    let steps = pipeline
-        .steps
-        .iter()
-        .map(|s| api::StepMetadata {
-            name: s.name.clone(),
-            component: s.component.clone(),
-            models: s.grants.nn.models.clone(),
-        })
-        .collect();
-    ModelMetadata {
-        name: pipeline.name.clone(),
-        versions: vec![],
-        platform: "weir".into(),
-        inputs,
-        outputs,
-        parameters: api::PipelineParameters { description: pipeline.description.clone(), steps },
-    }
-}
-
-async fn model_ready(
-    State(state): State<Arc<AppState>>,
-    PipelineName(name): PipelineName,
-) -> Result<Json<ModelReady>, ApiError> {
-    ready(&state, &name).await?;
-    Ok(Json(ModelReady { name, ready: true }))
-}
-
-/// A pipeline is ready when every component can be loaded (compiled or
-/// from the cache).
-pub(crate) async fn ready(state: &AppState, name: &str) -> Result<(), Failure> {
-    let executor = state.dispatcher.executor();
-    let pipeline = executor.pipeline(name)?;
-    for step in &pipeline.steps {
-        executor.component(step).await.map_err(|e| Failure::new(ErrorKind::Unavailable, e.to_string()))?;
-    }
-    Ok(())
 }
 
 async fn infer(
