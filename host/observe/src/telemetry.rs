@@ -268,4 +268,25 @@ mod tests {
         }
         assert_ne!(TraceContext::new_root().trace_id, TraceContext::new_root().trace_id);
     }
+
+    #[test]
+    fn an_invocation_span_names_the_variant_that_served_it() {
+        let output = PipelineOutput {
+            invocation_id: "abc".into(),
+            outputs: Vec::new(),
+            steps: Vec::new(),
+            wall: Duration::from_millis(2),
+            queue_wait: Duration::ZERO,
+            kept: Default::default(),
+            variant: Some(weir_executor::VariantTag { experiment: "eta".into(), variant: "v2".into(), shadow: false }),
+        };
+        let (spans, _) = invocation_spans("ride", TraceContext::new_root(), &output);
+        let attributes = spans[0]["attributes"].as_array().unwrap();
+        let value = |key: &str| attributes.iter().find(|a| a["key"] == key).map(|a| a["value"]["stringValue"].clone());
+        assert_eq!(value("weir.experiment"), Some(json!("eta")));
+        assert_eq!(value("weir.variant"), Some(json!("v2")));
+        let plain = PipelineOutput { variant: None, ..output };
+        let (spans, _) = invocation_spans("ride", TraceContext::new_root(), &plain);
+        assert!(!spans[0].to_string().contains("weir.variant"));
+    }
 }

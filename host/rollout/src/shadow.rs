@@ -19,6 +19,10 @@ use crate::stats::Run;
 const PARALLEL: usize = 2;
 /// The longest a shadow copy may run.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// Tensor bytes that queued and running copies may hold at once per
+/// experiment (inputs, reused outputs, the answer compared against); a copy
+/// that would pass it is dropped like one that finds the queue full.
+pub const MAX_HELD_BYTES: u64 = 256 << 20;
 
 /// A copy of one request for one variant.
 pub struct ShadowJob {
@@ -41,6 +45,17 @@ struct Counts {
     queued: AtomicU64,
     dropped: AtomicU64,
     finished: AtomicU64,
+    /// Tensor bytes held by copies queued or running.
+    held_bytes: AtomicU64,
+}
+
+impl ShadowJob {
+    /// The tensor bytes this copy holds until it ends.
+    fn bytes(&self) -> u64 {
+        let seeded = self.seeded.values().flatten();
+        let all = self.inputs.iter().chain(&self.served_outputs).chain(seeded);
+        all.map(|t| t.data.len() as u64).sum()
+    }
 }
 
 /// The shadow queue's counts for the API and `/metrics`.
@@ -49,8 +64,10 @@ pub struct ShadowFigures {
     pub capacity: usize,
     pub queued: u64,
     pub finished: u64,
-    /// Copies not run because the queue was full.
+    /// Copies not run because the queue (or its byte budget) was full.
     pub dropped: u64,
+    /// Tensor bytes held by copies queued or running now.
+    pub held_bytes: u64,
 }
 
 pub(crate) struct ShadowQueue {
@@ -73,14 +90,14 @@ impl ShadowQueue {
             tokio::spawn(work(shared.clone(), self.counts.clone(), receiver));
             sender
         });
-        match sender.try_send(job) {
-            Ok(()) => {
-                self.counts.queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let bytes = job.bytes();
+        let held = self.counts.held_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if held > MAX_HELD_BYTES || sender.try_send(job).is_err() {
+            self.counts.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        self.counts.queued.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn figures(&self) -> ShadowFigures {
@@ -89,6 +106,7 @@ impl ShadowQueue {
             queued: self.counts.queued.load(Ordering::Relaxed),
             finished: self.counts.finished.load(Ordering::Relaxed),
             dropped: self.counts.dropped.load(Ordering::Relaxed),
+            held_bytes: self.counts.held_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -96,7 +114,8 @@ impl ShadowQueue {
 async fn work(shared: Arc<Shared>, counts: Arc<Counts>, mut jobs: mpsc::Receiver<ShadowJob>) {
     let mut running = JoinSet::new();
     while let Some(job) = jobs.recv().await {
-        let (finished, experiment) = (Finished(counts.clone()), shared.clone());
+        let finished = Finished { counts: counts.clone(), bytes: job.bytes() };
+        let experiment = shared.clone();
         running.spawn(async move {
             let _finished = finished;
             run(experiment, job).await
@@ -114,12 +133,17 @@ async fn work(shared: Arc<Shared>, counts: Arc<Counts>, mut jobs: mpsc::Receiver
     }
 }
 
-/// Counts a copy as finished when its task ends, however it ends.
-struct Finished(Arc<Counts>);
+/// Counts a copy as finished, and its bytes as freed, when its task ends,
+/// however it ends.
+struct Finished {
+    counts: Arc<Counts>,
+    bytes: u64,
+}
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        self.0.finished.fetch_add(1, Ordering::Relaxed);
+        self.counts.held_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.counts.finished.fetch_add(1, Ordering::Relaxed);
     }
 }
 

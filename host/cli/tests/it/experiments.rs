@@ -297,7 +297,8 @@ fn shadows_never_slow_or_fail_a_caller_and_a_full_queue_drops_them_counted() {
     let shadow = &status["shadow"];
     let (queued, dropped) = (shadow["queued"].as_u64().unwrap(), shadow["dropped"].as_u64().unwrap());
     assert_eq!(queued + dropped, 40, "two copies of each of 20 requests: {status:#}");
-    assert!(dropped > 0, "a one-place queue behind 400 ms copies must drop some: {status:#}");
+    assert!(dropped > 0, "a two-place queue behind 400 ms copies must drop some: {status:#}");
+    assert_eq!(shadow["held_bytes"], 0, "every finished copy gave its tensors back: {status:#}");
     let broken = variant(&status, "broken");
     assert!(broken["shadowed"].as_u64().unwrap() > 0 && broken["error_rate"] == 1.0, "{broken}");
     assert_eq!(variant(&status, "champion")["served"], 20);
@@ -385,6 +386,37 @@ fn reloads_under_load_fail_no_request_and_a_bad_manifest_is_refused() {
     println!("{answered} requests answered across {} reloads, {failed} failed", generation);
     assert_eq!(failed, 0);
     assert!(answered > 20, "the load ran: {answered}");
+}
+
+#[test]
+fn an_invocation_in_flight_finishes_on_the_manifest_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |mode: &str| {
+        format!(
+            "{}[[pipelines.p.steps]]\nname = \"s\"\ncomponent = \"hostile\"\ninputs = [\"input.x\"]\n\
+             config = {{ mode = \"{mode}\", ms = 1500 }}\n[pipelines.p.outputs]\nx = \"s.x\"\n",
+            test_components()
+        )
+    };
+    let manifest = dir.path().join("weir.toml");
+    std::fs::write(&manifest, pipeline("sleep")).unwrap();
+    let server = Arc::new(start(&manifest));
+    let request = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[7]}]}"#;
+    let slow = {
+        let server = server.clone();
+        std::thread::spawn(move || post(&server, "/v2/models/p/infer", request))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // The pipeline changes under the running invocation: it no longer sleeps.
+    std::fs::write(&manifest, pipeline("echo")).unwrap();
+    assert_eq!(post(&server, "/v2/admin/reload", "").0, 200);
+    let started = Instant::now();
+    let (status, answer) = post(&server, "/v2/models/p/infer", request);
+    assert_eq!(status, 200, "{answer}");
+    assert!(started.elapsed() < Duration::from_millis(1000), "a new request runs the new manifest (no sleep)");
+    let (status, answer) = slow.join().unwrap();
+    assert_eq!(status, 200, "the invocation started before the reload finished: {answer}");
+    assert!(answer["parameters"]["receipt"]["wall_us"].as_u64().unwrap() >= 1_500_000, "it slept: {answer}");
 }
 
 #[test]
