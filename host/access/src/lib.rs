@@ -19,7 +19,7 @@ pub use extraction::{fingerprint, ExtractionDetector, Verdict, COOLDOWN, WINDOW}
 pub use keyfile::{declaration, DeclaredKeys, KeyFile, KeyRecord, KEY_PREFIX};
 pub use keyring::{Access, AuthError, Keyring, Principal};
 pub use quota::{Admission, Quota, Quotas, Refusal};
-pub use scope::{Requirement, Scope, ScopeError};
+pub use scope::{base_pipeline, Requirement, Scope, ScopeError};
 
 use thiserror::Error;
 

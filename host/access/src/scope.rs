@@ -98,7 +98,19 @@ pub enum Requirement {
     Admin,
 }
 
+/// The pipeline a name's scope and quota are kept under: `ride` for
+/// `ride` and for each of its versions (`ride@v2`).
+pub fn base_pipeline(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(base, _)| base)
+}
+
 impl Requirement {
+    /// What invoking `pipeline` needs: `invoke:` its base name (a version
+    /// is the same service to callers).
+    pub fn invoke(pipeline: &str) -> Requirement {
+        Requirement::Invoke(base_pipeline(pipeline).to_string())
+    }
+
     /// Whether a key holding `scopes` meets this requirement.
     pub fn met_by(&self, scopes: &[Scope]) -> bool {
         if scopes.contains(&Scope::Admin) {

@@ -276,12 +276,14 @@ impl Residency {
         for name in self.manifest.components.keys() {
             self.component(name).await?;
         }
-        for step in self.manifest.pipelines.values().flat_map(|p| &p.steps) {
+        // Experiments' challengers too: a model only a challenger uses
+        // must not load inside a canary's first stage.
+        for step in self.manifest.runnable_pipelines().flat_map(|p| &p.steps) {
             self.models_for(step).await?;
         }
         // Registered is fetched; loaded is an ONNX Runtime session ready to run.
         let granted: std::collections::BTreeSet<&String> =
-            self.manifest.pipelines.values().flat_map(|p| &p.steps).flat_map(|s| &s.grants.nn.models).collect();
+            self.manifest.runnable_pipelines().flat_map(|p| &p.steps).flat_map(|s| &s.grants.nn.models).collect();
         for name in granted {
             let models = self.sandbox.models().clone();
             let loading = name.clone();

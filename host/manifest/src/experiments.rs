@@ -82,7 +82,8 @@ pub struct Gate {
     /// Least time spent at each stage.
     pub min_duration: Duration,
     pub max_p99: Option<Duration>,
-    pub max_error_rate: Option<f64>,
+    /// Failed runs over runs; 1% unless stated (failures always count).
+    pub max_error_rate: f64,
     pub agreement: Option<Agreement>,
 }
 
@@ -159,6 +160,10 @@ pub struct RawAgreement {
     pub min: Spanned<f64>,
 }
 
+/// A gate's error-rate bound when none is stated: a challenger that fails
+/// more than its champion should is never promoted by default.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
+
 /// A gate stage lasts at most a day; a latency bound is 1 µs to 1 h.
 const STAGE_TIME: DurationRange =
     DurationRange { min: Duration::ZERO, max: Duration::from_secs(86_400), min_text: "0s", max_text: "24h" };
@@ -228,7 +233,8 @@ pub fn experiments(
             variants.push(variant);
         }
         let total: f64 = variants.iter().map(|v| v.weight).sum();
-        if mode == ExperimentMode::Split && total > 100.0 {
+        // A little slack: weights in tenths of a percent do not add up exactly in binary.
+        if mode == ExperimentMode::Split && total > 100.0 + 1e-9 {
             return Err(place.nowhere(format!("{key}: the challengers' weights add up to {total}%, more than 100%")));
         }
         let gate = match (&raw.gate, mode) {
@@ -385,6 +391,19 @@ fn swapped(
         if !models.contains_key(version.get_ref()) {
             return Err(place.at(version, format!("{key}.models.{model}: no model named `{}`", version.get_ref())));
         }
+        // The step's code asks for the base name; only a version of it resolves.
+        let base = |name: &str| name.split_once('@').map_or(name, |(base, _)| base).to_string();
+        if base(model) != base(version.get_ref()) {
+            return Err(place.at(
+                version,
+                format!(
+                    "{key}.models.{model}: `{}` is not a version of `{}` (write `{}@VERSION`)",
+                    version.get_ref(),
+                    base(model),
+                    base(model)
+                ),
+            ));
+        }
         let mut granted = false;
         for step in &mut pipeline.steps {
             for name in step.grants.nn.models.iter_mut().filter(|m| *m == model) {
@@ -463,7 +482,7 @@ fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Re
         Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
             return Err(place.at(r, format!("{key}.max_error_rate = {} is out of range; a share, 0 to 1", r.get_ref())))
         }
-        other => other.as_ref().map(|r| *r.get_ref()),
+        other => other.as_ref().map_or(DEFAULT_MAX_ERROR_RATE, |r| *r.get_ref()),
     };
     let agreement = match &raw.agreement {
         None => None,
@@ -478,8 +497,5 @@ fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Re
             Some(comparison(place, &key, &a.output, a.tolerance.as_ref(), *a.min.get_ref(), champion)?)
         }
     };
-    if max_p99.is_none() && max_error_rate.is_none() && agreement.is_none() {
-        return Err(place.nowhere(format!("{key}: state at least one criterion (max_p99, max_error_rate, agreement)")));
-    }
     Ok(Gate { stages, min_requests, min_duration, max_p99, max_error_rate, agreement })
 }

@@ -104,6 +104,7 @@ agreement = { output = "eta", tolerance = 0.5, min = 0.99 }
     assert_eq!(v2.shared_steps, ["features", "acceptance"]);
     assert_eq!(v2.change, "model eta -> eta@v2");
     assert_eq!(e.gate.as_ref().unwrap().min_requests, 100);
+    assert_eq!(e.gate.as_ref().unwrap().max_error_rate, 0.01, "failures count even when no bound is stated");
     assert_eq!(manifest.experiment_on("ride").map(|e| e.name.as_str()), Some("e"));
     assert_eq!(manifest.runnable_pipelines().count(), 3);
 }
@@ -171,10 +172,6 @@ fn each_mistake_is_named_with_its_key_and_place() {
             "ending at 100",
         ),
         (
-            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]",
-            "state at least one criterion",
-        ),
-        (
             "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nagreement = { output = \"label\", min = 0.9 }",
             "pipeline `ride` has no output `label`",
         ),
@@ -191,8 +188,12 @@ fn each_mistake_is_named_with_its_key_and_place() {
             "no model named `eta@v9`",
         ),
         (
-            "[experiments.e]\npipeline = \"ride\"\nmode = \"shadow\"\n[[experiments.e.variants]]\nname = \"a\"\nmodels = { other = \"eta@v2\" }",
-            "no step of pipeline `ride` uses model `other`",
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"shadow\"\n[[experiments.e.variants]]\nname = \"a\"\nmodels = { \"eta@v1\" = \"eta@v2\" }",
+            "no step of pipeline `ride` uses model `eta@v1`",
+        ),
+        (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"shadow\"\n[[experiments.e.variants]]\nname = \"a\"\nmodels = { eta = \"acceptance\" }",
+            "`acceptance` is not a version of `eta` (write `eta@VERSION`)",
         ),
         (
             "[experiments.e]\npipeline = \"ride\"\nmode = \"shadow\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride\"",

@@ -75,9 +75,13 @@ impl ModelCache {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Declare a model (replacing a declaration of the same name).
+    /// Declare a model (replacing a declaration of the same name; the same
+    /// declaration again changes nothing, so a loaded session stays).
     pub fn register(&self, spec: ModelSpec) {
         let mut state = self.state();
+        if state.specs.get(&spec.name) == Some(&spec) {
+            return;
+        }
         state.loaded.remove(&spec.name);
         state.specs.insert(spec.name.clone(), spec);
     }

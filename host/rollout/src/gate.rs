@@ -115,7 +115,8 @@ impl Canary {
         // Errors past what the stage's minimum allows fail it at once: the
         // rate cannot come back under the bound, so waiting only sends
         // more traffic to a bad challenger.
-        if let Some(max) = gate.max_error_rate {
+        {
+            let max = gate.max_error_rate;
             let allowed = max * figures.runs.max(gate.min_requests) as f64;
             if figures.errors as f64 > allowed + EPSILON {
                 let failed = vec![format!(
@@ -138,14 +139,19 @@ impl Canary {
             }
         }
         let enough = figures.runs >= gate.min_requests && self.since.elapsed() >= gate.min_duration;
-        let agreement_known = gate.agreement.as_ref().is_none_or(|_| figures.compared > 0);
-        if !enough || !agreement_known {
+        // Agreement is judged on as many comparisons as runs are required
+        // (they arrive later than runs: the copy runs after the answer).
+        let compared_enough = gate.agreement.as_ref().is_none_or(|_| figures.compared >= gate.min_requests);
+        if !enough || !compared_enough {
             return None;
         }
         let mut failed = Vec::new();
-        if let (Some(max), Some(p99)) = (gate.max_p99, figures.p99_ms) {
-            if p99 > max.as_secs_f64() * 1000.0 {
-                failed.push(format!("p99 {p99:.3} ms > {:.3} ms", max.as_secs_f64() * 1000.0));
+        if let Some(max) = gate.max_p99 {
+            let bound = max.as_secs_f64() * 1000.0;
+            match figures.p99_ms {
+                Some(p99) if p99 > bound => failed.push(format!("p99 {p99:.3} ms > {bound:.3} ms")),
+                Some(_) => {}
+                None => failed.push(format!("no run succeeded to measure p99 against {bound:.3} ms")),
             }
         }
         if let (Some(a), Some(agreement)) = (&gate.agreement, figures.agreement) {
@@ -186,7 +192,7 @@ mod tests {
             min_requests: 10,
             min_duration: Duration::ZERO,
             max_p99: Some(Duration::from_millis(50)),
-            max_error_rate: Some(0.1),
+            max_error_rate: 0.1,
             agreement: Some(Agreement { output: "eta".into(), tolerance: 0.5, min: 0.9 }),
         }
     }
@@ -234,18 +240,31 @@ mod tests {
     }
 
     #[test]
-    fn a_stage_below_the_agreement_bound_rolls_back_when_judged() {
+    fn agreement_waits_for_as_many_comparisons_as_runs() {
         let mut canary = Canary::new(gate());
-        // 10 runs, 9 compared, 1 disagreement: 0.889 < 0.9 but within the early bound (1 of 10).
-        for i in 0..10 {
+        for _ in 0..10 {
             canary.run(&run(true, 5), false);
-            if i > 0 {
-                canary.compared(i != 5);
-            }
+        }
+        for i in 0..9 {
+            canary.compared(true);
+            assert_eq!(canary.judge(), None, "judged on {} comparisons", i + 1);
+        }
+        canary.compared(true);
+        assert_eq!(canary.judge().map(|(v, _)| v), Some(Verdict::Advance { to: 50.0 }));
+    }
+
+    #[test]
+    fn a_challenger_with_no_successful_run_fails_a_latency_bound() {
+        let only_latency = Gate { agreement: None, max_error_rate: 1.0, ..gate() };
+        let mut canary = Canary::new(only_latency);
+        for _ in 0..10 {
+            canary.run(&run(false, 5), false);
         }
         let (verdict, _) = canary.judge().unwrap();
-        let Verdict::Rollback { failed } = verdict else { panic!("{verdict:?}") };
-        assert!(failed[0].starts_with("agreement on `eta` 0.8889 < 0.9"), "{failed:?}");
+        assert!(
+            matches!(&verdict, Verdict::Rollback { failed } if failed[0].starts_with("no run succeeded")),
+            "{verdict:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,30 @@ pub use rollout::{Action, Decision, Phase, Rollout, RolloutStatus, Routed};
 pub use shadow::ShadowJob;
 pub use stats::Run;
 
+/// Where every component and model an experiment's variants run comes
+/// from (source and pin, by name): an experiment keeps its state across a
+/// reload only if these are unchanged too, so a promoted challenger never
+/// goes on serving a different artifact than the one the gate judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifacts(Vec<(String, weir_manifest::ArtifactSource, Option<weir_core::Digest>)>);
+
+impl Artifacts {
+    pub fn of(manifest: &Manifest, decl: &weir_manifest::Experiment) -> Artifacts {
+        let champion = manifest.pipelines.get(&decl.pipeline);
+        let pipelines = champion.into_iter().chain(decl.variants.iter().map(|v| &v.pipeline));
+        let mut found = std::collections::BTreeMap::new();
+        for step in pipelines.flat_map(|p| &p.steps) {
+            if let Some(c) = manifest.components.get(&step.component) {
+                found.insert(format!("component {}", c.name), (c.artifact.source.clone(), c.artifact.pin.clone()));
+            }
+            for m in step.grants.nn.models.iter().filter_map(|m| manifest.models.get(m)) {
+                found.insert(format!("model {}", m.name), (m.artifact.source.clone(), m.artifact.pin.clone()));
+            }
+        }
+        Artifacts(found.into_iter().map(|(name, (source, pin))| (name, source, pin)).collect())
+    }
+}
+
 /// Every experiment of one manifest, by name.
 #[derive(Default)]
 pub struct Rollouts {
@@ -37,8 +61,12 @@ impl Rollouts {
             .values()
             .map(|decl| {
                 let champion = &manifest.pipelines[&decl.pipeline];
-                let kept = previous.and_then(|p| p.by_name.get(&decl.name)).filter(|r| r.runs(decl, champion));
-                let rollout = kept.cloned().unwrap_or_else(|| Arc::new(Rollout::new(decl.clone(), champion.clone())));
+                let artifacts = Artifacts::of(manifest, decl);
+                let kept = previous
+                    .and_then(|p| p.by_name.get(&decl.name))
+                    .filter(|r| r.runs(decl, champion) && r.artifacts() == &artifacts);
+                let rollout =
+                    kept.cloned().unwrap_or_else(|| Arc::new(Rollout::new(decl.clone(), champion.clone(), artifacts)));
                 (decl.name.clone(), rollout)
             })
             .collect();

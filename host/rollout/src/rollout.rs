@@ -96,6 +96,7 @@ pub(crate) struct Shared {
 pub struct Rollout {
     shared: Arc<Shared>,
     shadow: ShadowQueue,
+    artifacts: crate::Artifacts,
 }
 
 /// An experiment's status for the API.
@@ -141,7 +142,7 @@ fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Rollout {
-    pub fn new(decl: Experiment, champion: Pipeline) -> Rollout {
+    pub fn new(decl: Experiment, champion: Pipeline, artifacts: crate::Artifacts) -> Rollout {
         let state = State {
             phase: Phase::Running,
             canary: decl.gate.clone().map(Canary::new),
@@ -149,7 +150,12 @@ impl Rollout {
             decisions: VecDeque::new(),
         };
         let shadow = ShadowQueue::new(decl.shadow_queue);
-        Rollout { shared: Arc::new(Shared { decl, champion, state: Mutex::new(state) }), shadow }
+        Rollout { shared: Arc::new(Shared { decl, champion, state: Mutex::new(state) }), shadow, artifacts }
+    }
+
+    /// The artifacts its variants run.
+    pub fn artifacts(&self) -> &crate::Artifacts {
+        &self.artifacts
     }
 
     pub fn decl(&self) -> &Experiment {
@@ -355,13 +361,22 @@ impl Shared {
         }
     }
 
-    /// Count a run, and let a canary's gate judge.
+    /// Count a run, and let a canary's gate judge. A challenger's failed
+    /// run has no answer to compare: where answers are compared, it counts
+    /// as a disagreement.
     pub(crate) fn record(&self, index: usize, run: &Run, shadow: bool) {
         let mut state = lock(&self.state);
         state.stats[index].record(run, shadow);
+        let disagreed = !run.ok && index != 0 && self.decl.compare.is_some();
+        if disagreed {
+            state.stats[index].compared(false);
+        }
         if index == 1 && state.phase == Phase::Running {
             if let Some(canary) = &mut state.canary {
                 canary.run(run, shadow);
+                if disagreed {
+                    canary.compared(false);
+                }
                 self.judge(&mut state);
             }
         }
@@ -440,9 +455,7 @@ fn criteria(gate: &weir_manifest::experiments::Gate) -> Vec<String> {
     if let Some(p99) = gate.max_p99 {
         out.push(format!("p99 <= {:.3} ms", p99.as_secs_f64() * 1000.0));
     }
-    if let Some(rate) = gate.max_error_rate {
-        out.push(format!("error rate <= {rate}"));
-    }
+    out.push(format!("error rate <= {}", gate.max_error_rate));
     if let Some(a) = &gate.agreement {
         out.push(format!("agreement on `{}` (within {}) >= {}", a.output, a.tolerance, a.min));
     }

@@ -52,6 +52,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Whether the engine counts guest instructions (steps with a fuel limit need it).
+    pub fn counts_fuel(&self) -> bool {
+        self.engine.options().fuel
+    }
+
     pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
         let engine = WeirEngine::new(options.engine)?;
         let mut linker = Linker::new(engine.engine());

@@ -357,19 +357,19 @@ impl Dispatcher {
         };
         let copies = experiment.as_ref().filter(|(_, r)| !r.shadows.is_empty()).map(|_| inputs.clone());
         let run = executor.run_pipeline(target, inputs, &options, Seeded::new());
-        let result = match tokio::time::timeout(timeout, run).await {
+        let result = tokio::time::timeout(timeout, run).await;
+        if let Some((rollout, routed)) = &experiment {
+            rollout.served(routed.served, served_run(&result, &executor.manifest().accounting));
+        }
+        let result = match result {
             Ok(result) => result.map_err(Failure::from),
             Err(_) => {
                 let message = format!("the invocation took longer than {timeout:?} and was cancelled");
                 Err(Failure::new(ErrorKind::TimedOut, message))
             }
         };
-        if let Some((rollout, routed)) = &experiment {
-            let pricing = &executor.manifest().accounting;
-            rollout.served(routed.served, served_run(&result, pricing));
-            if let (Ok(output), Some(inputs)) = (&result, copies) {
-                self.shadow(executor, rollout, routed, output, inputs);
-            }
+        if let (Some((rollout, routed)), Ok(output), Some(inputs)) = (&experiment, &result, copies) {
+            self.shadow(executor, rollout, routed, output, inputs);
         }
         let mut output = result?;
         output.kept.clear();
@@ -438,13 +438,17 @@ fn sticky_key(rollout: &Rollout, request: &InferenceRequest, header: Option<Stri
     }
 }
 
-/// How a served run counts for its variant: the caller's own mistakes
-/// (a bad or too large request) say nothing about the variant.
-fn served_run(result: &Result<PipelineOutput, Failure>, pricing: &weir_core::Pricing) -> Option<Run> {
+/// How a served run counts for its variant. A request refused before any
+/// step ran (inputs that do not match the declared ones) says nothing about
+/// the variant; anything a step did, its time limit included, counts.
+fn served_run(
+    result: &Result<Result<PipelineOutput, weir_executor::PipelineError>, tokio::time::error::Elapsed>,
+    pricing: &weir_core::Pricing,
+) -> Option<Run> {
     match result {
-        Ok(output) => Some(Run::of(output, pricing)),
-        Err(f) if matches!(f.kind, ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::NotFound) => None,
-        Err(_) => Some(Run::failed()),
+        Ok(Ok(output)) => Some(Run::of(output, pricing)),
+        Ok(Err(error)) if error.is_caller_error() && error.step().is_none() => None,
+        _ => Some(Run::failed()),
     }
 }
 

@@ -35,9 +35,14 @@ impl Reloader {
         let manifest = Manifest::load(&self.path)?;
         Triggers::from_manifest(&manifest)?;
         let current = self.dispatcher.executor();
-        current.manifest().same_sections(&manifest).map_err(|why| {
+        let refuse = |why: String| {
             Failure::new(ErrorKind::InvalidInput, format!("{}: {why}; the running manifest stays", self.path.display()))
-        })?;
+        };
+        current.manifest().same_sections(&manifest).map_err(refuse)?;
+        changed_models(current.manifest(), &manifest).map_err(refuse)?;
+        if manifest.needs_fuel() && !current.sandbox().counts_fuel() {
+            return Err(refuse("a step now has a fuel limit and this server was started without fuel metering; restart weir serve to apply it".into()));
+        }
         let pipelines = manifest.pipelines.keys().cloned().collect();
         let experiments = manifest.experiments.keys().cloned().collect();
         let executor = self
@@ -72,6 +77,26 @@ impl Reload for Reloader {
     fn reload(&self) -> Pin<Box<dyn Future<Output = Result<Reloaded, Failure>> + Send + '_>> {
         Box::pin(self.swap())
     }
+}
+
+/// A model declared under a name the running manifest already uses must be
+/// the same model: both generations share one model cache, and invocations
+/// still running on the old one must keep their model. A new model is a new
+/// version (`eta@v2`).
+fn changed_models(running: &Manifest, new: &Manifest) -> Result<(), String> {
+    for (name, model) in &new.models {
+        let Some(old) = running.models.get(name) else { continue };
+        let same = old.artifact.source == model.artifact.source
+            && old.artifact.pin == model.artifact.pin
+            && old.device == model.device
+            && old.threads == model.threads;
+        if !same {
+            return Err(format!(
+                "model `{name}` changed; declare the new one as a new version (`{name}@NEW`) and point the steps at it, or restart weir serve"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reload on every `SIGHUP` (on the current runtime).

@@ -367,6 +367,22 @@ fn reloads_under_load_fail_no_request_and_a_bad_manifest_is_refused() {
     let (status, body) = reload(&format!("{original}\n[triggers.http]\nlisten = \"127.0.0.1:1\"\n"));
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("[triggers] changed; restart weir serve"), "{body}");
+    // A model may not change under a name in use (both generations share it): a new version may.
+    let swapped = original.replace("eta_v2.onnx", "eta_bad.onnx");
+    let (status, body) = reload(&swapped);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("model `eta@v2` changed; declare the new one as a new version"),
+        "{body}"
+    );
+    let fuel = original.replace(
+        "name = \"fare\"\ncomponent = \"fare\"",
+        "name = \"fare\"\ncomponent = \"fare\"\nlimits = { fuel = 100000000 }",
+    );
+    assert_ne!(fuel, original);
+    let (status, body) = reload(&fuel);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("without fuel metering; restart"), "{body}");
     let missing = original.replace("eta_v2.onnx", "eta_v9.onnx");
     let (status, body) = reload(&missing);
     assert_eq!(status, 400, "{body}");
@@ -383,7 +399,7 @@ fn reloads_under_load_fail_no_request_and_a_bad_manifest_is_refused() {
     stop.store(true, Ordering::Relaxed);
     load.into_iter().for_each(|t| t.join().unwrap());
     let (answered, failed) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!("{answered} requests answered across {} reloads, {failed} failed", generation);
+    println!("{answered} requests answered across {generation} generations, {failed} failed");
     assert_eq!(failed, 0);
     assert!(answered > 20, "the load ran: {answered}");
 }
@@ -417,6 +433,46 @@ fn an_invocation_in_flight_finishes_on_the_manifest_it_started_with() {
     let (status, answer) = slow.join().unwrap();
     assert_eq!(status, 200, "the invocation started before the reload finished: {answer}");
     assert!(answer["parameters"]["receipt"]["wall_us"].as_u64().unwrap() >= 1_500_000, "it slept: {answer}");
+}
+
+#[test]
+fn watch_reloads_when_the_file_changes_and_keeps_serving_through_a_bad_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = rollout_manifest(dir.path(), Some(""));
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let server = crate::common::server::start_with(&manifest, &["--watch"], &[]);
+    let wait_for = |path: &str, want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&server, path).0 != want {
+            assert!(Instant::now() < deadline, "{path} never answered {want} after the edit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A broken edit is refused: the running manifest keeps answering.
+    std::fs::write(&manifest, format!("{original}\n[pipelines.broken\n")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ride(&server, &rides()[0], "r").0, 200);
+    // A good edit (a step-level challenger: another version of `fare`) is picked up.
+    let fare = original.lines().skip_while(|l| *l != "[components.fare]").nth(1).unwrap().to_string();
+    let step_level = format!(
+        "{original}\n[components.\"fare@v2\"]\n{fare}\n[experiments.s]\npipeline = \"ride\"\nmode = \"shadow\"\n\
+         [[experiments.s.variants]]\nname = \"fare2\"\ncomponents = {{ fare = \"fare@v2\" }}\n"
+    );
+    std::fs::write(&manifest, step_level).unwrap();
+    wait_for("/v2/experiments/s", 200);
+    for body in rides().iter().take(10) {
+        assert_eq!(ride(&server, body, "r").0, 200);
+    }
+    let status = settled(&server, "s");
+    let fare2 = variant(&status, "fare2");
+    // Only the swapped step runs in the copy; everything upstream is the champion's.
+    assert_eq!(
+        (fare2["shadowed"].as_u64(), fare2["shadow_steps_per_run"].as_f64()),
+        (Some(10), Some(1.0)),
+        "{status:#}"
+    );
+    assert_eq!(fare2["shared_steps"], json!(["features", "eta", "acceptance"]));
+    assert_eq!(fare2["agreement"], 1.0, "the same fare code agrees with itself");
 }
 
 #[test]

@@ -231,3 +231,12 @@ pub fn response(response: InferenceResponse) -> ModelInferResponse {
         raw_output_contents: raw,
     }
 }
+
+/// The pipeline a `ModelInfer` names: `model_name`, or with OIP's
+/// `model_version` the pipeline version `name@version`.
+pub fn pipeline_name(model_name: &str, model_version: &str) -> String {
+    match model_version {
+        "" => model_name.to_string(),
+        version => format!("{model_name}@{version}"),
+    }
+}

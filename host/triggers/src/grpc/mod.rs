@@ -25,7 +25,7 @@ use futures_util::{Stream, StreamExt};
 use prost::Message as _;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status, Streaming};
-use weir_access::{AuditEvent, Principal, Requirement};
+use weir_access::{base_pipeline, AuditEvent, Principal, Requirement};
 use weir_core::ErrorKind;
 
 pub use settings::{GrpcSettings, DEFAULT_LISTEN};
@@ -93,9 +93,9 @@ impl Service {
     /// and answered exactly as an HTTP request is.
     async fn infer(&self, caller: &Caller, message: ModelInferRequest) -> Result<Answer, Status> {
         let received = Instant::now();
-        let name = message.model_name.clone();
+        let name = convert::pipeline_name(&message.model_name, &message.model_version);
         let action = format!("ModelInfer {name}");
-        let principal = self.authorize(caller, Requirement::Invoke(name.clone()), &action)?;
+        let principal = self.authorize(caller, Requirement::invoke(&name), &action)?;
         let result = self.run(caller, &principal, &name, message, received).await;
         let http_status = match &result {
             Ok(_) => 200,
@@ -118,7 +118,7 @@ impl Service {
         let state = &self.state;
         let dispatcher = &state.dispatcher;
         dispatcher.executor().pipeline(name)?;
-        let _admission = state.quotas.admit(principal, name).map_err(|refusal| {
+        let _admission = state.quotas.admit(principal, base_pipeline(name)).map_err(|refusal| {
             let seconds = http::count_refusal(state, name, principal, &refusal);
             Failure::new(ErrorKind::Overloaded, format!("{} (retry after {seconds} s)", refusal.message))
         })?;
@@ -137,7 +137,7 @@ impl Service {
         let (request, inputs) = convert::request(message).map_err(|e| counted(Failure::from_error(&e)))?;
         let prepared = Prepared::from_parts(request, inputs, received, dispatcher.limits()).map_err(counted)?;
         let rows = prepared.inputs().iter().filter(|t| t.shape.len() >= 2).map(|t| t.shape[0]).max().unwrap_or(1);
-        state.quotas.charge_rows(principal, name, rows);
+        state.quotas.charge_rows(principal, base_pipeline(name), rows);
         if let Some(refusal) = http::suspected_extraction(state, name, principal, &prepared) {
             http::count_refusal(state, name, principal, &refusal);
             return Err(Failure::new(ErrorKind::Overloaded, refusal.message));
@@ -188,7 +188,7 @@ impl GrpcInferenceService for Service {
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let caller = Caller::of(request.metadata());
         let name = request.into_inner().name;
-        self.authorize(&caller, Requirement::Invoke(name.clone()), &format!("ModelReady {name}"))?;
+        self.authorize(&caller, Requirement::invoke(&name), &format!("ModelReady {name}"))?;
         match http::ready(&self.state, &name).await {
             Ok(()) => Ok(Response::new(ModelReadyResponse { ready: true })),
             Err(failure) if failure.kind == ErrorKind::NotFound => Err(status(failure)),
@@ -214,7 +214,7 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let caller = Caller::of(request.metadata());
         let name = request.into_inner().name;
-        self.authorize(&caller, Requirement::Invoke(name.clone()), &format!("ModelMetadata {name}"))?;
+        self.authorize(&caller, Requirement::invoke(&name), &format!("ModelMetadata {name}"))?;
         let executor = self.state.dispatcher.executor();
         let pipeline = executor.pipeline(&name).map_err(|e| status(Failure::from_error(&e)))?;
         let metadata = http::metadata_of(pipeline);

@@ -93,3 +93,9 @@ fn parameters_cross_in_both_directions() {
     assert_eq!(parameters["trace"], serde_json::json!(true));
     assert_eq!(parameters["receipt"], serde_json::json!("full"));
 }
+
+#[test]
+fn a_model_version_names_a_pipeline_version() {
+    assert_eq!(convert::pipeline_name("ride", ""), "ride");
+    assert_eq!(convert::pipeline_name("ride", "v2"), "ride@v2");
+}

@@ -49,8 +49,7 @@ impl Need {
             Need::Invoke => {
                 // A key that may invoke a pipeline may invoke each of its versions (`name@version`).
                 let name = params.iter().find(|(key, _)| *key == "name").map_or("", |(_, value)| value);
-                let base = name.split_once('@').map_or(name, |(base, _)| base);
-                Requirement::Invoke(base.to_string())
+                Requirement::invoke(name)
             }
             Need::ReadRecords => Requirement::ReadRecords,
             Need::EraseRecords => Requirement::EraseRecords,

@@ -20,7 +20,7 @@ pub(super) async fn server_metadata(
 ) -> Json<ServerMetadata> {
     let executor = state.dispatcher.executor();
     let pipelines = executor.manifest().pipelines.keys();
-    let models = pipelines.filter(|name| principal.may(&Requirement::Invoke(name.to_string()))).cloned().collect();
+    let models = pipelines.filter(|name| principal.may(&Requirement::invoke(name))).cloned().collect();
     Json(ServerMetadata {
         name: "weir".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -35,7 +35,9 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use weir_access::{fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Verdict};
+use weir_access::{
+    base_pipeline, fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Verdict,
+};
 use weir_console::Board;
 use weir_core::{Classify, ErrorKind};
 use weir_observe::provenance::ProvenanceStore;
@@ -272,7 +274,8 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
     pipeline(&state, &name)?;
-    let _admission = match state.quotas.admit(&principal, &name) {
+    // Quotas are kept per pipeline, its versions included.
+    let _admission = match state.quotas.admit(&principal, base_pipeline(&name)) {
         Ok(admission) => admission,
         Err(refusal) => return Ok(over_quota(&state, &name, &principal, refusal)),
     };
@@ -319,7 +322,7 @@ async fn infer(
     drop(body);
     // A budget counts rows: the first dimension of the largest batched input.
     let rows = prepared.inputs().iter().filter(|t| t.shape.len() >= 2).map(|t| t.shape[0]).max().unwrap_or(1);
-    state.quotas.charge_rows(&principal, &name, rows);
+    state.quotas.charge_rows(&principal, base_pipeline(&name), rows);
     if let Some(refusal) = suspected_extraction(&state, &name, &principal, &prepared) {
         return Ok(over_quota(&state, &name, &principal, refusal));
     }

@@ -78,7 +78,11 @@ pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     state.dispatcher.metrics().spans_dropped(state.dispatcher.spans_dropped());
     state.dispatcher.metrics().process_usage(weir_core::clock::process_cpu_time(), executor.energy().as_ref());
     let mut text = state.dispatcher.metrics().encode(&models, &executor.residency().status(), resident_set_bytes());
-    state.dispatcher.generation().rollouts.metrics_text(&mut text);
+    // Experiments' families go before the exposition's `# EOF` line.
+    let eof = text.rfind("# EOF").unwrap_or(text.len());
+    let mut experiments = String::new();
+    state.dispatcher.generation().rollouts.metrics_text(&mut experiments);
+    text.insert_str(eof, &experiments);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
