@@ -19,6 +19,8 @@ pub enum Scope {
     ReadRecords,
     /// Erase kept records (by invocation or subject).
     EraseRecords,
+    /// Send the true outcome of recorded invocations (feedback).
+    WriteFeedback,
     /// `/v2/status` and `/metrics`.
     Status,
     /// Everything, including other keys' jobs.
@@ -27,8 +29,8 @@ pub enum Scope {
 
 #[derive(Debug, Error, PartialEq)]
 #[error(
-    "`{0}` is not a scope; scopes are `invoke:PIPELINE`, `invoke:*`, `records:read`, `records:erase`, `status` and \
-     `admin`"
+    "`{0}` is not a scope; scopes are `invoke:PIPELINE`, `invoke:*`, `records:read`, `records:erase`, \
+     `feedback:write`, `status` and `admin`"
 )]
 pub struct ScopeError(pub String);
 
@@ -45,6 +47,7 @@ impl FromStr for Scope {
             "invoke:*" => Ok(Scope::Invoke(None)),
             "records:read" => Ok(Scope::ReadRecords),
             "records:erase" => Ok(Scope::EraseRecords),
+            "feedback:write" => Ok(Scope::WriteFeedback),
             "status" => Ok(Scope::Status),
             "admin" => Ok(Scope::Admin),
             _ => match text.strip_prefix("invoke:") {
@@ -70,6 +73,7 @@ impl fmt::Display for Scope {
             Scope::Invoke(Some(name)) => write!(f, "invoke:{name}"),
             Scope::ReadRecords => f.write_str("records:read"),
             Scope::EraseRecords => f.write_str("records:erase"),
+            Scope::WriteFeedback => f.write_str("feedback:write"),
             Scope::Status => f.write_str("status"),
             Scope::Admin => f.write_str("admin"),
         }
@@ -94,6 +98,7 @@ pub enum Requirement {
     Invoke(String),
     ReadRecords,
     EraseRecords,
+    WriteFeedback,
     Status,
     Admin,
 }
@@ -125,6 +130,7 @@ impl Requirement {
             }),
             Requirement::ReadRecords => scopes.contains(&Scope::ReadRecords),
             Requirement::EraseRecords => scopes.contains(&Scope::EraseRecords),
+            Requirement::WriteFeedback => scopes.contains(&Scope::WriteFeedback),
             Requirement::Status => scopes.contains(&Scope::Status),
             Requirement::Admin => false,
         }
@@ -137,6 +143,7 @@ impl Requirement {
             Requirement::Invoke(pipeline) => format!("`invoke:{pipeline}` or `invoke:*`"),
             Requirement::ReadRecords => "`records:read`".into(),
             Requirement::EraseRecords => "`records:erase`".into(),
+            Requirement::WriteFeedback => "`feedback:write`".into(),
             Requirement::Status => "`status`".into(),
             Requirement::Admin => "`admin`".into(),
         }

@@ -8,9 +8,11 @@
 //! - [`recording`] and [`provenance`]: the provenance observer and its store;
 //! - [`logs`]: step output as tagged log lines (an observer);
 //! - [`metrics`]: Prometheus metrics; [`telemetry`]: OpenTelemetry spans;
-//! - [`report`]: receipts summed per pipeline and step.
+//! - [`report`]: receipts summed per pipeline and step;
+//! - [`feedback`]: true outcomes scored against recorded answers, and live quality.
 
 pub mod energy;
+pub mod feedback;
 pub mod gpu_energy;
 /// Keyed hashes of sensitive tensors (the key lives in `weir-core`, which the audit log shares).
 pub use weir_core::hash_key;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use redb::{Database, MultimapTableDefinition, TableDefinition};
+use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use weir_core::clock::unix_ms as now_ms;
@@ -36,6 +36,17 @@ pub struct BrokerMessage {
 #[derive(Debug, Error)]
 #[error("provenance store: {0}")]
 pub struct ProvenanceError(String);
+
+/// What [`ProvenanceStore::add_feedback`] did.
+#[derive(Debug)]
+pub enum FeedbackAdded<E> {
+    /// The record, with its feedback.
+    Added(Box<InvocationRecord>),
+    NoRecord,
+    /// Feedback is given once per invocation.
+    AlreadyGiven,
+    Refused(E),
+}
 
 impl weir_core::Classify for ProvenanceError {
     fn kind(&self) -> weir_core::ErrorKind {
@@ -159,6 +170,9 @@ pub struct InvocationRecord {
     /// The experiment variant that served it, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<crate::receipts::Served>,
+    /// The true outcome, when someone sent it, and how the answer scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::feedback::Feedback>,
 }
 
 impl InvocationRecord {
@@ -245,6 +259,35 @@ impl ProvenanceStore {
         };
         let Some(bytes) = table.get(invocation_id).map_err(err)? else { return Ok(None) };
         serde_json::from_slice(bytes.value()).map(Some).map_err(err)
+    }
+
+    /// Attach feedback to a record, once, in one transaction: `make`
+    /// builds it from the record (and may refuse it).
+    pub fn add_feedback<E>(
+        &self,
+        invocation_id: &str,
+        make: impl FnOnce(&InvocationRecord) -> Result<crate::feedback::Feedback, E>,
+    ) -> Result<FeedbackAdded<E>, ProvenanceError> {
+        let tx = self.db().begin_write().map_err(err)?;
+        let record = {
+            let mut table = tx.open_table(RECORDS).map_err(err)?;
+            let Some(bytes) = table.get(invocation_id).map_err(err)?.map(|b| b.value().to_vec()) else {
+                return Ok(FeedbackAdded::NoRecord);
+            };
+            let mut record: InvocationRecord = serde_json::from_slice(&bytes).map_err(err)?;
+            if record.feedback.is_some() {
+                return Ok(FeedbackAdded::AlreadyGiven);
+            }
+            match make(&record) {
+                Ok(feedback) => record.feedback = Some(feedback),
+                Err(refused) => return Ok(FeedbackAdded::Refused(refused)),
+            }
+            let bytes = serde_json::to_vec(&record).map_err(err)?;
+            table.insert(invocation_id, bytes.as_slice()).map_err(err)?;
+            record
+        };
+        tx.commit().map_err(err)?;
+        Ok(FeedbackAdded::Added(Box::new(record)))
     }
 
     /// Every record written at or after `since_ms` (unix milliseconds), oldest first.
@@ -442,6 +485,7 @@ mod tests {
             receipt: crate::receipts::receipt(id.into(), Duration::ZERO, Duration::ZERO, vec![]),
             error: None,
             variant: None,
+            feedback: None,
         }
     }
 

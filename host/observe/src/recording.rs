@@ -209,6 +209,7 @@ impl Recording {
             receipt,
             error,
             variant: self.variant.take(),
+            feedback: None,
         };
         // A provenance failure is logged, not turned into a failed inference.
         if let Err(error) = self.store.put(&record) {

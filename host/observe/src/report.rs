@@ -115,6 +115,7 @@ mod tests {
             steps: vec![],
             error: None,
             variant: None,
+            feedback: None,
         }
     }
 

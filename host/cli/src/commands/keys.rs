@@ -28,7 +28,7 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// What it may do (repeatable): `invoke:PIPELINE`, `invoke:*`, `records:read`,
-        /// `records:erase`, `status`, `admin`.
+        /// `records:erase`, `feedback:write`, `status`, `admin`.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         #[command(flatten)]

@@ -24,6 +24,7 @@ pub enum Need {
     Invoke,
     ReadRecords,
     EraseRecords,
+    WriteFeedback,
     Status,
     Admin,
 }
@@ -37,6 +38,7 @@ impl Need {
             Need::Invoke => "`invoke:{name}` or `invoke:*`",
             Need::ReadRecords => "`records:read`",
             Need::EraseRecords => "`records:erase`",
+            Need::WriteFeedback => "`feedback:write`",
             Need::Status => "`status`",
             Need::Admin => "`admin`",
         }
@@ -53,6 +55,7 @@ impl Need {
             }
             Need::ReadRecords => Requirement::ReadRecords,
             Need::EraseRecords => Requirement::EraseRecords,
+            Need::WriteFeedback => Requirement::WriteFeedback,
             Need::Status => Requirement::Status,
             Need::Admin => Requirement::Admin,
         }
@@ -85,6 +88,9 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("GET", "/v2/jobs/{id}", Need::AnyKey), get(super::get_job)),
         (at("GET", "/v2/invocations/{id}", Need::ReadRecords), get(super::records::get_invocation)),
         (at("DELETE", "/v2/invocations/{id}", Need::EraseRecords), delete(super::records::erase_invocation)),
+        (at("POST", "/v2/invocations/{id}/feedback", Need::WriteFeedback), post(super::feedback::give)),
+        (at("POST", "/v2/feedback", Need::WriteFeedback), post(super::feedback::give_many)),
+        (at("GET", "/v2/quality", Need::Status), get(super::feedback::quality)),
         (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
         (at("GET", "/v2/audit", Need::Admin), get(super::records::audit)),
         (at("POST", "/v2/admin/reload", Need::Admin), post(super::experiments::reload)),

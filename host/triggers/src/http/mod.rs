@@ -14,6 +14,7 @@
 pub mod api;
 mod console;
 mod experiments;
+mod feedback;
 mod guard;
 mod listen;
 mod metadata;
@@ -83,6 +84,8 @@ pub(crate) struct AppState {
     pub(crate) event_streams: Arc<Semaphore>,
     /// How to reload the manifest (`None`: this server cannot).
     pub(crate) reload: Option<Arc<dyn crate::Reload>>,
+    /// Live quality from feedback.
+    pub(crate) quality: weir_observe::feedback::Quality,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -156,6 +159,7 @@ fn app_state(parts: Parts) -> Arc<AppState> {
         extraction: ExtractionDetector::default(),
         board,
         reload,
+        quality: Default::default(),
     })
 }
 

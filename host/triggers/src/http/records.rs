@@ -82,6 +82,7 @@ pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     let eof = text.rfind("# EOF").unwrap_or(text.len());
     let mut experiments = String::new();
     state.dispatcher.generation().rollouts.metrics_text(&mut experiments);
+    state.quality.metrics_text(&mut experiments);
     text.insert_str(eof, &experiments);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

@@ -1,0 +1,156 @@
+//! Feedback on `weir serve`: true outcomes attached to recorded
+//! invocations, scored against what each answered, and the live quality per
+//! pipeline and experiment variant — checked against the answers the test
+//! itself received; every malformed or misplaced feedback refused plainly.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::common::server::{get, metrics, post, start, Server};
+use crate::common::{example_manifest, examples_dir};
+
+fn manifest(dir: &Path, extra: &str) -> PathBuf {
+    let provenance = format!("[provenance]\npath = \"{}\"\nkeep_tensors = true\n", dir.join("records.redb").display());
+    example_manifest(dir, &["digits"], &["[triggers"], &format!("{provenance}{extra}"))
+}
+
+fn digits_test() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(examples_dir().join("models/digits_test.json")).unwrap()).unwrap()
+}
+
+/// Classify held-out digit `i`: (invocation id, the label answered).
+fn classify(server: &Server, test: &Value, i: usize) -> (String, i64) {
+    let pixels: Vec<f64> =
+        test["inputs"][i].as_array().unwrap().iter().map(|v| (v.as_f64().unwrap() * 16.0).round()).collect();
+    let body = json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": pixels}]});
+    let (status, answer) = post(server, "/v2/models/digits/infer", &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let label = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap()["data"][0]
+        .as_i64()
+        .unwrap();
+    (answer["parameters"]["receipt"]["invocation_id"].as_str().unwrap().to_string(), label)
+}
+
+fn truth(label: i64) -> String {
+    json!({"outputs": [{"name": "label", "shape": [1], "datatype": "INT64", "data": [label]}]}).to_string()
+}
+
+#[test]
+fn feedback_scores_each_answer_and_the_live_accuracy_is_what_callers_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&manifest(dir.path(), ""));
+    let test = digits_test();
+    let mut right = 0;
+    let n = 60;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (id, label) = classify(&server, &test, i);
+        let true_label = test["labels"][i].as_i64().unwrap();
+        right += usize::from(label == true_label);
+        let (status, given) = post(&server, &format!("/v2/invocations/{id}/feedback"), &truth(true_label));
+        assert_eq!(status, 200, "{given}");
+        assert_eq!(given["feedback"]["scores"][0]["correct"], u64::from(label == true_label), "{given}");
+        ids.push(id);
+    }
+    let (status, quality) = get(&server, "/v2/quality");
+    assert_eq!(status, 200);
+    let label = quality.as_array().unwrap().iter().find(|q| q["output"] == "label").expect("the label's quality");
+    assert_eq!((label["pipeline"].as_str(), label["metric"].as_str()), (Some("digits"), Some("accuracy")));
+    assert_eq!(label["total"]["feedback"], n);
+    let accuracy = label["total"]["value"].as_f64().unwrap();
+    assert!((accuracy - right as f64 / n as f64).abs() < 1e-12, "{accuracy} vs {right}/{n} the test counted");
+    assert_eq!(label["last_minute"]["feedback"], n, "all of it within the last minute");
+    assert!(accuracy > 0.9, "the digits model is ~98% accurate held out: {accuracy}");
+    let text = metrics(&server);
+    let line = format!("weir_feedback_correct_total{{pipeline=\"digits\",variant=\"\",output=\"label\"}} {right}");
+    assert!(text.contains(&line), "no `{line}`");
+    let eof = text.find("# EOF").unwrap_or(text.len());
+    assert!(text.find("weir_feedback_total").unwrap() < eof, "families come before # EOF");
+    // The record keeps it; feedback is given once.
+    let (_, record) = get(&server, &format!("/v2/invocations/{}", ids[0]));
+    assert_eq!(record["feedback"]["truth"][0]["name"], "label", "{record}");
+    let (status, again) = post(&server, &format!("/v2/invocations/{}/feedback", ids[0]), &truth(1));
+    assert_eq!(status, 409, "{again}");
+    assert!(again["error"].as_str().unwrap().contains("already has feedback"), "{again}");
+}
+
+#[test]
+fn bad_feedback_is_refused_with_what_was_wrong_and_a_batch_answers_each_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&manifest(dir.path(), ""));
+    let test = digits_test();
+    let (id, _) = classify(&server, &test, 0);
+    let path = format!("/v2/invocations/{id}/feedback");
+    let cases: &[(&str, String, u16, &str)] = &[
+        (
+            "unknown output",
+            json!({"outputs": [{"name": "nope", "shape": [1], "datatype": "INT64", "data": [1]}]}).to_string(),
+            400,
+            "has no output `nope`",
+        ),
+        (
+            "wrong length",
+            json!({"outputs": [{"name": "label", "shape": [2], "datatype": "INT64", "data": [1, 2]}]}).to_string(),
+            400,
+            "the truth has 2 elements",
+        ),
+        (
+            "data and shape disagree",
+            json!({"outputs": [{"name": "label", "shape": [3], "datatype": "INT64", "data": [1]}]}).to_string(),
+            400,
+            "label",
+        ),
+        ("no outputs", json!({"outputs": []}).to_string(), 400, "names no output"),
+        ("not feedback", "{\"inputs\": []}".into(), 400, "send {\"outputs\""),
+        ("not JSON", "label=3".into(), 400, "not feedback JSON"),
+    ];
+    for (what, body, status, expected) in cases {
+        let (got, answer) = post(&server, &path, body);
+        assert_eq!(got, *status, "{what}: {answer}");
+        assert!(answer["error"].as_str().unwrap_or_default().contains(expected), "{what}: {answer}");
+    }
+    let (status, answer) = post(&server, "/v2/invocations/0123456789abcdef0123456789abcdef/feedback", &truth(1));
+    assert_eq!(status, 404, "{answer}");
+    // A batch: one good, one unknown, one malformed; each answered on its own.
+    let (other, _) = classify(&server, &test, 1);
+    let batch = json!({"feedback": [
+        {"id": other, "outputs": [{"name": "label", "shape": [1], "datatype": "INT64", "data": [test["labels"][1]]}]},
+        {"id": "0123456789abcdef0123456789abcdef", "outputs": [{"name": "label", "shape": [1], "datatype": "INT64", "data": [1]}]},
+        {"id": id, "outputs": [{"name": "label", "shape": [1], "datatype": "FP32", "data": ["x"]}]},
+    ]});
+    let (status, answer) = post(&server, "/v2/feedback", &batch.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<u64> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [200, 404, 400], "{answer}");
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"id": "x", "outputs": []})).collect();
+    let (status, answer) = post(&server, "/v2/feedback", &json!({ "feedback": too_many }).to_string());
+    assert_eq!(status, 413, "{answer}");
+    // Without [provenance] there is nothing to attach feedback to.
+    let plain = start(&example_manifest(dir.path(), &["digits"], &["[triggers"], ""));
+    let (status, answer) = post(&plain, &path, &truth(1));
+    assert_eq!(status, 404);
+    assert!(answer["error"].as_str().unwrap().contains("provenance is off"), "{answer}");
+}
+
+#[test]
+fn quality_is_kept_per_experiment_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    // A challenger that runs the same code as a version of its own: it answers the same.
+    let split = "[experiments.half]\npipeline = \"digits\"\nmode = \"split\"\n[[experiments.half.variants]]\n\
+                 name = \"same\"\ncomponents = { top3 = \"topk\" }\nweight = 50\n";
+    let server = start(&manifest(dir.path(), split));
+    let test = digits_test();
+    for i in 0..40 {
+        let (id, _) = classify(&server, &test, i);
+        let (status, given) =
+            post(&server, &format!("/v2/invocations/{id}/feedback"), &truth(test["labels"][i].as_i64().unwrap()));
+        assert_eq!(status, 200, "{given}");
+    }
+    let (_, quality) = get(&server, "/v2/quality");
+    let variants: Vec<&str> = quality.as_array().unwrap().iter().map(|q| q["variant"].as_str().unwrap()).collect();
+    assert!(variants.contains(&"half/champion") && variants.contains(&"half/same"), "{quality:#}");
+    let total: u64 = quality.as_array().unwrap().iter().map(|q| q["total"]["feedback"].as_u64().unwrap()).sum();
+    assert_eq!(total, 40);
+}
