@@ -72,6 +72,24 @@ pub struct Agreement {
     pub min: f64,
 }
 
+/// A bound on the challenger's quality from feedback (the true outcomes
+/// sent for the invocations it answered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackBound {
+    pub output: String,
+    pub metric: QualityBound,
+    /// Feedback needed before a stage is judged on it.
+    pub min_feedback: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QualityBound {
+    /// Share of label elements equal to the truth, at least.
+    MinAccuracy(f64),
+    /// Mean absolute error of numeric elements, at most.
+    MaxMae(f64),
+}
+
 /// A canary's gate: the stages and what must hold at each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
@@ -85,6 +103,7 @@ pub struct Gate {
     /// Failed runs over runs; 1% unless stated (failures always count).
     pub max_error_rate: f64,
     pub agreement: Option<Agreement>,
+    pub feedback: Option<FeedbackBound>,
 }
 
 /// An experiment on one pipeline's traffic.
@@ -150,6 +169,16 @@ pub struct RawGate {
     pub max_p99: Option<Spanned<String>>,
     pub max_error_rate: Option<Spanned<f64>>,
     pub agreement: Option<RawAgreement>,
+    pub feedback: Option<RawFeedback>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedback {
+    pub output: Spanned<String>,
+    pub min_accuracy: Option<Spanned<f64>>,
+    pub max_mae: Option<Spanned<f64>>,
+    pub min_feedback: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +487,36 @@ fn comparison(
     Ok(Agreement { output: output.get_ref().clone(), tolerance, min })
 }
 
+fn feedback_bound(
+    place: &Place,
+    key: &str,
+    raw: &RawFeedback,
+    champion: &Pipeline,
+    min_requests: u64,
+) -> Result<FeedbackBound, ManifestError> {
+    let key = format!("{key}.feedback");
+    let output = comparison(place, &key, &raw.output, None, 0.0, champion)?.output;
+    let metric = match (&raw.min_accuracy, &raw.max_mae) {
+        (Some(a), None) if (0.0..=1.0).contains(a.get_ref()) => QualityBound::MinAccuracy(*a.get_ref()),
+        (None, Some(m)) if *m.get_ref() >= 0.0 && m.get_ref().is_finite() => QualityBound::MaxMae(*m.get_ref()),
+        (Some(a), None) => {
+            return Err(place.at(a, format!("{key}.min_accuracy = {} is out of range; a share, 0 to 1", a.get_ref())))
+        }
+        (None, Some(m)) => {
+            return Err(place.at(m, format!("{key}.max_mae = {} must be a finite number, 0 or more", m.get_ref())))
+        }
+        _ => {
+            return Err(place
+                .at(&raw.output, format!("{key}: state exactly one of min_accuracy (labels) or max_mae (numbers)")))
+        }
+    };
+    let min_feedback = match &raw.min_feedback {
+        Some(n) => limits::count(place, n, &format!("{key}.min_feedback"), 1, 1_000_000)?,
+        None => min_requests,
+    };
+    Ok(FeedbackBound { output, metric, min_feedback })
+}
+
 fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Result<Gate, ManifestError> {
     let key = format!("{key}.gate");
     let stages = raw.stages.get_ref().clone();
@@ -497,5 +556,6 @@ fn gate_decl(place: &Place, key: &str, raw: &RawGate, champion: &Pipeline) -> Re
             Some(comparison(place, &key, &a.output, a.tolerance.as_ref(), *a.min.get_ref(), champion)?)
         }
     };
-    Ok(Gate { stages, min_requests, min_duration, max_p99, max_error_rate, agreement })
+    let feedback = raw.feedback.as_ref().map(|f| feedback_bound(place, &key, f, champion, min_requests)).transpose()?;
+    Ok(Gate { stages, min_requests, min_duration, max_p99, max_error_rate, agreement, feedback })
 }

@@ -228,6 +228,26 @@ fn each_mistake_is_named_with_its_key_and_place() {
             "the gate's agreement already says how answers are compared; keep one",
         ),
         (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nfeedback = { output = \"eta\" }",
+            "state exactly one of min_accuracy (labels) or max_mae (numbers)",
+        ),
+        (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nfeedback = { output = \"eta\", min_accuracy = 0.9, max_mae = 2 }",
+            "state exactly one of min_accuracy",
+        ),
+        (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nfeedback = { output = \"eta\", min_accuracy = 9 }",
+            "feedback.min_accuracy = 9 is out of range",
+        ),
+        (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nfeedback = { output = \"nope\", max_mae = 1 }",
+            "experiments.e.gate.feedback.output: pipeline `ride` has no output `nope`",
+        ),
+        (
+            "[experiments.e]\npipeline = \"ride\"\nmode = \"canary\"\n[[experiments.e.variants]]\nname = \"a\"\npipeline = \"ride@v2\"\n[experiments.e.gate]\nstages = [100]\nfeedback = { output = \"eta\", max_mae = 1, min_feedback = 0 }",
+            "min_feedback = 0 is out of range",
+        ),
+        (
             "[experiments.\"a b\"]\npipeline = \"ride\"\nmode = \"shadow\"\n[[experiments.\"a b\".variants]]\nname = \"a\"\npipeline = \"ride@v2\"",
             "an experiment's name must be letters, digits",
         ),

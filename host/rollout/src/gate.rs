@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use weir_manifest::experiments::Gate;
+use weir_manifest::experiments::{Gate, QualityBound};
 
 use crate::stats::{micros, quantile, Run};
 
@@ -25,6 +25,11 @@ struct Stage {
     shadow_us: Vec<u64>,
     compared: u64,
     agreed: u64,
+    /// Feedback on the bound's output: invocations, elements, correct, summed error.
+    feedback: u64,
+    feedback_elements: u64,
+    feedback_correct: u64,
+    feedback_abs_error: f64,
 }
 
 /// The figures a verdict was reached on.
@@ -38,6 +43,11 @@ pub struct StageFigures {
     pub p99_ms: Option<f64>,
     pub compared: u64,
     pub agreement: Option<f64>,
+    /// Invocations of the challenger given feedback in this stage, and
+    /// their accuracy or mean absolute error (the gate's feedback bound).
+    pub feedback: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_value: Option<f64>,
     pub seconds: f64,
 }
 
@@ -91,6 +101,18 @@ impl Canary {
         self.seen.agreed += u64::from(agreed);
     }
 
+    /// Feedback on one invocation the challenger answered (its score for
+    /// the bound's output; other outputs are ignored).
+    pub fn feedback(&mut self, score: &weir_observe::feedback::Score) {
+        if self.gate.feedback.as_ref().is_none_or(|f| f.output != score.output) {
+            return;
+        }
+        self.seen.feedback += 1;
+        self.seen.feedback_elements += score.elements;
+        self.seen.feedback_correct += score.correct.unwrap_or(0);
+        self.seen.feedback_abs_error += score.abs_error_sum.unwrap_or(0.0);
+    }
+
     pub fn figures(&self) -> StageFigures {
         let seen = &self.seen;
         let mut latencies = if seen.served_us.is_empty() { seen.shadow_us.clone() } else { seen.served_us.clone() };
@@ -103,6 +125,11 @@ impl Canary {
             p99_ms: quantile(&latencies, 0.99).map(|us| us as f64 / 1000.0),
             compared: seen.compared,
             agreement: (seen.compared > 0).then(|| seen.agreed as f64 / seen.compared as f64),
+            feedback: seen.feedback,
+            feedback_value: (seen.feedback_elements > 0).then(|| match self.gate.feedback.as_ref().map(|f| f.metric) {
+                Some(QualityBound::MaxMae(_)) => seen.feedback_abs_error / seen.feedback_elements as f64,
+                _ => seen.feedback_correct as f64 / seen.feedback_elements as f64,
+            }),
             seconds: self.since.elapsed().as_secs_f64(),
         }
     }
@@ -142,7 +169,8 @@ impl Canary {
         // Agreement is judged on as many comparisons as runs are required
         // (they arrive later than runs: the copy runs after the answer).
         let compared_enough = gate.agreement.as_ref().is_none_or(|_| figures.compared >= gate.min_requests);
-        if !enough || !compared_enough {
+        let feedback_enough = gate.feedback.as_ref().is_none_or(|f| figures.feedback >= f.min_feedback);
+        if !enough || !compared_enough || !feedback_enough {
             return None;
         }
         let mut failed = Vec::new();
@@ -160,6 +188,19 @@ impl Canary {
                     "agreement on `{}` {agreement:.4} < {} ({} of {} compared)",
                     a.output, a.min, self.seen.agreed, figures.compared
                 ));
+            }
+        }
+        if let (Some(f), Some(value)) = (&gate.feedback, figures.feedback_value) {
+            match f.metric {
+                QualityBound::MinAccuracy(min) if value + EPSILON < min => failed.push(format!(
+                    "accuracy on `{}` from feedback {value:.4} < {min} ({} invocations)",
+                    f.output, figures.feedback
+                )),
+                QualityBound::MaxMae(max) if value > max + EPSILON => failed.push(format!(
+                    "mean absolute error on `{}` from feedback {value:.4} > {max} ({} invocations)",
+                    f.output, figures.feedback
+                )),
+                _ => {}
             }
         }
         let verdict = if !failed.is_empty() {
@@ -194,6 +235,7 @@ mod tests {
             max_p99: Some(Duration::from_millis(50)),
             max_error_rate: 0.1,
             agreement: Some(Agreement { output: "eta".into(), tolerance: 0.5, min: 0.9 }),
+            feedback: None,
         }
     }
 
@@ -265,6 +307,36 @@ mod tests {
             matches!(&verdict, Verdict::Rollback { failed } if failed[0].starts_with("no run succeeded")),
             "{verdict:?}"
         );
+    }
+
+    #[test]
+    fn feedback_below_the_accuracy_bound_rolls_back_once_enough_has_come() {
+        use weir_manifest::experiments::FeedbackBound;
+        let bound = FeedbackBound { output: "label".into(), metric: QualityBound::MinAccuracy(0.9), min_feedback: 4 };
+        let mut canary = Canary::new(Gate { agreement: None, feedback: Some(bound), ..gate() });
+        for _ in 0..10 {
+            canary.run(&run(true, 5), false);
+        }
+        let score = |correct| weir_observe::feedback::Score {
+            output: "label".into(),
+            elements: 1,
+            correct: Some(correct),
+            abs_error_sum: None,
+        };
+        for i in 0..3 {
+            canary.feedback(&score(u64::from(i == 0)));
+            assert_eq!(canary.judge(), None, "waits for 4 feedbacks");
+        }
+        // Feedback on another output does not count.
+        canary.feedback(&weir_observe::feedback::Score { output: "other".into(), ..score(1) });
+        assert_eq!(canary.judge(), None);
+        canary.feedback(&score(1));
+        let (verdict, figures) = canary.judge().unwrap();
+        assert!(
+            matches!(&verdict, Verdict::Rollback { failed } if failed[0].starts_with("accuracy on `label` from feedback 0.5000 < 0.9")),
+            "{verdict:?}"
+        );
+        assert_eq!((figures.feedback, figures.feedback_value), (4, Some(0.5)));
     }
 
     #[test]

@@ -255,6 +255,20 @@ impl Rollout {
         self.shadow.push(&self.shared, job);
     }
 
+    /// Feedback on an invocation variant `name` answered: a canary's gate
+    /// judges its challenger's feedback bound on it.
+    pub fn feedback(&self, name: &str, scores: &[weir_observe::feedback::Score]) {
+        let Some(index) = self.shared.decl.variants.iter().position(|v| v.name == name).map(|i| i + 1) else { return };
+        let mut state = lock(&self.shared.state);
+        if index != 1 || state.phase != Phase::Running {
+            return;
+        }
+        if let Some(canary) = &mut state.canary {
+            scores.iter().for_each(|score| canary.feedback(score));
+            self.shared.judge(&mut state);
+        }
+    }
+
     /// Apply an operator's action; the status after it.
     pub fn act(&self, action: Action, variant: Option<&str>) -> Result<RolloutStatus, String> {
         let decl = &self.shared.decl;
@@ -458,6 +472,22 @@ fn criteria(gate: &weir_manifest::experiments::Gate) -> Vec<String> {
     out.push(format!("error rate <= {}", gate.max_error_rate));
     if let Some(a) = &gate.agreement {
         out.push(format!("agreement on `{}` (within {}) >= {}", a.output, a.tolerance, a.min));
+    }
+    if let Some(f) = &gate.feedback {
+        out.push(match f.metric {
+            weir_manifest::experiments::QualityBound::MinAccuracy(min) => {
+                format!(
+                    "accuracy on `{}` from feedback >= {min} (over at least {} invocations)",
+                    f.output, f.min_feedback
+                )
+            }
+            weir_manifest::experiments::QualityBound::MaxMae(max) => {
+                format!(
+                    "mean absolute error on `{}` from feedback <= {max} (over at least {} invocations)",
+                    f.output, f.min_feedback
+                )
+            }
+        });
     }
     if !gate.min_duration.is_zero() {
         out.push(format!("at least {:?} per stage", gate.min_duration));

@@ -154,3 +154,50 @@ fn quality_is_kept_per_experiment_variant() {
     let total: u64 = quality.as_array().unwrap().iter().map(|q| q["total"]["feedback"].as_u64().unwrap()).sum();
     assert_eq!(total, 40);
 }
+
+#[test]
+fn a_canary_gate_judges_the_challenger_on_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = "[experiments.c]\npipeline = \"digits\"\nmode = \"canary\"\n[[experiments.c.variants]]\n\
+                  name = \"v2\"\ncomponents = { top3 = \"topk\" }\n[experiments.c.gate]\nstages = [50, 100]\n\
+                  min_requests = 10\nfeedback = { output = \"label\", min_accuracy = 0.9, min_feedback = 10 }\n";
+    let server = start(&manifest(dir.path(), canary));
+    let test = digits_test();
+    // Send digits, and the truth for those the challenger answered (`lie`: a wrong label).
+    let drive = |lie: bool| {
+        for i in 0..400 {
+            let (_, status) = get(&server, "/v2/experiments/c");
+            if status["phase"] != "running" {
+                return status;
+            }
+            let pixels: Vec<f64> = test["inputs"][i % 450]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (v.as_f64().unwrap() * 16.0).round())
+                .collect();
+            let body = json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": pixels}]});
+            let (_, answer) = post(&server, "/v2/models/digits/infer", &body.to_string());
+            let receipt = &answer["parameters"]["receipt"];
+            if receipt["variant"]["variant"] == "v2" {
+                let label = test["labels"][i % 450].as_i64().unwrap();
+                let label = if lie { (label + 1) % 10 } else { label };
+                let id = receipt["invocation_id"].as_str().unwrap();
+                assert_eq!(post(&server, &format!("/v2/invocations/{id}/feedback"), &truth(label)).0, 200);
+            }
+        }
+        panic!("the gate never decided: {:#}", get(&server, "/v2/experiments/c").1);
+    };
+    let status = drive(false);
+    assert_eq!(status["phase"], "promoted", "{status:#}");
+    let last = status["decisions"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["figures"]["feedback"].as_u64().unwrap() >= 10, "{last}");
+    assert!(last["figures"]["feedback_value"].as_f64().unwrap() >= 0.9, "{last}");
+    assert!(status["gate"]["criteria"].to_string().contains("accuracy on `label` from feedback >= 0.9"), "{status}");
+    // Started again, with feedback that says the challenger is wrong.
+    assert_eq!(post(&server, "/v2/experiments/c/start", "").0, 200);
+    let status = drive(true);
+    assert_eq!(status["phase"], "rolled-back", "{status:#}");
+    let last = status["decisions"].as_array().unwrap().last().unwrap();
+    assert!(last["reason"].as_str().unwrap().contains("accuracy on `label` from feedback 0.0000 < 0.9"), "{last}");
+}

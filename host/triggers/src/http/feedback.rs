@@ -124,6 +124,12 @@ fn attach(state: &AppState, id: String, outputs: Vec<RequestInput>) -> Result<Gi
                 let variant =
                     record.variant.as_ref().map(|v| format!("{}/{}", v.experiment, v.variant)).unwrap_or_default();
                 state.quality.record(&record.pipeline, &variant, &feedback.scores);
+                // A canary's gate may judge its challenger on feedback.
+                if let Some(served) = &record.variant {
+                    if let Some(rollout) = state.dispatcher.generation().rollouts.get(&served.experiment) {
+                        rollout.feedback(&served.variant, &feedback.scores);
+                    }
+                }
             }
             Given { id, status: 200, feedback, error: None }
         }
