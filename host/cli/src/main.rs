@@ -29,6 +29,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Inspect, start, stop, promote or roll back a running server's experiments.
     Experiment(commands::experiment::ExperimentArgs),
+    /// Write recorded invocations (chosen edges and their feedback) as JSON Lines, for retraining.
+    Export(commands::export::ExportArgs),
     /// Make a running server re-read its manifest (checked fully; a bad one is refused).
     Reload(commands::experiment::ReloadArgs),
     /// Print a pipeline's dataflow graph (DOT or Mermaid).
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => commands::graph::graph(args),
         Command::Experiment(args) => commands::experiment::experiment(args),
         Command::Reload(args) => commands::experiment::reload(args),
+        Command::Export(args) => commands::export::export(args),
         Command::New(args) => commands::new::new_component(args),
         Command::Receipts(args) => commands::receipts::receipts(args),
         Command::Push(args) => commands::oci::push(args),

@@ -9,9 +9,11 @@
 //! - [`logs`]: step output as tagged log lines (an observer);
 //! - [`metrics`]: Prometheus metrics; [`telemetry`]: OpenTelemetry spans;
 //! - [`report`]: receipts summed per pipeline and step;
-//! - [`feedback`]: true outcomes scored against recorded answers, and live quality.
+//! - [`feedback`]: true outcomes scored against recorded answers, and live quality;
+//! - [`export`]: recorded edges and feedback as rows for retraining.
 
 pub mod energy;
+pub mod export;
 pub mod feedback;
 pub mod gpu_energy;
 /// Keyed hashes of sensitive tensors (the key lives in `weir-core`, which the audit log shares).

@@ -2,6 +2,7 @@
 
 mod compose;
 pub mod experiment;
+pub mod export;
 pub mod graph;
 pub mod keys;
 pub mod new;

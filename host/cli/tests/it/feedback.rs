@@ -201,3 +201,76 @@ fn a_canary_gate_judges_the_challenger_on_feedback() {
     let last = status["decisions"].as_array().unwrap().last().unwrap();
     assert!(last["reason"].as_str().unwrap().contains("accuracy on `label` from feedback 0.0000 < 0.9"), "{last}");
 }
+
+#[test]
+fn exported_edges_and_feedback_train_a_model_and_sensitive_edges_stay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let provenance =
+        format!("[provenance]\npath = \"{}\"\nkeep_tensors = true\n", dir.path().join("records.redb").display());
+    let manifest = example_manifest(dir.path(), &["ride-eta"], &["[triggers"], &provenance);
+    // The driver's state is personal: sensitive, so only its keyed hash is recorded.
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("[pipelines.ride]\n", "[pipelines.ride]\nsensitive = [\"input.driver\"]\n");
+    std::fs::write(&manifest, text).unwrap();
+    let server = start(&manifest);
+    let test: Value =
+        serde_json::from_str(&std::fs::read_to_string(examples_dir().join("ride-eta/ride_test.json")).unwrap())
+            .unwrap();
+    let n = 160;
+    for i in 0..n {
+        let r: Vec<f64> = test["rows"][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let body = json!({"inputs": [
+            {"name": "distance_km", "shape": [1], "datatype": "FP32", "data": [r[0]]},
+            {"name": "hour", "shape": [1], "datatype": "FP32", "data": [r[1]]},
+            {"name": "congestion", "shape": [1], "datatype": "FP32", "data": [r[2]]},
+            {"name": "driver", "shape": [1, 3], "datatype": "FP32", "data": [[r[3], r[4], r[5]]]}
+        ]});
+        let (status, answer) = post(&server, "/v2/models/ride/infer", &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        // Feedback for all but the last 10: those are exported only without --with-feedback.
+        if i < n - 10 {
+            let id = answer["parameters"]["receipt"]["invocation_id"].as_str().unwrap();
+            let eta = test["eta_minutes"][i].as_f64().unwrap();
+            let truth =
+                json!({"outputs": [{"name": "eta_minutes", "shape": [1, 1], "datatype": "FP32", "data": [[eta]]}]});
+            assert_eq!(post(&server, &format!("/v2/invocations/{id}/feedback"), &truth.to_string()).0, 200);
+        }
+    }
+    drop(server); // the store has one user
+    let out = dir.path().join("rides.jsonl");
+    let exported = crate::common::weir(
+        &["export", manifest.to_str().unwrap(), "--with-feedback", "--out", out.to_str().unwrap()],
+        None,
+    );
+    let said = String::from_utf8_lossy(&exported.stderr).to_string();
+    assert!(exported.status.success(), "{said}");
+    assert!(said.contains(&format!("exported {} invocations of ride", n - 10)), "{said}");
+    assert!(said.contains("10 without feedback") && said.contains(&format!("{} sensitive values", n - 10)), "{said}");
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), n - 10);
+    assert!(rows.iter().all(|r| r["input.driver"].is_null()), "a sensitive edge is never exported");
+    assert!(rows.iter().all(|r| r["feedback.eta_minutes"].is_array() && r["output.eta_minutes"].is_array()));
+    // Train on the export: a least-squares ETA model from distance, hour and
+    // congestion, fitted on the first 120 rows and tested on the rest.
+    let Some(python) = weir_tests::services::tritonclient_python() else { return };
+    let script = r#"
+import json, sys
+import numpy as np
+rows = [json.loads(l) for l in open(sys.argv[1])]
+flat = lambda v: float(np.ravel(v)[0])
+x = np.array([[flat(r["input.distance_km"]), flat(r["input.congestion"]), flat(r["input.distance_km"]) * flat(r["input.congestion"]), 1.0] for r in rows])
+y = np.array([flat(r["feedback.eta_minutes"]) for r in rows])
+w, *_ = np.linalg.lstsq(x[:120], y[:120], rcond=None)
+model = float(np.mean(np.abs(x[120:] @ w - y[120:])))
+mean = float(np.mean(np.abs(np.mean(y[:120]) - y[120:])))
+print(json.dumps({"mae": model, "mean_baseline_mae": mean, "rows": len(rows)}))
+"#;
+    let trained = std::process::Command::new(python).args(["-c", script, out.to_str().unwrap()]).output().unwrap();
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let figures: Value = serde_json::from_slice(&trained.stdout).unwrap();
+    println!("a model trained on the export: {figures}");
+    let (mae, baseline) = (figures["mae"].as_f64().unwrap(), figures["mean_baseline_mae"].as_f64().unwrap());
+    assert!(mae < 0.6 * baseline, "the exported data teaches something: MAE {mae} vs {baseline} predicting the mean");
+}
