@@ -45,6 +45,12 @@ pub enum FeedbackError {
     Shape { output: String, got: usize, datatype: String, want: usize, answered: String },
     #[error("invocation {id} failed; there is no answer to score")]
     Failed { id: String },
+    #[error(
+        "output `{output}`: the truth is {got}; the answer was {answered}: send the truth in the answer's datatype"
+    )]
+    Datatype { output: String, got: String, answered: String },
+    #[error("output `{output}`: the truth holds a number that is not finite")]
+    NotFinite { output: String },
     #[error("feedback names no output")]
     Empty,
 }
@@ -66,13 +72,25 @@ pub fn score(record: &InvocationRecord, truth: &[Tensor]) -> Result<Vec<Score>, 
                     output: t.name.clone(),
                     known: record.outputs.iter().map(|o| o.name.clone()).collect(),
                 })?;
+            if t.datatype.name() != answered.datatype {
+                return Err(FeedbackError::Datatype {
+                    output: t.name.clone(),
+                    got: t.datatype.name().into(),
+                    answered: answered.datatype.clone(),
+                });
+            }
             let data = answered
                 .data
                 .as_ref()
                 .ok_or_else(|| FeedbackError::NotKept { id: record.invocation_id.clone(), output: t.name.clone() })?;
-            let mut answer = Vec::new();
-            flatten(data, &mut answer);
+            // Recorded data is flat: one JSON value per element.
+            let answer: Vec<Element> = data.as_array().map(|a| a.iter().map(normal).collect()).unwrap_or_default();
             let truth_values = values(t);
+            // JSON has no NaN or infinity: such a number is `null` here.
+            let float = t.datatype.name().starts_with("FP");
+            if float && truth_values.iter().any(|v| !v.as_f64().is_some_and(f64::is_finite)) {
+                return Err(FeedbackError::NotFinite { output: t.name.clone() });
+            }
             if truth_values.len() != answer.len() {
                 return Err(FeedbackError::Shape {
                     output: t.name.clone(),
@@ -98,13 +116,6 @@ pub fn score(record: &InvocationRecord, truth: &[Tensor]) -> Result<Vec<Score>, 
 /// One element, as JSON: numbers compare as numbers, anything else as text.
 type Element = serde_json::Value;
 
-fn flatten(value: &serde_json::Value, out: &mut Vec<Element>) {
-    match value {
-        serde_json::Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
-        other => out.push(normal(other)),
-    }
-}
-
 /// Integers as floats, so `3` and `3.0` are the same label.
 fn normal(value: &serde_json::Value) -> Element {
     match value.as_f64() {
@@ -113,8 +124,11 @@ fn normal(value: &serde_json::Value) -> Element {
     }
 }
 
+/// A numeric element; an answer recorded as anything else (a NaN or an
+/// infinity is recorded as `null`) is infinitely wrong, so it can never
+/// pass a bound on the error.
 fn number(value: &Element) -> f64 {
-    value.as_f64().unwrap_or(f64::NAN)
+    value.as_f64().unwrap_or(f64::INFINITY)
 }
 
 /// A truth tensor's elements in the same JSON form as recorded data.
@@ -185,7 +199,9 @@ pub struct QualityFigures {
     /// `accuracy` (labels) or `mae` (numbers).
     pub metric: &'static str,
     pub total: Window,
-    pub last_minute: Window,
+    /// The current clock minute (since it began).
+    pub this_minute: Window,
+    /// The current minute and the 59 before it.
     pub last_hour: Window,
 }
 
@@ -200,8 +216,8 @@ pub struct Window {
 impl Quality {
     /// Count the scores of one invocation's feedback.
     pub fn record(&self, pipeline: &str, variant: &str, scores: &[Score]) {
-        let minute = self.started.elapsed().as_secs() / 60;
         let mut tracks = self.tracks.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = self.started.elapsed().as_secs() / 60;
         for score in scores {
             let key = (pipeline.to_string(), variant.to_string(), score.output.clone());
             let track = tracks.entry(key).or_default();
@@ -222,15 +238,14 @@ impl Quality {
     }
 
     pub fn figures(&self) -> Vec<QualityFigures> {
-        let now = self.started.elapsed().as_secs() / 60;
         let tracks = self.tracks.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.started.elapsed().as_secs() / 60;
         tracks
             .iter()
             .map(|((pipeline, variant, output), track)| {
                 let within = |minutes: u64| {
                     let mut sums = Sums::default();
-                    for (m, s) in track.minutes.iter().filter(|(m, _)| now - m < minutes) {
-                        let _ = m;
+                    for (_, s) in track.minutes.iter().filter(|(m, _)| now.saturating_sub(*m) < minutes) {
                         sums.feedback += s.feedback;
                         sums.elements += s.elements;
                         sums.correct += s.correct;
@@ -244,15 +259,14 @@ impl Quality {
                     output: output.clone(),
                     metric: if track.label { "accuracy" } else { "mae" },
                     total: window(&track.total, track.label),
-                    last_minute: within(1),
+                    this_minute: within(1),
                     last_hour: within(MINUTES as u64),
                 }
             })
             .collect()
     }
 
-    /// Totals in the Prometheus text format (names are the manifest's:
-    /// letters, digits, `-`, `_`, `@`, `/`).
+    /// Totals in the Prometheus text format (label values escaped).
     pub fn metrics_text(&self, out: &mut String) {
         use std::fmt::Write;
         let figures = self.figures();
@@ -262,7 +276,10 @@ impl Quality {
         let tracks = self.tracks.lock().unwrap_or_else(|p| p.into_inner());
         let rows: Vec<(String, &Track)> = tracks
             .iter()
-            .map(|((p, v, o), t)| (format!("pipeline=\"{p}\",variant=\"{v}\",output=\"{o}\""), t))
+            .map(|((p, v, o), t)| {
+                let (p, v, o) = (escape(p), escape(v), escape(o));
+                (format!("pipeline=\"{p}\",variant=\"{v}\",output=\"{o}\""), t)
+            })
             .collect();
         let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Track) -> Option<f64>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -296,4 +313,72 @@ fn window(sums: &Sums, label: bool) -> Window {
         }
     });
     Window { feedback: sums.feedback, elements: sums.elements, value }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+pub fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::Datatype;
+
+    fn record(outputs: Value) -> InvocationRecord {
+        serde_json::from_value(serde_json::json!({
+            "invocation_id": "i", "pipeline": "p", "unix_ms": 1, "inputs": [], "steps": [], "outputs": outputs,
+            "receipt": {"invocation_id": "i", "wall_us": 1, "queue_wait_us": 0, "cpu_us": 1, "energy_j": 0.0,
+                        "energy_method": "cpu-model", "cost": 0.0, "gco2e": 0.0, "steps": []}
+        }))
+        .unwrap()
+    }
+
+    use serde_json::Value;
+
+    fn tensor(name: &str, datatype: Datatype, values: &[u8]) -> Tensor {
+        let size = weir_core::tensor::element_size(datatype).unwrap();
+        Tensor { name: name.into(), datatype, shape: vec![(values.len() / size) as u64], data: values.to_vec() }
+    }
+
+    fn fp32(values: &[f32]) -> Tensor {
+        tensor("eta", Datatype::Fp32, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn numbers_score_their_absolute_error_and_a_non_finite_answer_is_infinitely_wrong() {
+        let answered =
+            record(serde_json::json!([{"name": "eta", "datatype": "FP32", "shape": [2], "data": [10.0, 20.0]}]));
+        let scores = score(&answered, &[fp32(&[11.0, 18.0])]).unwrap();
+        assert_eq!((scores[0].elements, scores[0].abs_error_sum, scores[0].correct), (2, Some(3.0), None));
+        let nan = record(serde_json::json!([{"name": "eta", "datatype": "FP32", "shape": [1], "data": [null]}]));
+        assert_eq!(score(&nan, &[fp32(&[1.0])]).unwrap()[0].abs_error_sum, Some(f64::INFINITY));
+        assert!(matches!(score(&answered, &[fp32(&[f32::NAN, 1.0])]), Err(FeedbackError::NotFinite { .. })));
+    }
+
+    #[test]
+    fn labels_score_equal_elements_and_the_truth_must_have_the_answers_datatype_and_length() {
+        let answered =
+            record(serde_json::json!([{"name": "label", "datatype": "INT64", "shape": [3], "data": [1, 2, 3]}]));
+        let ints =
+            |v: &[i64]| tensor("label", Datatype::Int64, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>());
+        assert_eq!(score(&answered, &[ints(&[1, 0, 3])]).unwrap()[0].correct, Some(2));
+        let wrong_type = tensor("label", Datatype::Int32, &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+        assert!(matches!(score(&answered, &[wrong_type]), Err(FeedbackError::Datatype { .. })));
+        assert!(matches!(score(&answered, &[ints(&[1, 2])]), Err(FeedbackError::Shape { .. })));
+        assert!(matches!(score(&answered, &[]), Err(FeedbackError::Empty)));
+    }
+
+    #[test]
+    fn quality_sums_per_output_and_escapes_its_labels() {
+        let quality = Quality::default();
+        let label = Score { output: "a\"b".into(), elements: 2, correct: Some(1), abs_error_sum: None };
+        quality.record("p", "", &[label.clone(), label]);
+        let figures = quality.figures();
+        assert_eq!((figures[0].total.feedback, figures[0].total.value, figures[0].metric), (2, Some(0.5), "accuracy"));
+        assert_eq!(figures[0].this_minute.feedback, 2);
+        let mut text = String::new();
+        quality.metrics_text(&mut text);
+        assert!(text.contains("output=\"a\\\"b\"} 2"), "{text}");
+    }
 }

@@ -226,7 +226,9 @@ impl ProvenanceStore {
 
     pub fn put(&self, record: &InvocationRecord) -> Result<(), ProvenanceError> {
         let bytes = serde_json::to_vec(record).map_err(err)?;
-        let mut tx = self.db().begin_write().map_err(err)?;
+        // The guard is held to the commit, so a rewrite (erasure) waits for it.
+        let db = self.db();
+        let mut tx = db.begin_write().map_err(err)?;
         // Records are an audit trail, not a ledger: flushed by the next
         // durable commit or shutdown rather than fsync'd on every request.
         tx.set_durability(redb::Durability::Eventual);
@@ -247,6 +249,7 @@ impl ProvenanceStore {
             }
         }
         tx.commit().map_err(err)?;
+        drop(db);
         self.purge_expired(now_ms()).map(drop)
     }
 
@@ -268,7 +271,9 @@ impl ProvenanceStore {
         invocation_id: &str,
         make: impl FnOnce(&InvocationRecord) -> Result<crate::feedback::Feedback, E>,
     ) -> Result<FeedbackAdded<E>, ProvenanceError> {
-        let tx = self.db().begin_write().map_err(err)?;
+        // Held to the commit, so an erasure's rewrite of the store waits for it.
+        let db = self.db();
+        let tx = db.begin_write().map_err(err)?;
         let record = {
             let mut table = tx.open_table(RECORDS).map_err(err)?;
             let Some(bytes) = table.get(invocation_id).map_err(err)?.map(|b| b.value().to_vec()) else {
@@ -352,7 +357,8 @@ impl ProvenanceStore {
     /// Delete one record from the tables (its bytes may stay in free pages).
     fn remove(&self, invocation_id: &str) -> Result<bool, ProvenanceError> {
         let Some(record) = self.get(invocation_id)? else { return Ok(false) };
-        let tx = self.db().begin_write().map_err(err)?;
+        let db = self.db();
+        let tx = db.begin_write().map_err(err)?;
         {
             tx.open_table(RECORDS).map_err(err)?.remove(invocation_id).map_err(err)?;
             tx.open_multimap_table(BY_TIME).map_err(err)?.remove(record.unix_ms, invocation_id).map_err(err)?;
@@ -366,7 +372,8 @@ impl ProvenanceStore {
 
     /// Remember broker messages that hold `subject`'s data.
     pub fn remember_published(&self, subject: &str, messages: &[BrokerMessage]) -> Result<(), ProvenanceError> {
-        let mut tx = self.db().begin_write().map_err(err)?;
+        let db = self.db();
+        let mut tx = db.begin_write().map_err(err)?;
         tx.set_durability(redb::Durability::Eventual);
         {
             let mut table = tx.open_multimap_table(PUBLISHED).map_err(err)?;
@@ -419,7 +426,8 @@ impl ProvenanceStore {
         if self.published(subject)?.is_empty() {
             return Ok(false);
         }
-        let tx = self.db().begin_write().map_err(err)?;
+        let db = self.db();
+        let tx = db.begin_write().map_err(err)?;
         tx.open_multimap_table(PUBLISHED).map_err(err)?.remove_all(subject).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(true)

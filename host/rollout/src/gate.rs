@@ -104,7 +104,13 @@ impl Canary {
     /// Feedback on one invocation the challenger answered (its score for
     /// the bound's output; other outputs are ignored).
     pub fn feedback(&mut self, score: &weir_observe::feedback::Score) {
-        if self.gate.feedback.as_ref().is_none_or(|f| f.output != score.output) {
+        // Only scores of the bound's output and kind: accuracy needs labels, an error numbers.
+        let Some(bound) = self.gate.feedback.as_ref().filter(|f| f.output == score.output) else { return };
+        let kind_fits = match bound.metric {
+            QualityBound::MinAccuracy(_) => score.correct.is_some(),
+            QualityBound::MaxMae(_) => score.abs_error_sum.is_some(),
+        };
+        if !kind_fits {
             return;
         }
         self.seen.feedback += 1;
@@ -196,7 +202,7 @@ impl Canary {
                     "accuracy on `{}` from feedback {value:.4} < {min} ({} invocations)",
                     f.output, figures.feedback
                 )),
-                QualityBound::MaxMae(max) if value > max + EPSILON => failed.push(format!(
+                QualityBound::MaxMae(max) if value.is_nan() || value > max + EPSILON => failed.push(format!(
                     "mean absolute error on `{}` from feedback {value:.4} > {max} ({} invocations)",
                     f.output, figures.feedback
                 )),

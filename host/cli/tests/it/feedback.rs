@@ -60,7 +60,7 @@ fn feedback_scores_each_answer_and_the_live_accuracy_is_what_callers_got() {
     assert_eq!(label["total"]["feedback"], n);
     let accuracy = label["total"]["value"].as_f64().unwrap();
     assert!((accuracy - right as f64 / n as f64).abs() < 1e-12, "{accuracy} vs {right}/{n} the test counted");
-    assert_eq!(label["last_minute"]["feedback"], n, "all of it within the last minute");
+    assert_eq!(label["last_hour"]["feedback"], n, "all of it within the last hour");
     assert!(accuracy > 0.9, "the digits model is ~98% accurate held out: {accuracy}");
     let text = metrics(&server);
     let line = format!("weir_feedback_correct_total{{pipeline=\"digits\",variant=\"\",output=\"label\"}} {right}");

@@ -73,7 +73,10 @@ pub(super) async fn give(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Given>), ApiError> {
     let FeedbackBody { outputs } = serde_json::from_slice(&body).map_err(body_error)?;
-    let given = attach(&state, id, outputs)?;
+    // The store's commit blocks: off the async workers.
+    let given = tokio::task::spawn_blocking(move || attach(&state, id, outputs))
+        .await
+        .map_err(|e| api_error(ErrorKind::Internal, format!("feedback: {e}")))??;
     let status = StatusCode::from_u16(given.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok((status, Json(given)))
 }
@@ -89,10 +92,23 @@ pub(super) async fn give_many(State(state): State<Arc<AppState>>, body: Bytes) -
             format!("{} items in one batch; at most {MAX_BATCH}", feedback.len()),
         ));
     }
-    let mut results = Vec::with_capacity(feedback.len());
-    for item in feedback {
-        results.push(attach(&state, item.id, item.outputs)?);
-    }
+    let results = tokio::task::spawn_blocking(move || {
+        feedback
+            .into_iter()
+            .map(|item| {
+                // A store failure fails this item alone: those before it are kept, and said so.
+                let id = item.id.clone();
+                attach(&state, item.id, item.outputs).unwrap_or_else(|ApiError(failure)| Given {
+                    id,
+                    status: failure.status(),
+                    feedback: None,
+                    error: Some(failure.message),
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| api_error(ErrorKind::Internal, format!("feedback: {e}")))?;
     Ok(Json(BatchAnswer { results }))
 }
 
