@@ -26,7 +26,11 @@ pub struct Run {
 impl Run {
     /// A finished run's figures, priced like its receipt.
     pub fn of(output: &weir_executor::PipelineOutput, pricing: &weir_core::Pricing) -> Run {
-        let receipt = weir_observe::receipts::invocation_receipt(output, pricing);
+        Run::priced(output, &weir_observe::receipts::invocation_receipt(output, pricing))
+    }
+
+    /// A finished run's figures from the receipt already made for it.
+    pub fn priced(output: &weir_executor::PipelineOutput, receipt: &weir_observe::receipts::Receipt) -> Run {
         Run {
             ok: true,
             wall: output.wall,

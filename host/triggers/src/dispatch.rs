@@ -358,8 +358,15 @@ impl Dispatcher {
         let copies = experiment.as_ref().filter(|(_, r)| !r.shadows.is_empty()).map(|_| inputs.clone());
         let run = executor.run_pipeline(target, inputs, &options, Seeded::new());
         let result = tokio::time::timeout(timeout, run).await;
+        // Priced once, for the caller's receipt and for the experiment's figures.
+        let receipt = match &result {
+            Ok(Ok(output)) if self.receipts || experiment.is_some() => {
+                Some(invocation_receipt(output, &executor.manifest().accounting))
+            }
+            _ => None,
+        };
         if let Some((rollout, routed)) = &experiment {
-            rollout.served(routed.served, served_run(&result, &executor.manifest().accounting));
+            rollout.served(routed.served, served_run(&result, receipt.as_ref()));
         }
         let result = match result {
             Ok(result) => result.map_err(Failure::from),
@@ -373,7 +380,7 @@ impl Dispatcher {
         }
         let mut output = result?;
         output.kept.clear();
-        let receipt = self.receipts.then(|| invocation_receipt(&output, &executor.manifest().accounting));
+        let receipt = receipt.filter(|_| self.receipts);
         let sensitive = target.sensitive.as_slice();
         let mut response = oip::pipeline_response(pipeline, &request, &output, &options, receipt.as_ref(), sensitive)?;
         let (body, header_length) = match &encoding {
@@ -443,11 +450,13 @@ fn sticky_key(rollout: &Rollout, request: &InferenceRequest, header: Option<Stri
 /// the variant; anything a step did, its time limit included, counts.
 fn served_run(
     result: &Result<Result<PipelineOutput, weir_executor::PipelineError>, tokio::time::error::Elapsed>,
-    pricing: &weir_core::Pricing,
+    receipt: Option<&Receipt>,
 ) -> Option<Run> {
-    match result {
-        Ok(Ok(output)) => Some(Run::of(output, pricing)),
-        Ok(Err(error)) if error.is_caller_error() && error.step().is_none() => None,
+    match (result, receipt) {
+        (Ok(Ok(output)), Some(receipt)) => Some(Run::priced(output, receipt)),
+        // Never: an experiment's runs are always priced.
+        (Ok(Ok(_)), None) => None,
+        (Ok(Err(error)), _) if error.is_caller_error() && error.step().is_none() => None,
         _ => Some(Run::failed()),
     }
 }
