@@ -109,8 +109,7 @@ pub fn invocation_spans(pipeline: &str, context: TraceContext, output: &Pipeline
         ],
         "status": { "code": 1 },
     })];
-    if let Some(tag) = &output.variant {
-        let attributes = spans[0]["attributes"].as_array_mut().expect("built above as an array");
+    if let (Some(tag), Some(attributes)) = (&output.variant, spans[0]["attributes"].as_array_mut()) {
         attributes.push(attribute("weir.experiment", json!(tag.experiment)));
         attributes.push(attribute("weir.variant", json!(tag.variant)));
     }

@@ -36,14 +36,18 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
     let bad = |e: String| fail(exit::BAD_INPUT)(anyhow::anyhow!(e));
     let manifest = Manifest::load(&args.manifest).map_err(classified)?;
-    let pipeline = match (&args.pipeline, manifest.pipelines.len()) {
-        (Some(name), _) => manifest.pipelines.get(name).ok_or_else(|| {
-            let known: Vec<&String> = manifest.pipelines.keys().collect();
-            bad(format!("--pipeline: no pipeline named `{name}` (pipelines: {known:?})"))
-        })?,
-        (None, 1) => manifest.pipelines.values().next().expect("one pipeline"),
-        (None, _) => return Err(bad("name the pipeline to export with --pipeline".into())),
-    };
+    let known: Vec<&String> = manifest.pipelines.keys().collect();
+    let pipeline = match (&args.pipeline, known.as_slice()) {
+        (Some(name), _) => manifest.pipelines.get(name),
+        (None, [only]) => manifest.pipelines.get(*only),
+        (None, _) => return Err(bad(format!("name the pipeline to export with --pipeline (pipelines: {known:?})"))),
+    }
+    .ok_or_else(|| {
+        bad(format!(
+            "--pipeline: no pipeline named `{}` (pipelines: {known:?})",
+            args.pipeline.as_deref().unwrap_or_default()
+        ))
+    })?;
     let columns: Vec<Column> = if args.columns.is_empty() {
         let inputs = pipeline.request_inputs().into_iter().map(|n| Column::Input(n.into()));
         let outputs = pipeline.outputs.iter().map(|o| Column::Output(o.name.clone()));
