@@ -99,6 +99,18 @@ impl Executor {
         Ok(loaded)
     }
 
+    /// Run one step again on chosen inputs, with its component, grants
+    /// and limits, outside any invocation (no observers see it): what
+    /// explanations are computed from.
+    pub async fn replay_step(
+        &self,
+        step: &Step,
+        inputs: Vec<Tensor>,
+    ) -> Result<weir_sandbox::StepOutput, PipelineError> {
+        let (component, _) = self.component(step).await?;
+        Ok(self.sandbox.invoke(&component, &step.name, &step.grants, &step.limits, inputs).await?)
+    }
+
     /// Run one invocation of `pipeline` on the request's tensors.
     pub async fn run(
         &self,

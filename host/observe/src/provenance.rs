@@ -310,6 +310,11 @@ impl ProvenanceStore {
     /// transaction and looks at no more than [`MAX_SCANNED`] records, so a
     /// rare filter over a large store costs a bounded amount.
     pub fn search(&self, query: &RecordQuery) -> Result<Vec<RecordSummary>, ProvenanceError> {
+        Ok(self.newest(query)?.iter().map(InvocationRecord::summary).collect())
+    }
+
+    /// Like [`ProvenanceStore::search`], with the whole records.
+    pub fn newest(&self, query: &RecordQuery) -> Result<Vec<InvocationRecord>, ProvenanceError> {
         let until = query.until_ms.unwrap_or(u64::MAX);
         if query.since_ms >= until {
             return Ok(Vec::new());
@@ -337,7 +342,7 @@ impl ProvenanceStore {
                 let wanted = query.pipeline.as_ref().is_none_or(|p| *p == record.pipeline)
                     && query.outcome.is_none_or(|o| o == record.outcome());
                 if wanted {
-                    found.push(record.summary());
+                    found.push(record);
                 }
             }
         }

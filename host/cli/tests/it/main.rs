@@ -11,6 +11,7 @@ mod console;
 mod docs;
 mod egress;
 mod experiments;
+mod explain;
 mod feedback;
 mod hardening;
 mod http;

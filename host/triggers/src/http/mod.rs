@@ -14,6 +14,7 @@
 pub mod api;
 mod console;
 mod experiments;
+mod explain;
 mod feedback;
 mod guard;
 mod listen;
