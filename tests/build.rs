@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// (workspace folder, crates in it) relative to the repository root.
-const GUEST_WORKSPACES: &[(&str, &[&str])] =
-    &[("components", &["scale", "topk", "classify", "concat", "fare"]), ("tests/guests", &["hostile", "noop"])];
+const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
+    ("components", &["scale", "topk", "classify", "concat", "fare", "gradients"]),
+    ("tests/guests", &["hostile", "noop"]),
+];
 
 fn main() {
     let root =

@@ -191,6 +191,8 @@ pub struct Question {
     /// The most evaluations (coalitions) to run.
     pub budget: usize,
     pub seed: u64,
+    /// An explainer component of the pipeline to ask instead of sampling.
+    pub explainer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,7 +212,7 @@ pub struct Explanation {
     pub target: String,
     pub link: Link,
     pub in_terms_of: String,
-    pub method: &'static str,
+    pub method: String,
     /// The target at the point and at the baseline; the attributions sum to the difference.
     pub value: f64,
     pub baseline_value: f64,
@@ -230,7 +232,9 @@ pub async fn explain(
     question: &Question,
 ) -> Result<Explanation, ExplainError> {
     let (step_name, tensor) = question.target.edge.resolve(pipeline)?;
-    let inner = matches!(question.target.edge, Edge::Step { .. }) || question.in_terms_of == InTermsOf::Step;
+    let inner = matches!(question.target.edge, Edge::Step { .. })
+        || question.in_terms_of == InTermsOf::Step
+        || question.explainer.is_some();
     if inner && !pipeline.taps {
         return Err(ExplainError::Tapped { pipeline: pipeline.name.clone() });
     }
@@ -242,6 +246,23 @@ pub async fn explain(
     let request = |tensors: Vec<Tensor>| tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let point_request: HashMap<String, Tensor> = request(point.clone());
     let base_request: HashMap<String, Tensor> = request(baseline.clone());
+    if let Some(name) = &question.explainer {
+        let explainer =
+            pipeline.explainers.iter().find(|e| &e.name == name).ok_or_else(|| ExplainError::UnknownExplainer {
+                pipeline: pipeline.name.clone(),
+                name: name.clone(),
+                known: pipeline.explainers.iter().map(|e| e.name.clone()).collect(),
+            })?;
+        if explainer.step != step_name {
+            return Err(ExplainError::Invalid(format!(
+                "explainer `{name}` explains step `{}`, not `{step_name}`",
+                explainer.step
+            )));
+        }
+        let x = step_inputs(&replay, step, &point_request).await?;
+        let b = step_inputs(&replay, step, &base_request).await?;
+        return by_component(&replay, step, &explainer.run, x, b, &tensor, question).await;
+    }
     let (space, in_terms_of) = match question.in_terms_of {
         InTermsOf::Pipeline => {
             let names: Vec<&str> = pipeline.request_inputs();
@@ -293,11 +314,79 @@ pub async fn explain(
         target: format!("{step_name}.{tensor}{index}"),
         link: question.target.link,
         in_terms_of,
-        method: solution.method.name(),
+        method: solution.method.name().to_string(),
         value: solution.full,
         baseline_value: solution.empty,
         attributions,
         evaluations: values.len(),
+        step_runs,
+        cpu_us,
+    })
+}
+
+/// Ask an explainer component: it gets the step's inputs, their baselines
+/// (`baseline.NAME`) and the target (`explain.target`, `explain.index`), and
+/// answers one attribution per input element (a tensor named like the input).
+async fn by_component(
+    replay: &Replay<'_>,
+    step: &Step,
+    explainer: &Step,
+    x: Vec<Tensor>,
+    b: Vec<Tensor>,
+    tensor: &str,
+    question: &Question,
+) -> Result<Explanation, ExplainError> {
+    let value = question.target.value(tensor, &replay.step(step, x.clone()).await?)?;
+    let baseline_value = question.target.value(tensor, &replay.step(step, b.clone()).await?)?;
+    let mut inputs = x.clone();
+    inputs.extend(b.iter().map(|t| Tensor { name: format!("baseline.{}", t.name), ..t.clone() }));
+    let mut target = Vec::new();
+    weir_core::tensor::push_bytes_element(&mut target, tensor.as_bytes());
+    inputs.push(Tensor {
+        name: "explain.target".into(),
+        datatype: weir_core::Datatype::Bytes,
+        shape: vec![1],
+        data: target,
+    });
+    let index = question.target.index.map_or(-1, |i| i as i64);
+    inputs.push(Tensor {
+        name: "explain.index".into(),
+        datatype: weir_core::Datatype::Int64,
+        shape: vec![1],
+        data: index.to_le_bytes().to_vec(),
+    });
+    let answered = replay.step(explainer, inputs).await?;
+    let space = Space::new(x, &b)?;
+    let mut attributions = Vec::new();
+    for feature in space.features() {
+        let found = answered.iter().find(|t| t.name == feature.tensor).map(space::numbers).unwrap_or_default();
+        let attribution = found.get(feature.element).copied().ok_or_else(|| {
+            ExplainError::Invalid(format!(
+                "explainer `{}` answered no attribution for `{}` (it must return a number per element of each input)",
+                explainer.name, feature.name
+            ))
+        })?;
+        attributions.push(Attribution {
+            feature: feature.name.clone(),
+            value: feature.value,
+            baseline: feature.baseline,
+            attribution,
+            std_error: None,
+        });
+    }
+    attributions.sort_by(|a, b| b.attribution.abs().total_cmp(&a.attribution.abs()));
+    let (cpu_us, step_runs) = replay.cost();
+    let index = question.target.index.map(|i| format!("[{i}]")).unwrap_or_default();
+    Ok(Explanation {
+        pipeline: replay.pipeline.name.clone(),
+        target: format!("{}.{tensor}{index}", step.name),
+        link: question.target.link,
+        in_terms_of: format!("the inputs of step `{}`", step.name),
+        method: format!("explainer:{}", explainer.name),
+        value,
+        baseline_value,
+        attributions,
+        evaluations: 3,
         step_runs,
         cpu_us,
     })

@@ -41,6 +41,8 @@ pub enum ExplainError {
     Plan(#[from] PlanError),
     #[error("pipeline `{pipeline}` has no edge `{edge}`; name an output (`output.NAME` or `NAME`) or a step's tensor (`STEP.TENSOR`); outputs: {}", known.join(", "))]
     UnknownEdge { pipeline: String, edge: String, known: Vec<String> },
+    #[error("pipeline `{pipeline}` has no explainer `{name}` (explainers: {known:?}); declare one under [[pipelines.{pipeline}.explainers]] and reload")]
+    UnknownExplainer { pipeline: String, name: String, known: Vec<String> },
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -57,7 +59,7 @@ pub enum ExplainError {
 impl Classify for ExplainError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ExplainError::UnknownEdge { .. } => ErrorKind::NotFound,
+            ExplainError::UnknownEdge { .. } | ExplainError::UnknownExplainer { .. } => ErrorKind::NotFound,
             ExplainError::Tapped { .. } => ErrorKind::Forbidden,
             ExplainError::Run(error) if error.is_caller_error() => ErrorKind::InvalidInput,
             ExplainError::Run(error) => error.kind(),

@@ -16,6 +16,7 @@ mod artifact;
 pub mod experiments;
 mod grants;
 pub mod limits;
+pub mod offpath;
 mod parse;
 pub mod place;
 mod resolve;
@@ -162,6 +163,10 @@ pub struct Pipeline {
     pub taps: bool,
     /// What each protected output may reveal, applied by the host.
     pub protect: BTreeMap<String, weir_core::policy::OutputPolicy>,
+    /// Explainer components for its steps, run on demand.
+    pub explainers: Vec<offpath::Explainer>,
+    /// Monitor components fed its edges off the critical path.
+    pub monitors: Vec<offpath::Monitor>,
 }
 
 impl Pipeline {

@@ -260,16 +260,18 @@ fn article(word: &str) -> &'static str {
     }
 }
 
-fn step_decl(
+/// A step, or a component declared like one (`kind`: `steps`, `monitors`, `explainers`).
+pub(crate) fn step_decl(
     place: &Place,
     pipeline: &str,
+    kind: &str,
     raw: &RawStep,
     models: &BTreeMap<String, ModelDecl>,
     components: &BTreeMap<String, ComponentDecl>,
 ) -> Result<Step, ManifestError> {
     let name = raw.name.get_ref();
-    let context = format!("pipelines.{pipeline}.steps.{name}");
-    check_name(place, &raw.name, "step")?;
+    let context = format!("pipelines.{pipeline}.{kind}.{name}");
+    check_name(place, &raw.name, kind.trim_end_matches('s'))?;
     if name == "input" {
         return Err(
             place.at(&raw.name, format!("{context}: `input` is reserved for the pipeline's inputs; rename the step"))
@@ -348,7 +350,7 @@ fn pipeline_decl(
     let mut steps = Vec::new();
     let mut spans = HashMap::new();
     for raw_step in &raw.steps {
-        let step = step_decl(place, name, raw_step, models, components)?;
+        let step = step_decl(place, name, "steps", raw_step, models, components)?;
         if spans.insert(step.name.clone(), raw_step).is_some() {
             return Err(place.at(&raw_step.name, format!("pipelines.{name}: two steps are named `{}`", step.name)));
         }
@@ -409,10 +411,28 @@ fn pipeline_decl(
         let first = spans.get(&cycle[0]).expect("cycle names are steps");
         place.at(&first.name, format!("pipelines.{name}: the steps form a cycle: {}", cycle.join(" -> ")))
     })?;
+    let explainers = crate::offpath::explainers(place, name, &raw.explainers, &steps, models, components)?;
+    let request_inputs: Vec<String> = {
+        let mut names: Vec<String> = inputs.iter().map(|d: &TensorDecl| d.name.clone()).collect();
+        for route in steps.iter().flat_map(|s| &s.inputs).chain(&outputs) {
+            if let Source::Input(input) = &route.source {
+                if !names.contains(input) {
+                    names.push(input.clone());
+                }
+            }
+        }
+        names
+    };
+    let request_inputs: Vec<&str> = request_inputs.iter().map(String::as_str).collect();
+    let base_dir = place.file.parent().unwrap_or(Path::new("."));
+    let monitors =
+        crate::offpath::monitors(place, name, &raw.monitors, &steps, &request_inputs, models, components, base_dir)?;
     Ok(Pipeline {
         name: name.into(),
         description: raw.description.clone(),
         inputs,
+        explainers,
+        monitors,
         steps,
         outputs,
         output_types,

@@ -111,6 +111,12 @@ pub struct RawPipeline {
     #[serde(default)]
     pub protect: BTreeMap<String, Spanned<RawPolicy>>,
     pub steps: Vec<RawStep>,
+    /// `[[pipelines.NAME.explainers]]`: explainer components for steps.
+    #[serde(default)]
+    pub explainers: Vec<crate::offpath::RawExplainer>,
+    /// `[[pipelines.NAME.monitors]]`: monitor components fed edges off the critical path.
+    #[serde(default)]
+    pub monitors: Vec<crate::offpath::RawMonitor>,
     /// `[pipelines.NAME.triggers.TRIGGER]`: opaque here, read by each trigger.
     #[serde(default)]
     pub triggers: BTreeMap<Spanned<String>, IgnoredAny>,
@@ -182,7 +188,7 @@ pub struct RawHttpGrant {
     pub loopback: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub memory: Option<Spanned<String>>,

@@ -308,3 +308,50 @@ fn a_sensitive_edge_is_walked_by_hash_only_and_says_so() {
     let (status, answer) = post(&server, "/v2/models/ride/explain", &body.to_string());
     assert_eq!(status, 403, "{answer}");
 }
+
+#[test]
+fn an_explainer_component_added_at_runtime_gives_integrated_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = diagnosis(dir.path(), "");
+    let server = start(&manifest);
+    let linear = read("diagnosis/breast_cancer_linear.json");
+    let test = read("models/breast_cancer_test.json");
+    let (weights, mean) = (floats(&linear["weights"]), floats(&linear["training_mean"]));
+    let x = &moderate(&linear, &test)[1];
+    let body = json!({"inputs": features(x), "target": "probabilities", "index": 1, "link": "logit",
+                      "baseline": features(&mean), "explainer": "gradients"})
+    .to_string();
+    let (status, answer) = post(&server, "/v2/models/diagnosis/explain", &body);
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no explainer `gradients`"), "{answer}");
+    // Added while serving: declared, then reloaded.
+    let gradients = examples_dir().join("../target/guests/wasm32-wasip1/release/gradients.wasm");
+    let extra = format!(
+        "\n[components.gradients]\nsource = \"{}\"\n\n[[pipelines.diagnosis.explainers]]\nname = \"gradients\"\n\
+         step = \"classify\"\ncomponent = \"gradients\"\nmodels = [\"breast_cancer\"]\n\
+         config = {{ model = \"breast_cancer\", link = \"logit\" }}\n",
+        gradients.display()
+    );
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace("\n[provenance]", &format!("{extra}\n[provenance]"));
+    std::fs::write(&manifest, text).unwrap();
+    let (status, reloaded) = post(&server, "/v2/admin/reload", "");
+    assert_eq!(status, 200, "{reloaded}");
+    let (status, explanation) = post(&server, "/v2/models/diagnosis/explain", &body);
+    assert_eq!(status, 200, "{explanation}");
+    assert_eq!(explanation["method"], "explainer:gradients");
+    let mut got = vec![0.0; 30];
+    for a in explanation["attributions"].as_array().unwrap() {
+        let i: usize = a["feature"].as_str().unwrap().trim_start_matches("x[").trim_end_matches(']').parse().unwrap();
+        got[i] = a["attribution"].as_f64().unwrap();
+    }
+    let want = exact(&weights, x, &mean);
+    let scale: f64 = want.iter().map(|v| v.abs()).sum();
+    let error = max_error(&got, &want);
+    println!("integrated gradients: max error {error:.2e}, Σ|φ| {scale:.3}");
+    assert!(error <= 0.02 * scale + 0.02, "integrated gradients: {error} over {scale}: {got:?} vs {want:?}");
+    // The explainer refuses a target it cannot differentiate (the label is an integer with one element).
+    let other = body.replace("\"probabilities\"", "\"classify.label\"");
+    let (status, _) = post(&server, "/v2/models/diagnosis/explain", &other);
+    assert_eq!(status, 400);
+}

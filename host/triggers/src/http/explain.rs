@@ -60,6 +60,9 @@ pub(super) struct ExplainBody {
     budget: Option<usize>,
     #[serde(default)]
     seed: u64,
+    /// An explainer component of the pipeline (`[[pipelines.P.explainers]]`).
+    #[serde(default)]
+    explainer: Option<String>,
     /// `"recorded"` (default), `"zeros"`, or OIP tensors (read after the
     /// rest: OIP `data` is kept as raw JSON, which an untagged enum cannot hold).
     #[serde(default)]
@@ -216,6 +219,7 @@ pub(super) async fn explain(
         method: body.method,
         budget,
         seed: body.seed,
+        explainer: body.explainer,
     };
     let _slot = slot(&state)?;
     let executor = state.dispatcher.executor();
