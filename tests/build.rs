@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 /// (workspace folder, crates in it) relative to the repository root.
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
-    ("components", &["scale", "topk", "classify", "concat", "fare", "gradients"]),
+    ("components", &["scale", "topk", "classify", "concat", "fare", "gradients", "drift", "context_drift", "outlier"]),
     ("tests/guests", &["hostile", "noop"]),
 ];
 

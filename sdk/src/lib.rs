@@ -57,6 +57,7 @@ pub use inputs::Inputs;
 pub use tensor::{datatype_name, Dim, Element, TensorError};
 
 pub mod nn;
+pub mod stats;
 
 impl From<TensorError> for StepError {
     fn from(error: TensorError) -> Self {

@@ -347,8 +347,9 @@ fn solve_linear(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
             if f == 0.0 {
                 continue;
             }
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+            let (upper, lower) = a.split_at_mut(row);
+            for (target, pivot_value) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                *target -= f * pivot_value;
             }
             b[row] -= f * b[col];
         }

@@ -6,7 +6,7 @@
 //! baseline, byte for byte, so any fixed-size datatype can be mixed.
 
 use weir_core::tensor::{element_size, push_bytes_element, Datatype};
-use weir_core::tensor_json::{for_each_element, Element};
+pub use weir_core::tensor_json::{encode, numbers};
 use weir_core::Tensor;
 use weir_observe::provenance::EdgeTensor;
 
@@ -114,46 +114,6 @@ fn element_name(tensor: &Tensor, element: usize) -> String {
     }
     let index: Vec<String> = index.iter().map(u64::to_string).collect();
     format!("{}[{}]", tensor.name, index.join(","))
-}
-
-/// A numeric tensor's elements as `f64` (booleans as 0/1); empty for BYTES.
-pub fn numbers(tensor: &Tensor) -> Vec<f64> {
-    let mut out = Vec::new();
-    let _ = for_each_element(tensor, |e| {
-        out.push(match e {
-            Element::Bool(b) => f64::from(u8::from(b)),
-            Element::Unsigned(u) => u as f64,
-            Element::Signed(i) => i as f64,
-            Element::Float(f) => f.unwrap_or(f64::NAN),
-            Element::Text(_) | Element::Binary(_) => return Err(()),
-        });
-        Ok::<(), ()>(())
-    });
-    out
-}
-
-/// Numbers written as `datatype` elements (integers rounded and clamped).
-pub fn encode(datatype: Datatype, values: &[f64]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(values.len() * element_size(datatype)?);
-    for &v in values {
-        let r = v.round();
-        match datatype {
-            Datatype::Bool => out.push(u8::from(v >= 0.5)),
-            Datatype::Uint8 => out.push(r.clamp(0.0, u8::MAX as f64) as u8),
-            Datatype::Int8 => out.extend((r.clamp(i8::MIN as f64, i8::MAX as f64) as i8).to_le_bytes()),
-            Datatype::Uint16 => out.extend((r.clamp(0.0, u16::MAX as f64) as u16).to_le_bytes()),
-            Datatype::Int16 => out.extend((r.clamp(i16::MIN as f64, i16::MAX as f64) as i16).to_le_bytes()),
-            Datatype::Uint32 => out.extend((r.clamp(0.0, u32::MAX as f64) as u32).to_le_bytes()),
-            Datatype::Int32 => out.extend((r.clamp(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes()),
-            Datatype::Uint64 => out.extend((r.max(0.0) as u64).to_le_bytes()),
-            Datatype::Int64 => out.extend((r as i64).to_le_bytes()),
-            Datatype::Fp16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
-            Datatype::Fp32 => out.extend((v as f32).to_le_bytes()),
-            Datatype::Fp64 => out.extend(v.to_le_bytes()),
-            Datatype::Bytes => return None,
-        }
-    }
-    Some(out)
 }
 
 /// A recorded edge back as a tensor, when its data was kept.

@@ -61,6 +61,10 @@ pub struct RcaPath {
     /// Edges, from the output back.
     pub path: Vec<String>,
     pub attribution: f64,
+    /// How it ends: `input` (a request element), `pruned` (a share under
+    /// 1% of the output's change, not walked further) or `stopped` (an edge
+    /// that cannot be replayed; `notes` say why).
+    pub ends: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +91,8 @@ struct Task {
     tensor: String,
     weights: Vec<(Option<usize>, f64)>,
     path: Vec<String>,
+    /// The share of the output's change that arrived here (NaN at the root: not known yet).
+    share: f64,
 }
 
 /// Walk `record`'s `question.output` back to its request, against the
@@ -114,7 +120,8 @@ pub async fn walk(
     let base_produced = replay.run(&base_request, HashMap::new(), &all, true).await?;
     let index = question.index.map(|i| format!("[{i}]")).unwrap_or_default();
     let root = format!("{}{index}", question.output);
-    let mut tasks = vec![Task { step, tensor, weights: vec![(question.index, 1.0)], path: vec![root.clone()] }];
+    let mut tasks =
+        vec![Task { step, tensor, weights: vec![(question.index, 1.0)], path: vec![root.clone()], share: f64::NAN }];
     let mut rca = Rca {
         invocation_id: record.invocation_id.clone(),
         pipeline: pipeline.name.clone(),
@@ -202,12 +209,14 @@ pub async fn walk(
                             let mut path = task.path.clone();
                             path.push(edge.clone());
                             match &route.source {
+                                // An exact zero goes nowhere: no path.
+                                _ if phi == 0.0 => {}
                                 Source::Input(_) => {
                                     add_leaf(&mut leaves, &edge, feature.value, feature.baseline, phi);
-                                    rca.paths.push(RcaPath { path, attribution: phi });
+                                    rca.paths.push(RcaPath { path, attribution: phi, ends: "input" });
                                 }
                                 Source::Step { .. } if phi.abs() < PRUNE * total.abs() => {
-                                    rca.paths.push(RcaPath { path, attribution: phi });
+                                    rca.paths.push(RcaPath { path, attribution: phi, ends: "pruned" });
                                 }
                                 Source::Step { step: from, tensor } => {
                                     let gap = feature.value - feature.baseline;
@@ -216,6 +225,7 @@ pub async fn walk(
                                         tensor: tensor.clone(),
                                         weights: vec![(Some(feature.element), phi / gap)],
                                         path,
+                                        share: phi,
                                     });
                                 }
                             }
@@ -227,7 +237,7 @@ pub async fn walk(
             }
         };
         if let Some(reason) = stop {
-            rca.paths.push(RcaPath { path: task.path.clone(), attribution: f64::NAN });
+            rca.paths.push(RcaPath { path: task.path.clone(), attribution: task.share, ends: "stopped" });
             rca.notes.push(format!("stopped at step `{}`: {reason}", step.name));
             node.stopped = Some(reason);
         }

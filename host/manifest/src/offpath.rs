@@ -177,24 +177,26 @@ pub(crate) fn monitors(
         };
         let window = bounded(&m.window, "window", 100, MAX_WINDOW)?;
         let queue = bounded(&m.queue, "queue", 1024, MAX_QUEUE)?;
-        let reference =
-            match &m.reference {
-                None => Reference::First(window),
-                Some(r) => match (&r.get_ref().file, r.get_ref().first) {
-                    (Some(file), None) => Reference::File(base_dir.join(file)),
-                    (None, Some(n)) if (1..=MAX_WINDOW).contains(&n) => Reference::First(n as usize),
-                    (None, Some(n)) => {
-                        return Err(place
-                            .at(r, format!("{context}.reference.first: must be between 1 and {MAX_WINDOW}, got {n}")))
-                    }
-                    _ => return Err(place.at(
+        let reference = match &m.reference {
+            None => Reference::First(window),
+            Some(r) => match (&r.get_ref().file, r.get_ref().first) {
+                (Some(file), None) => Reference::File(base_dir.join(file)),
+                (None, Some(n)) if (1..=MAX_WINDOW).contains(&n) => Reference::First(n as usize),
+                (None, Some(n)) => {
+                    return Err(
+                        place.at(r, format!("{context}.reference.first: must be between 1 and {MAX_WINDOW}, got {n}"))
+                    )
+                }
+                _ => {
+                    return Err(place.at(
                         r,
                         format!(
                             "{context}.reference: write either `{{ file = \"reference.json\" }}` or `{{ first = N }}`"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         out.push(Monitor { name: run.name.clone(), run, window, queue, reference });
     }
     Ok(out)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use weir_executor::artifacts::Resolver;
 use weir_executor::{Executor, Observer, ResidencyPolicy};
 use weir_manifest::Manifest;
+use weir_monitor::{MonitorBoard, PreparedMonitors};
 use weir_observe::energy::EnergyMeter;
 use weir_observe::logs::StepLogs;
 use weir_observe::provenance::ProvenanceStore;
@@ -35,6 +36,8 @@ pub struct Composer {
     policy: ResidencyPolicy,
     energy: Arc<EnergyMeter>,
     observers: Vec<Arc<dyn Observer>>,
+    /// What every generation's monitors found.
+    monitors: Arc<MonitorBoard>,
 }
 
 impl Composer {
@@ -65,7 +68,8 @@ impl Composer {
         }
         all.extend(observers);
         let store = BlobStore::new(BlobStore::default_root());
-        Ok((Composer { sandbox, store, registry, policy, energy, observers: all }, provenance))
+        let monitors = Arc::new(MonitorBoard::default());
+        Ok((Composer { sandbox, store, registry, policy, energy, observers: all, monitors }, provenance))
     }
 
     /// An executor for `manifest` on the shared parts.
@@ -74,13 +78,24 @@ impl Composer {
             // Say what is missing now, not as a model error inside a step.
             weir_nn::library::init().map_err(with_code(exit::INTERNAL))?;
         }
+        let monitors = PreparedMonitors::read(&manifest).map_err(with_code(exit::BAD_INPUT))?;
         let resolver = Resolver::new(self.store.clone(), self.registry.clone());
         let mut executor = Executor::with_resolver(self.sandbox.clone(), manifest, resolver, self.policy)
             .with_energy(self.energy.clone());
         for observer in &self.observers {
             executor = executor.with_observer(observer.clone());
         }
-        Ok(Arc::new(executor))
+        if monitors.is_empty() {
+            return Ok(Arc::new(executor));
+        }
+        // The monitors' tasks run components on this executor, held weakly:
+        // they end with it (a reload starts the new generation's own).
+        Ok(Arc::new_cyclic(|this| executor.with_observer(monitors.start(this.clone(), self.monitors.clone()))))
+    }
+
+    /// What the monitors found, across reloads.
+    pub fn monitors(&self) -> Arc<MonitorBoard> {
+        self.monitors.clone()
     }
 }
 

@@ -145,16 +145,18 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let observers: Vec<Arc<dyn weir_executor::Observer>> =
         board.iter().map(|b| Arc::new(b.clone()) as Arc<dyn weir_executor::Observer>).collect();
     let (composer, provenance) = super::compose::Composer::new(&manifest, options, registry, policy, observers)?;
-    let executor = composer.executor(manifest)?;
-    let console = board.is_some();
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
+    // Monitors' tasks start with the executor, on this runtime.
+    let _guard = tokio.enter();
+    let executor = composer.executor(manifest)?;
+    let monitors = composer.monitors();
+    let console = board.is_some();
     // Registry clients take ~80 ms to build (TLS set-up): build them before
     // listening so the first cold start does not pay for it. Nothing is pulled.
     executor.residency().prepare_registries();
     if args.preload {
         tokio.block_on(executor.residency().preload()).map_err(classified)?;
     }
-    let _guard = tokio.enter();
     // Idle components and models go even when no request comes to notice them.
     executor.residency().start_sweeper();
     let dispatcher = Arc::new(
@@ -166,7 +168,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     if args.watch {
         super::reload::watch(reloader.clone(), std::time::Duration::from_secs(1));
     }
-    let operations = weir_triggers::http::Operations { board, reload: Some(reloader) };
+    let operations = weir_triggers::http::Operations { board, reload: Some(reloader), monitors };
     tokio
         .block_on(weir_triggers::http::serve(dispatcher, triggers, provenance, access, audit, operations, |at| {
             if let Some(grpc) = at.grpc {

@@ -18,6 +18,7 @@ mod http;
 mod interop;
 mod jobs;
 mod models;
+mod monitors;
 mod nats;
 mod pipelines;
 mod policy;

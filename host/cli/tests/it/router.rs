@@ -40,6 +40,7 @@ pub fn digits_with(access: weir_access::Access) -> axum::Router {
         audit: None,
         board: Some(board),
         reload: None,
+        monitors: Default::default(),
     })
 }
 

@@ -250,7 +250,9 @@ pub(super) async fn rca(
     let store = provenance(&state)?;
     let (record, records) = read_store(store, move |store| {
         let record = record_of(store, &id)?;
-        let records = recent(store, &record.pipeline)?;
+        // The baseline is what is usual: the walked invocation itself is not part of it.
+        let mut records = recent(store, &record.pipeline)?;
+        records.retain(|r| r.invocation_id != record.invocation_id);
         Ok((record, records))
     })
     .await?;

@@ -87,6 +87,8 @@ pub(crate) struct AppState {
     pub(crate) reload: Option<Arc<dyn crate::Reload>>,
     /// Live quality from feedback.
     pub(crate) quality: weir_observe::feedback::Quality,
+    /// What the pipelines' monitors found.
+    pub(crate) monitors: Arc<weir_monitor::MonitorBoard>,
 }
 
 /// An error response: `{"error": "..."}` with the status its kind maps to.
@@ -131,6 +133,8 @@ pub struct Parts {
     pub board: Option<Board>,
     /// How to reload the manifest, when the server can.
     pub reload: Option<Arc<dyn crate::Reload>>,
+    /// What the pipelines' monitors found.
+    pub monitors: Arc<weir_monitor::MonitorBoard>,
 }
 
 /// The router for the dispatcher's pipelines.
@@ -139,7 +143,7 @@ pub fn router(parts: Parts) -> Router {
 }
 
 fn app_state(parts: Parts) -> Arc<AppState> {
-    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload } = parts;
+    let Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload, monitors } = parts;
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
@@ -161,6 +165,7 @@ fn app_state(parts: Parts) -> Arc<AppState> {
         board,
         reload,
         quality: Default::default(),
+        monitors,
     })
 }
 
@@ -192,6 +197,8 @@ async fn catch_panic(request: Request, next: Next) -> Response {
 pub struct Operations {
     pub board: Option<Board>,
     pub reload: Option<Arc<dyn crate::Reload>>,
+    /// What the pipelines' monitors found.
+    pub monitors: Arc<weir_monitor::MonitorBoard>,
 }
 
 /// Serve until ctrl-c or SIGTERM, with the asynchronous jobs and NATS
@@ -206,7 +213,7 @@ pub async fn serve(
     operations: Operations,
     on_listening: impl FnOnce(Listening),
 ) -> std::io::Result<()> {
-    let Operations { board, reload } = operations;
+    let Operations { board, reload, monitors } = operations;
     let crate::Triggers { http: settings, grpc, jobs, nats } = triggers;
     let jobs = match Jobs::start(dispatcher.clone(), &jobs) {
         Ok(started) => Ok(started),
@@ -235,7 +242,8 @@ pub async fn serve(
     };
     on_listening(Listening { http: listener.local_addr()?, grpc: grpc.as_ref().map(|(_, addr)| *addr) });
     let limits = listen::ConnectionLimits::from(&settings);
-    let state = app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload });
+    let state =
+        app_state(Parts { dispatcher, settings, jobs, provenance, broker, access, audit, board, reload, monitors });
     let grpc = async {
         match grpc {
             Some((listener, _)) => crate::grpc::serve(state.clone(), listener, shutdown_signal()).await,

@@ -83,8 +83,14 @@ pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     let mut experiments = String::new();
     state.dispatcher.generation().rollouts.metrics_text(&mut experiments);
     state.quality.metrics_text(&mut experiments);
+    state.monitors.metrics_text(&mut experiments);
     text.insert_str(eof, &experiments);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// `GET /v2/monitors`: every monitor's counts and latest results.
+pub(super) async fn monitors(State(state): State<Arc<AppState>>) -> Json<Vec<weir_monitor::MonitorFigures>> {
+    Json(state.monitors.figures())
 }
 
 /// What is in memory now: components warm or cold with their last cold
