@@ -160,6 +160,16 @@ if ! "$pyenv/bin/python" -c "import tritonclient.grpc, tritonclient.http, numpy"
   "$pyenv/bin/pip" install --quiet "tritonclient[grpc,http]==$TRITONCLIENT_VERSION" numpy
 fi
 
+# Data tools for the export and retraining tests, as a data scientist has
+# them: pyarrow reads weir's Parquet exports, onnx writes a retrained model.
+PYARROW_VERSION=26.0.1
+ONNX_VERSION=1.23.2
+if ! "$pyenv/bin/python" -c "import pyarrow.parquet, onnx, numpy" 2>/dev/null ||
+  ! "$pyenv/bin/pip" show pyarrow 2>/dev/null | grep -qx "Version: $PYARROW_VERSION"; then
+  say "installing pyarrow $PYARROW_VERSION and onnx $ONNX_VERSION into $pyenv"
+  "$pyenv/bin/pip" install --quiet "pyarrow==$PYARROW_VERSION" "onnx==$ONNX_VERSION" numpy
+fi
+
 say "ready: $(rustc --version), $(cargo component --version), ONNX Runtime at $ort_lib"
 [ -f "$guest_env" ] && say "guests build with Debian's toolchain (settings in $guest_env)"
 exit 0

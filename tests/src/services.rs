@@ -153,6 +153,16 @@ impl Drop for TestNats {
 /// interoperability tests (tritonclient, gRPC and HTTP). `None` means skip;
 /// under `CI=true` a missing environment panics instead.
 pub fn tritonclient_python() -> Option<PathBuf> {
+    setup_python("import tritonclient.grpc, tritonclient.http, numpy", "tritonclient")
+}
+
+/// The same environment's data tools (pyarrow, onnx, numpy), for the
+/// export and retraining tests; `None` means skip, a panic under `CI=true`.
+pub fn data_python() -> Option<PathBuf> {
+    setup_python("import pyarrow.parquet, onnx, numpy", "pyarrow and onnx")
+}
+
+fn setup_python(imports: &str, what: &str) -> Option<PathBuf> {
     let data = std::env::var_os("WEIR_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let base = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
@@ -161,13 +171,13 @@ pub fn tritonclient_python() -> Option<PathBuf> {
     });
     let python = data.join("pyenv/bin/python");
     let works = Command::new(&python)
-        .args(["-c", "import tritonclient.grpc, tritonclient.http, numpy"])
+        .args(["-c", imports])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !works {
-        let message = format!("tritonclient is not installed at {}; run scripts/setup.sh", python.display());
+        let message = format!("{what} is not installed at {}; run scripts/setup.sh", python.display());
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{message} (CI=true: a missing client fails the test)");
         }

@@ -29,8 +29,10 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Inspect, start, stop, promote or roll back a running server's experiments.
     Experiment(commands::experiment::ExperimentArgs),
-    /// Write recorded invocations (chosen edges and their feedback) as JSON Lines, for retraining.
+    /// Write recorded invocations (chosen edges and their feedback) as JSON Lines or Parquet, for retraining.
     Export(commands::export::ExportArgs),
+    /// Retrain a model step on recorded invocations and their feedback: export, train, check, push, canary.
+    Retrain(commands::retrain::RetrainArgs),
     /// Make a running server re-read its manifest (checked fully; a bad one is refused).
     Reload(commands::experiment::ReloadArgs),
     /// Print a pipeline's dataflow graph (DOT or Mermaid).
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Experiment(args) => commands::experiment::experiment(args),
         Command::Reload(args) => commands::experiment::reload(args),
         Command::Export(args) => commands::export::export(args),
+        Command::Retrain(args) => commands::retrain::retrain(args),
         Command::New(args) => commands::new::new_component(args),
         Command::Receipts(args) => commands::receipts::receipts(args),
         Command::Push(args) => commands::oci::push(args),

@@ -273,4 +273,37 @@ print(json.dumps({"mae": model, "mean_baseline_mae": mean, "rows": len(rows)}))
     println!("a model trained on the export: {figures}");
     let (mae, baseline) = (figures["mae"].as_f64().unwrap(), figures["mean_baseline_mae"].as_f64().unwrap());
     assert!(mae < 0.6 * baseline, "the exported data teaches something: MAE {mae} vs {baseline} predicting the mean");
+    // The same export as Parquet, read with pyarrow: the same rows, the same model.
+    let Some(python) = weir_tests::services::data_python() else { return };
+    let parquet = dir.path().join("rides.parquet");
+    let exported = crate::common::weir(
+        &["export", manifest.to_str().unwrap(), "--with-feedback", "--out", parquet.to_str().unwrap()],
+        None,
+    );
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    let script = r#"
+import json, sys
+import numpy as np
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+rows = table.to_pydict()
+flat = lambda v: float(np.ravel(v)[0])
+d, c = [flat(v) for v in rows["input.distance_km"]], [flat(v) for v in rows["input.congestion"]]
+x = np.array([[a, b, a * b, 1.0] for a, b in zip(d, c)])
+y = np.array([flat(v) for v in rows["feedback.eta_minutes"]])
+w, *_ = np.linalg.lstsq(x[:120], y[:120], rcond=None)
+print(json.dumps({"mae": float(np.mean(np.abs(x[120:] @ w - y[120:]))), "rows": table.num_rows,
+                  "driver_nulls": rows["input.driver"].count(None),
+                  "types": {f.name: str(f.type) for f in table.schema}}))
+"#;
+    let read = std::process::Command::new(python).args(["-c", script, parquet.to_str().unwrap()]).output().unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let parquet_figures: Value = serde_json::from_slice(&read.stdout).unwrap();
+    println!("the same from Parquet: {parquet_figures}");
+    assert_eq!(parquet_figures["rows"], n - 10);
+    assert_eq!(parquet_figures["driver_nulls"], n - 10, "a sensitive edge is null in Parquet too");
+    assert_eq!(parquet_figures["types"]["input.distance_km"], "double", "one element a row: a plain column");
+    assert_eq!(parquet_figures["types"]["unix_ms"], "int64");
+    let same = (parquet_figures["mae"].as_f64().unwrap() - mae).abs();
+    assert!(same < 1e-9, "the Parquet rows are the JSON rows: {parquet_figures} vs {figures}");
 }

@@ -23,6 +23,7 @@ mod nats;
 mod pipelines;
 mod policy;
 mod registry;
+mod retrain;
 mod router;
 mod sandbox;
 mod signing;
