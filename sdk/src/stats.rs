@@ -75,7 +75,8 @@ pub fn ks_two_sample(a: &[f64], b: &[f64]) -> (f64, f64) {
         }
         d = d.max((i as f64 / n as f64 - j as f64 / m as f64).abs());
     }
-    let effective = ((n * m) as f64 / (n + m) as f64).sqrt();
+    // In f64: n * m overflows a 32-bit usize (wasm32) from 65 536 rows.
+    let effective = (n as f64 * m as f64 / (n as f64 + m as f64)).sqrt();
     (d, kolmogorov_tail((effective + 0.12 + 0.11 / effective) * d))
 }
 

@@ -238,6 +238,14 @@ pub async fn explain(
     if inner && !pipeline.taps {
         return Err(ExplainError::Tapped { pipeline: pipeline.name.clone() });
     }
+    // Attributions in terms of a step's inputs show their values: never a sensitive one.
+    if inner {
+        let reads_sensitive =
+            pipeline.step(&step_name).is_some_and(|s| s.inputs.iter().any(|r| pipeline.sensitive.contains(&r.source)));
+        if reads_sensitive {
+            return Err(ExplainError::Tapped { pipeline: pipeline.name.clone() });
+        }
+    }
     let step = pipeline.step(&step_name).ok_or_else(|| ExplainError::Invalid(format!("no step `{step_name}`")))?;
     for (tensors, what) in [(&point, "the request"), (&baseline, "the baseline")] {
         check_declared(pipeline, tensors, what)?;

@@ -60,6 +60,8 @@ pub struct Plan {
     coalitions: Vec<Vec<bool>>,
     /// For permutation sampling: each order, as coalition indices of its prefixes (0..=n).
     orders: Vec<(Vec<usize>, Vec<usize>)>,
+    /// For KernelSHAP: how often each coalition was drawn (its weight in the fit).
+    draws: Vec<f64>,
 }
 
 /// Attributions that sum to `full - empty`.
@@ -105,11 +107,12 @@ impl Random {
 struct Coalitions {
     list: Vec<Vec<bool>>,
     index: HashMap<Vec<bool>, usize>,
+    draws: Vec<f64>,
 }
 
 impl Coalitions {
     fn new(n: usize) -> Self {
-        let mut set = Coalitions { list: Vec::new(), index: HashMap::new() };
+        let mut set = Coalitions { list: Vec::new(), index: HashMap::new(), draws: Vec::new() };
         set.add(vec![false; n]);
         set.add(vec![true; n]);
         set
@@ -117,8 +120,10 @@ impl Coalitions {
 
     fn add(&mut self, coalition: Vec<bool>) -> usize {
         if let Some(&i) = self.index.get(&coalition) {
+            self.draws[i] += 1.0;
             return i;
         }
+        self.draws.push(1.0);
         self.list.push(coalition.clone());
         self.index.insert(coalition, self.list.len() - 1);
         self.list.len() - 1
@@ -180,7 +185,7 @@ impl Plan {
             }
             Method::Auto => unreachable!("resolved above"),
         }
-        Ok(Plan { n, method, coalitions: set.list, orders })
+        Ok(Plan { n, method, coalitions: set.list, orders, draws: set.draws })
     }
 
     /// The method the plan uses (`auto` resolved).
@@ -197,7 +202,8 @@ impl Plan {
     /// Attributions from `values[i] = v(coalitions()[i])`.
     pub fn solve(&self, values: &[f64]) -> Solution {
         assert_eq!(values.len(), self.coalitions.len(), "one value per coalition");
-        let (empty, full) = (values[0], values[1]);
+        // With no features the two ends are one coalition.
+        let (empty, full) = (values[0], values.get(1).copied().unwrap_or(values[0]));
         let n = self.n;
         let (attributions, std_errors) = match self.method {
             _ if n == 0 => (Vec::new(), None),
@@ -274,7 +280,8 @@ impl Plan {
         let m = n - 1;
         let mut normal = vec![vec![0.0; m]; m];
         let mut rhs = vec![0.0; m];
-        for (coalition, &v) in self.coalitions.iter().zip(values).skip(2) {
+        // Coalitions were drawn from the kernel: each weighs as often as it was drawn.
+        for ((coalition, &v), &weight) in self.coalitions.iter().zip(values).zip(&self.draws).skip(2) {
             let last = if coalition[n - 1] { 1.0 } else { 0.0 };
             let row: Vec<f64> = (0..m).map(|i| if coalition[i] { 1.0 } else { 0.0 } - last).collect();
             let y = v - empty - last * total;
@@ -282,9 +289,9 @@ impl Plan {
                 if row[a] == 0.0 {
                     continue;
                 }
-                rhs[a] += row[a] * y;
+                rhs[a] += weight * row[a] * y;
                 for b in 0..m {
-                    normal[a][b] += row[a] * row[b];
+                    normal[a][b] += weight * row[a] * row[b];
                 }
             }
         }
@@ -412,6 +419,14 @@ mod tests {
         let sum: f64 = sampled.attributions.iter().sum();
         assert!((sum - 3.0).abs() < 1e-9, "efficiency holds per order");
         assert!(sampled.std_errors.is_some());
+    }
+
+    #[test]
+    fn kernel_shap_gives_a_dummy_feature_nothing_when_most_coalitions_are_drawn() {
+        // f = x0 x1 x2 with x3 a dummy: Shapley gives (1/3, 1/3, 1/3, 0).
+        let f = |c: &[bool]| if c[0] && c[1] && c[2] { 1.0 } else { 0.0 };
+        let kernel = evaluate(&Plan::new(Method::KernelShap, 4, 15, 3).unwrap(), f);
+        assert!(kernel.attributions[3].abs() < 0.05, "{:?}", kernel.attributions);
     }
 
     #[test]

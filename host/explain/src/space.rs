@@ -157,8 +157,15 @@ pub fn recorded(edge: &EdgeTensor) -> Result<Tensor, ExplainError> {
 /// `like`'s shape; `None` for BYTES or when no tensor matches.
 pub fn row_mean(tensors: &[Tensor], like: &Tensor) -> Option<Tensor> {
     element_size(like.datatype)?;
-    let row_shape = like.shape.get(1..).unwrap_or_default();
-    let row_len: usize = row_shape.iter().product::<u64>() as usize;
+    // Sized from the (validated) element count, never from the shape alone:
+    // a tensor with no elements may claim any other dimension.
+    let elements = weir_core::tensor::element_count(&like.shape)?;
+    let batch = *like.shape.first()? as usize;
+    if elements == 0 || batch == 0 {
+        return None;
+    }
+    let row_shape = &like.shape[1..];
+    let row_len = elements / batch;
     let mut sum = vec![0.0; row_len];
     let mut rows = 0usize;
     for tensor in tensors {
@@ -176,7 +183,6 @@ pub fn row_mean(tensors: &[Tensor], like: &Tensor) -> Option<Tensor> {
         return None;
     }
     let mean: Vec<f64> = sum.iter().map(|s| s / rows as f64).collect();
-    let batch = like.shape[0] as usize;
     let values: Vec<f64> = (0..batch).flat_map(|_| mean.iter().copied()).collect();
     let data = encode(like.datatype, &values)?;
     Some(Tensor { name: like.name.clone(), datatype: like.datatype, shape: like.shape.clone(), data })

@@ -202,6 +202,12 @@ pub(super) async fn explain(
         Baseline::Zeros => zeros(&point),
         Baseline::Tensors(tensors) => tensors,
         Baseline::Recorded => {
+            // The mean of other callers' requests is recorded data: it needs `records:read`.
+            if !principal.may(&Requirement::ReadRecords) {
+                let message = "the recorded baseline is the mean of recorded requests and needs `records:read`; send \
+                               `baseline` (tensors, or \"zeros\")";
+                return Err(api_error(ErrorKind::Forbidden, message));
+            }
             let store = provenance(&state).map_err(|_| {
                 api_error(ErrorKind::InvalidInput, "no recorded baseline (provenance is off): send `baseline`")
             })?;
