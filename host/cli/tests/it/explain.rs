@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::common::server::{get, post, start, Server};
-use crate::common::{example_manifest, examples_dir};
+use crate::common::{example_manifest, examples_dir, floats, trip};
 
 fn read(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(examples_dir().join(path)).unwrap()).unwrap()
@@ -23,10 +23,6 @@ fn diagnosis(dir: &Path, extra: &str) -> PathBuf {
 
 fn features(values: &[f64]) -> Value {
     json!([{"name": "features", "shape": [1, 30], "datatype": "FP32", "data": values}])
-}
-
-fn floats(value: &Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
 }
 
 /// The exact Shapley values of the log-odds against `baseline`: w_i (x_i - b_i), in float32 inputs.
@@ -206,16 +202,6 @@ fn bad_explain_requests_are_refused_with_what_was_wrong() {
 fn ride(dir: &Path, extra: &str) -> PathBuf {
     let provenance = format!("[provenance]\npath = \"{}\"\nkeep_tensors = true\n", dir.join("records.redb").display());
     example_manifest(dir, &["ride-eta"], &["[triggers"], &format!("{provenance}{extra}"))
-}
-
-fn trip(row: &[f64]) -> String {
-    json!({"inputs": [
-        {"name": "distance_km", "shape": [1], "datatype": "FP32", "data": [row[0]]},
-        {"name": "hour", "shape": [1], "datatype": "FP32", "data": [row[1]]},
-        {"name": "congestion", "shape": [1], "datatype": "FP32", "data": [row[2]]},
-        {"name": "driver", "shape": [1, 3], "datatype": "FP32", "data": [[row[3], row[4], row[5]]]},
-    ]})
-    .to_string()
 }
 
 /// 40 ordinary trips recorded, then another with the congestion index at

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::server::{get, metrics, post, start, Server};
-use crate::common::{example_manifest, examples_dir};
+use crate::common::{example_manifest, examples_dir, floats, trip};
 
 fn manifest(dir: &Path, extra: &str) -> PathBuf {
     let path = example_manifest(dir, &["monitoring"], &["[triggers"], extra);
@@ -26,10 +26,6 @@ fn manifest(dir: &Path, extra: &str) -> PathBuf {
 
 fn read(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(examples_dir().join(path)).unwrap()).unwrap()
-}
-
-fn floats(value: &Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
 }
 
 fn diagnose(server: &Server, x: &[f64]) {
@@ -146,16 +142,6 @@ fn outliers_are_scored_per_request_at_the_stated_rate() {
     assert!(flagged as f64 >= 0.95 * corrupted as f64, "{flagged} of {corrupted} corrupted rows flagged");
     let last = figures["recent"].as_array().unwrap().last().unwrap().clone();
     assert!(last["outputs"]["score"][0].as_f64().unwrap() > last["outputs"]["threshold"][0].as_f64().unwrap());
-}
-
-fn trip(row: &[f64]) -> String {
-    json!({"inputs": [
-        {"name": "distance_km", "shape": [1], "datatype": "FP32", "data": [row[0]]},
-        {"name": "hour", "shape": [1], "datatype": "FP32", "data": [row[1]]},
-        {"name": "congestion", "shape": [1], "datatype": "FP32", "data": [row[2]]},
-        {"name": "driver", "shape": [1, 3], "datatype": "FP32", "data": [[row[3], row[4], row[5]]]},
-    ]})
-    .to_string()
 }
 
 #[test]

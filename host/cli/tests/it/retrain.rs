@@ -10,27 +10,13 @@
 use serde_json::{json, Value};
 
 use crate::common::server::{get, post, start, Server};
-use crate::common::{example_manifest, examples_dir, weir};
-
-fn floats(value: &Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
-}
+use crate::common::{example_manifest, examples_dir, floats, trip, weir};
 
 /// The ETA of a trip where roads are `slower` times slower than the
 /// example's data generator assumes (examples/ride-eta/train.py, without its noise).
 fn true_eta(row: &[f64], slower: f64) -> f64 {
     let speed = (38.0 * (1.0 - 0.6 * row[2]) / slower).max(5.0);
     row[0] / speed * 60.0 + row[3] / 30.0 * 60.0
-}
-
-fn trip(row: &[f64]) -> String {
-    json!({"inputs": [
-        {"name": "distance_km", "shape": [1], "datatype": "FP32", "data": [row[0]]},
-        {"name": "hour", "shape": [1], "datatype": "FP32", "data": [row[1]]},
-        {"name": "congestion", "shape": [1], "datatype": "FP32", "data": [row[2]]},
-        {"name": "driver", "shape": [1, 3], "datatype": "FP32", "data": [[row[3], row[4], row[5]]]},
-    ]})
-    .to_string()
 }
 
 /// Ride, and send the true ETA as feedback: the ETA answered.

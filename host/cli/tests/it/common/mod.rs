@@ -126,3 +126,20 @@ pub fn example_manifest(dir: &Path, examples: &[&str], skip: &[&str], extra: &st
 pub fn examples_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").canonicalize().unwrap()
 }
+
+/// The numbers of a JSON array.
+pub fn floats(value: &serde_json::Value) -> Vec<f64> {
+    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
+/// A ride-eta request for one trip row of `ride_test.json` (distance, hour,
+/// congestion, then the driver's three numbers).
+pub fn trip(row: &[f64]) -> String {
+    serde_json::json!({"inputs": [
+        {"name": "distance_km", "shape": [1], "datatype": "FP32", "data": [row[0]]},
+        {"name": "hour", "shape": [1], "datatype": "FP32", "data": [row[1]]},
+        {"name": "congestion", "shape": [1], "datatype": "FP32", "data": [row[2]]},
+        {"name": "driver", "shape": [1, 3], "datatype": "FP32", "data": [[row[3], row[4], row[5]]]},
+    ]})
+    .to_string()
+}
