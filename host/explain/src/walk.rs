@@ -218,6 +218,14 @@ pub async fn walk(
                                 Source::Step { .. } if phi.abs() < PRUNE * total.abs() => {
                                     rca.paths.push(RcaPath { path, attribution: phi, ends: "pruned" });
                                 }
+                                Source::Step { .. } if !(feature.value - feature.baseline).is_normal() => {
+                                    // Bytes differ but the numbers do not (-0.0, a NaN, integers past 2^53):
+                                    // no finite rescale, so the share stops here.
+                                    rca.notes.push(format!(
+                                        "`{edge}`: value and baseline are equal as numbers; not walked further"
+                                    ));
+                                    rca.paths.push(RcaPath { path, attribution: phi, ends: "stopped" });
+                                }
                                 Source::Step { step: from, tensor } => {
                                     let gap = feature.value - feature.baseline;
                                     tasks.push(Task {
