@@ -168,6 +168,8 @@ pub(super) async fn explain(
         .quotas
         .admit(&principal, base_pipeline(&name))
         .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{name}`: {refusal:?}")))?;
+    // The slot first: reading records for the baseline is part of the work it bounds.
+    let _slot = slot(&state)?;
     let point = match (body.inputs, body.invocation_id) {
         (Some(inputs), None) => tensors(&state, inputs)?,
         (None, Some(id)) => {
@@ -227,7 +229,6 @@ pub(super) async fn explain(
         seed: body.seed,
         explainer: body.explainer,
     };
-    let _slot = slot(&state)?;
     let executor = state.dispatcher.executor();
     let explanation = limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question)).await?;
     state.quotas.charge_rows(&principal, base_pipeline(&name), explanation.evaluations as u64);
@@ -254,6 +255,7 @@ pub(super) async fn rca(
 ) -> Result<Json<Rca>, ApiError> {
     let budget = budget(params.budget.or(Some(4 * DEFAULT_BUDGET)))?;
     let store = provenance(&state)?;
+    let _slot = slot(&state)?;
     let (record, records) = read_store(store, move |store| {
         let record = record_of(store, &id)?;
         // The baseline is what is usual: the walked invocation itself is not part of it.
@@ -268,7 +270,6 @@ pub(super) async fn rca(
     let point: Vec<Tensor> = record.inputs.iter().filter_map(|e| weir_explain::space::recorded(e).ok()).collect();
     let baseline = recorded_baseline(&record.pipeline, &records, &point).map_err(failed)?;
     let question = RcaQuestion { output: Edge::parse(&params.output), index: params.index, budget, seed: params.seed };
-    let _slot = slot(&state)?;
     let executor = state.dispatcher.executor();
     let rca = limited(weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question)).await?;
     Ok(Json(rca))
