@@ -32,9 +32,19 @@ impl Step for ContextDrift {
         let target: String = config::parse_or("target", "x".to_string())?;
         let context: String = config::parse_or("context", "context".to_string())?;
         let (x, c) = (single(&inputs, &target)?, single(&inputs, &context)?);
-        let (rx, rc) = (single(&inputs, &format!("reference.{target}"))?, single(&inputs, &format!("reference.{context}"))?);
+        let (rx, rc) =
+            (single(&inputs, &format!("reference.{target}"))?, single(&inputs, &format!("reference.{context}"))?);
         if x.len() != c.len() || rx.len() != rc.len() {
             return Err(StepError::InvalidInput("`x` and its context must have the same rows".into()));
+        }
+        // Pairs that are not finite numbers would poison the fit: left out.
+        let finite = |x: &[f64], c: &[f64]| -> (Vec<f64>, Vec<f64>) {
+            x.iter().zip(c).filter(|(x, c)| x.is_finite() && c.is_finite()).map(|(x, c)| (*x, *c)).unzip()
+        };
+        let (x, c) = finite(&x, &c);
+        let (rx, rc) = finite(&rx, &rc);
+        if rx.len() < 2 {
+            return Err(StepError::InvalidInput("the reference has fewer than two finite pairs".into()));
         }
         let (a, b) = line(&rc, &rx);
         let spread: Vec<f64> = rc.iter().zip(&rx).map(|(c, x)| (x - a - b * c).abs()).collect();

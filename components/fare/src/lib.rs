@@ -16,7 +16,10 @@ fn column(inputs: &mut Inputs, name: &str) -> Result<Vec<f32>, StepError> {
     let tensor = inputs.take(name)?;
     let values = tensor.to_vec::<f32>()?;
     if values.len() as u64 != tensor.shape.first().copied().unwrap_or(1) {
-        return Err(StepError::InvalidInput(format!("`{name}` must have shape [batch] or [batch, 1], got {:?}", tensor.shape)));
+        return Err(StepError::InvalidInput(format!(
+            "`{name}` must have shape [batch] or [batch, 1], got {:?}",
+            tensor.shape
+        )));
     }
     Ok(values)
 }
@@ -27,7 +30,9 @@ impl Step for Fare {
         let minutes = column(&mut inputs, "eta_minutes")?;
         let congestion = column(&mut inputs, "congestion")?;
         if km.len() != minutes.len() || km.len() != congestion.len() {
-            return Err(StepError::InvalidInput("distance_km, eta_minutes and congestion must have the same batch".into()));
+            return Err(StepError::InvalidInput(
+                "distance_km, eta_minutes and congestion must have the same batch".into(),
+            ));
         }
         let base: f32 = config::parse_or("base", 2.5)?;
         let per_km: f32 = config::parse_or("per_km", 1.2)?;

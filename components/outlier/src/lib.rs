@@ -47,7 +47,14 @@ impl Step for Outlier {
         let name: String = config::parse_or("input", "x".to_string())?;
         let alpha: f64 = config::parse_or("alpha", 0.01)?;
         let current = rows(inputs.get(&name)?)?;
-        let reference = rows(inputs.get(&format!("reference.{name}"))?)?;
+        // A reference row that is not all finite numbers would poison the fit: left out.
+        let reference: Vec<Vec<f64>> = rows(inputs.get(&format!("reference.{name}"))?)?
+            .into_iter()
+            .filter(|r| r.iter().all(|v| v.is_finite()))
+            .collect();
+        if reference.is_empty() {
+            return Err(StepError::InvalidInput(format!("`reference.{name}` has no row of finite numbers")));
+        }
         let f = reference[0].len();
         if current[0].len() != f || reference.len() < 2 {
             return Err(StepError::InvalidInput(format!(
@@ -88,7 +95,11 @@ impl Step for Outlier {
         reference_scores.sort_by(f64::total_cmp);
         let at = (((1.0 - alpha) * reference_scores.len() as f64).ceil() as usize).clamp(1, reference_scores.len()) - 1;
         let threshold = reference_scores[at];
-        let scores: Vec<f64> = current.iter().map(|r| distance(&z(r))).collect();
+        // A row that is not all finite numbers is as far out as can be.
+        let scores: Vec<f64> = current
+            .iter()
+            .map(|r| if r.iter().all(|v| v.is_finite()) { distance(&z(r)) } else { f64::INFINITY })
+            .collect();
         let alerts: Vec<bool> = scores.iter().map(|s| *s > threshold).collect();
         let outliers = alerts.iter().filter(|a| **a).count() as f64;
         let count = scores.len() as u64;

@@ -20,11 +20,8 @@ impl Step for Scale {
             return Err(StepError::Failed(format!("config `std` is 0 for feature {i}; it must be non-zero")));
         }
         let values = x.view::<f32>()?;
-        let y: Vec<f32> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v - mean[i % features]) / std[i % features])
-            .collect();
+        let y: Vec<f32> =
+            values.iter().enumerate().map(|(i, v)| (v - mean[i % features]) / std[i % features]).collect();
         let output = config::get("output")?.unwrap_or_else(|| "y".into());
         Ok(vec![Tensor::new(output, x.shape.clone(), &y)?])
     }
