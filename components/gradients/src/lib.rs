@@ -8,7 +8,7 @@
 //! Inputs (the host hands them over): the step's input (config `input`,
 //! default `x`, shape `[1, F]` or `[F]`), `baseline.<input>`, and
 //! `explain.target` (the output tensor's name) and `explain.index` (its
-//! element, `-1` for its only one). Config: `model`, `model_input`
+//! element, `-1` for its only one) and `explain.link` (`identity` or `logit`). Config: `model`, `model_input`
 //! (default `input`), `link` (`identity` or `logit`), `steps` (points on
 //! the path, default 16). Output: `<input>`, FP64, one attribution per
 //! element; they sum to f(point) - f(baseline) up to the path's
@@ -48,7 +48,11 @@ impl Step for Gradients {
             )));
         }
         let steps: usize = config::parse_or("steps", 16usize)?.clamp(1, 256);
-        let kind: String = config::parse_or("link", "identity".to_string())?;
+        // The host says which link the caller asked for; config is the default for older hosts.
+        let kind: String = match inputs.take("explain.link") {
+            Ok(link) => String::from_utf8_lossy(link.strings()?.first().copied().unwrap_or_default()).into_owned(),
+            Err(_) => config::parse_or("link", "identity".to_string())?,
+        };
         // Each point on the path, nudged down and up along each feature.
         let mut rows: Vec<f32> = Vec::with_capacity(steps * 2 * f * f);
         let mut widths = vec![0f64; f];

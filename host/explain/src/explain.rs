@@ -356,6 +356,19 @@ async fn by_component(
         shape: vec![1],
         data: target,
     });
+    // The link the caller asked for, so that the attributions sum to the host's figures.
+    let mut link = Vec::new();
+    let link_name = match question.target.link {
+        Link::Identity => "identity",
+        Link::Logit => "logit",
+    };
+    weir_core::tensor::push_bytes_element(&mut link, link_name.as_bytes());
+    inputs.push(Tensor {
+        name: "explain.link".into(),
+        datatype: weir_core::Datatype::Bytes,
+        shape: vec![1],
+        data: link,
+    });
     let index = question.target.index.map_or(-1, |i| i as i64);
     inputs.push(Tensor {
         name: "explain.index".into(),
