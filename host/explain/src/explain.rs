@@ -11,10 +11,10 @@ use weir_executor::Executor;
 use weir_manifest::{Pipeline, Source, Step};
 use weir_observe::provenance::InvocationRecord;
 
-use crate::replay::{ancestors, route, Replay};
-use crate::shapley::{Method, Plan};
+use crate::replay::{ancestors, route, Meter, Replay};
+use crate::shapley::{Method, Plan, Solution, MAX_FEATURES};
 use crate::space::{self, Space};
-use crate::ExplainError;
+use crate::{ExplainError, MAX_COMPONENT_FEATURES};
 
 /// Evaluations in flight at once (each is one or more sandboxed steps).
 pub(crate) const CONCURRENCY: usize = 4;
@@ -230,6 +230,7 @@ pub async fn explain(
     point: Vec<Tensor>,
     baseline: Vec<Tensor>,
     question: &Question,
+    meter: &Meter,
 ) -> Result<Explanation, ExplainError> {
     let (step_name, tensor) = question.target.edge.resolve(pipeline)?;
     let inner = matches!(question.target.edge, Edge::Step { .. })
@@ -250,7 +251,7 @@ pub async fn explain(
     for (tensors, what) in [(&point, "the request"), (&baseline, "the baseline")] {
         check_declared(pipeline, tensors, what)?;
     }
-    let replay = Replay::new(executor, pipeline);
+    let replay = Replay::new(executor, pipeline, meter);
     let request = |tensors: Vec<Tensor>| tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let point_request: HashMap<String, Tensor> = request(point.clone());
     let base_request: HashMap<String, Tensor> = request(baseline.clone());
@@ -275,12 +276,12 @@ pub async fn explain(
         InTermsOf::Pipeline => {
             let names: Vec<&str> = pipeline.request_inputs();
             let point: Vec<Tensor> = point.into_iter().filter(|t| names.contains(&t.name.as_str())).collect();
-            (Space::new(point, &baseline)?, "the pipeline's inputs".to_string())
+            (Space::new(point, &baseline, MAX_FEATURES)?, "the pipeline's inputs".to_string())
         }
         InTermsOf::Step => {
             let x = step_inputs(&replay, step, &point_request).await?;
             let b = step_inputs(&replay, step, &base_request).await?;
-            (Space::new(x, &b)?, format!("the inputs of step `{step_name}`"))
+            (Space::new(x, &b, MAX_FEATURES)?, format!("the inputs of step `{step_name}`"))
         }
     };
     let plan = Plan::new(question.method, space.features().len(), question.budget, question.seed)?;
@@ -301,7 +302,8 @@ pub async fn explain(
     };
     let values: Vec<f64> =
         futures_util::stream::iter(plan.coalitions()).map(evaluate).buffered(CONCURRENCY).try_collect().await?;
-    let solution = plan.solve(&values);
+    let evaluations = values.len();
+    let solution = solved(plan, values).await?;
     let (cpu_us, step_runs) = replay.cost();
     let mut attributions: Vec<Attribution> = space
         .features()
@@ -326,10 +328,18 @@ pub async fn explain(
         value: solution.full,
         baseline_value: solution.empty,
         attributions,
-        evaluations: values.len(),
+        evaluations,
         step_runs,
         cpu_us,
     })
+}
+
+/// The plan solved off the async workers: KernelSHAP's fit is up to
+/// [`MAX_FEATURES`]² work per evaluation, too long to hold a worker thread.
+pub(crate) async fn solved(plan: Plan, values: Vec<f64>) -> Result<Solution, ExplainError> {
+    tokio::task::spawn_blocking(move || plan.solve(&values))
+        .await
+        .map_err(|e| ExplainError::Invalid(format!("solving the attributions failed: {e}")))
 }
 
 /// Ask an explainer component: it gets the step's inputs, their baselines
@@ -344,6 +354,8 @@ async fn by_component(
     tensor: &str,
     question: &Question,
 ) -> Result<Explanation, ExplainError> {
+    // Checked first: a point too large to attribute costs no step run.
+    let space = Space::new(x.clone(), &b, MAX_COMPONENT_FEATURES)?;
     let value = question.target.value(tensor, &replay.step(step, x.clone()).await?)?;
     let baseline_value = question.target.value(tensor, &replay.step(step, b.clone()).await?)?;
     let mut inputs = x.clone();
@@ -377,10 +389,11 @@ async fn by_component(
         data: index.to_le_bytes().to_vec(),
     });
     let answered = replay.step(explainer, inputs).await?;
-    let space = Space::new(x, &b)?;
+    // Each answered tensor as numbers once, not once per feature.
+    let answered: HashMap<&str, Vec<f64>> = answered.iter().map(|t| (t.name.as_str(), space::numbers(t))).collect();
     let mut attributions = Vec::new();
     for feature in space.features() {
-        let found = answered.iter().find(|t| t.name == feature.tensor).map(space::numbers).unwrap_or_default();
+        let found = answered.get(feature.tensor.as_str()).map(Vec::as_slice).unwrap_or_default();
         let attribution = found.get(feature.element).copied().ok_or_else(|| {
             ExplainError::Invalid(format!(
                 "explainer `{}` answered no attribution for `{}` (it must return a number per element of each input)",

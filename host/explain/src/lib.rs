@@ -16,6 +16,7 @@
 
 pub mod explain;
 mod replay;
+pub use replay::Meter;
 pub mod shapley;
 pub mod space;
 pub mod walk;
@@ -25,11 +26,16 @@ use weir_core::{Classify, ErrorKind};
 use weir_executor::PipelineError;
 
 pub use explain::{Attribution, Baseline, Edge, Explanation, InTermsOf, Link, Question, Target};
-pub use shapley::{Method, Plan, PlanError, Solution};
+pub use shapley::{Method, Plan, PlanError, Solution, MAX_FEATURES};
 pub use walk::{Rca, RcaNode, RcaPath, RcaQuestion};
 
 /// The most evaluations one explanation or walk may ask for.
 pub const MAX_BUDGET: usize = 8192;
+
+/// The most elements an explainer component may be asked to attribute
+/// (it answers one number per element; the host's own methods stop at
+/// [`MAX_FEATURES`]).
+pub const MAX_COMPONENT_FEATURES: usize = 1 << 16;
 
 #[derive(Debug, Error)]
 pub enum ExplainError {
@@ -52,6 +58,12 @@ pub enum ExplainError {
     Tapped { pipeline: String },
     #[error("no baseline: pipeline `{pipeline}` has no recorded invocations with kept inputs; send `baseline` (tensors, or \"zeros\")")]
     NoBaseline { pipeline: String },
+    #[error(
+        "{features} elements differ from the baseline, over the limit of {limit} features one explanation \
+         attributes; explain in terms of a step with fewer inputs, send a baseline equal to the point where elements \
+         do not matter, or use an explainer component"
+    )]
+    TooManyFeatures { features: usize, limit: usize },
     #[error("a replay failed: {0}")]
     Run(#[from] PipelineError),
 }
@@ -61,6 +73,9 @@ impl Classify for ExplainError {
         match self {
             ExplainError::UnknownEdge { .. } | ExplainError::UnknownExplainer { .. } => ErrorKind::NotFound,
             ExplainError::Tapped { .. } => ErrorKind::Forbidden,
+            ExplainError::TooManyFeatures { .. } | ExplainError::Plan(PlanError::TooManyFeatures { .. }) => {
+                ErrorKind::TooLarge
+            }
             ExplainError::Run(error) if error.is_caller_error() => ErrorKind::InvalidInput,
             ExplainError::Run(error) => error.kind(),
             _ => ErrorKind::InvalidInput,

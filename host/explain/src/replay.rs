@@ -13,28 +13,43 @@ use crate::ExplainError;
 /// Outputs of steps, by step name.
 pub(crate) type Produced = HashMap<String, Vec<Tensor>>;
 
-pub(crate) struct Replay<'a> {
-    pub executor: &'a Executor,
-    pub pipeline: &'a Pipeline,
+/// What replays cost: held by the caller, so that work which failed or ran
+/// past its time limit (the explanation's future dropped) is still known
+/// and can be charged.
+#[derive(Debug, Default)]
+pub struct Meter {
     cpu_us: AtomicU64,
     steps: AtomicU64,
 }
 
-impl<'a> Replay<'a> {
-    pub fn new(executor: &'a Executor, pipeline: &'a Pipeline) -> Self {
-        Replay { executor, pipeline, cpu_us: AtomicU64::new(0), steps: AtomicU64::new(0) }
-    }
-
-    /// CPU the replays spent so far (µs), and how many step runs.
+impl Meter {
+    /// CPU the replays spent so far (µs), and how many step runs started.
     pub fn cost(&self) -> (u64, u64) {
         (self.cpu_us.load(Ordering::Relaxed), self.steps.load(Ordering::Relaxed))
     }
+}
 
-    /// Run one step on `inputs` (named as the step reads them).
+pub(crate) struct Replay<'a> {
+    pub executor: &'a Executor,
+    pub pipeline: &'a Pipeline,
+    meter: &'a Meter,
+}
+
+impl<'a> Replay<'a> {
+    pub fn new(executor: &'a Executor, pipeline: &'a Pipeline, meter: &'a Meter) -> Self {
+        Replay { executor, pipeline, meter }
+    }
+
+    pub fn cost(&self) -> (u64, u64) {
+        self.meter.cost()
+    }
+
+    /// Run one step on `inputs` (named as the step reads them); counted
+    /// when it starts, so a run that fails or is abandoned is counted too.
     pub async fn step(&self, step: &Step, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ExplainError> {
+        self.meter.steps.fetch_add(1, Ordering::Relaxed);
         let output = self.executor.replay_step(step, inputs).await?;
-        self.cpu_us.fetch_add(output.stats.cpu.as_micros() as u64, Ordering::Relaxed);
-        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.meter.cpu_us.fetch_add(output.stats.cpu.as_micros() as u64, Ordering::Relaxed);
         Ok(output.outputs)
     }
 

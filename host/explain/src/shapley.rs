@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 /// The most features an exact enumeration takes (2^12 evaluations).
 pub const MAX_EXACT_FEATURES: usize = 12;
 
+/// The most features a sampled method attributes: KernelSHAP's fit holds
+/// an n × n system (n² memory, n³ time to solve) and every coalition is n
+/// flags, so n is bounded here, not only by the budget.
+pub const MAX_FEATURES: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -49,6 +54,8 @@ pub enum PlanError {
     ExactTooBig { features: usize, needed: u128, budget: usize },
     #[error("a budget of {budget} evaluations is too small for {features} features with `{method}`: it needs at least {needed}")]
     BudgetTooSmall { method: &'static str, features: usize, budget: usize, needed: usize },
+    #[error("{features} features are over the limit of {MAX_FEATURES} one explanation attributes")]
+    TooManyFeatures { features: usize },
 }
 
 /// Which coalitions to evaluate, and how to turn their values into attributions.
@@ -134,6 +141,9 @@ impl Plan {
     /// Plan the evaluations for `n` features within `budget` (which counts
     /// the empty and the full coalition).
     pub fn new(method: Method, n: usize, budget: usize, seed: u64) -> Result<Plan, PlanError> {
+        if n > MAX_FEATURES {
+            return Err(PlanError::TooManyFeatures { features: n });
+        }
         let exact_fits = n <= MAX_EXACT_FEATURES && (1usize << n) <= budget;
         let method = match method {
             Method::Auto if exact_fits => Method::Exact,
@@ -434,6 +444,8 @@ mod tests {
         assert!(matches!(Plan::new(Method::Exact, 13, 1 << 20, 0), Err(PlanError::ExactTooBig { .. })));
         assert!(matches!(Plan::new(Method::Exact, 5, 16, 0), Err(PlanError::ExactTooBig { .. })));
         assert!(matches!(Plan::new(Method::KernelShap, 30, 20, 0), Err(PlanError::BudgetTooSmall { .. })));
+        let many = MAX_FEATURES + 1;
+        assert!(matches!(Plan::new(Method::Permutation, many, 8192, 0), Err(PlanError::TooManyFeatures { .. })));
         assert_eq!(Plan::new(Method::Auto, 4, 16, 0).unwrap().method(), Method::Exact);
         assert_eq!(Plan::new(Method::Auto, 5, 16, 0).unwrap().method(), Method::KernelShap);
         for n in [2, 6, 30] {

@@ -37,47 +37,31 @@ pub struct Space {
 }
 
 impl Space {
-    /// Pair every tensor of `point` with the baseline tensor of its name.
-    pub fn new(point: Vec<Tensor>, baseline: &[Tensor]) -> Result<Space, ExplainError> {
-        let mut paired = Vec::with_capacity(point.len());
-        let (mut features, mut places) = (Vec::new(), Vec::new());
-        for (index, tensor) in point.iter().enumerate() {
-            let base = baseline.iter().find(|b| b.name == tensor.name).ok_or_else(|| ExplainError::Baseline {
-                tensor: tensor.name.clone(),
-                problem: "the baseline has no tensor of this name".into(),
-            })?;
-            if base.datatype != tensor.datatype || base.shape != tensor.shape {
-                return Err(ExplainError::Baseline {
-                    tensor: tensor.name.clone(),
-                    problem: format!(
-                        "the baseline is {} {:?}, the point {} {:?}",
-                        base.datatype, base.shape, tensor.datatype, tensor.shape
-                    ),
-                });
-            }
-            paired.push(base.clone());
-            let Some(size) = element_size(tensor.datatype) else {
-                if base.data != tensor.data {
-                    return Err(ExplainError::Baseline {
-                        tensor: tensor.name.clone(),
-                        problem: "BYTES elements cannot be features; give a baseline equal to the point".into(),
-                    });
-                }
+    /// Pair every tensor of `point` with the baseline tensor of its name;
+    /// more than `limit` differing elements is refused before any is named
+    /// (a caller's large tensor must not become millions of features).
+    pub fn new(point: Vec<Tensor>, baseline: &[Tensor], limit: usize) -> Result<Space, ExplainError> {
+        let paired = pair(&point, baseline)?;
+        let differing_count: usize =
+            point.iter().zip(&paired).map(|(tensor, base)| differing(tensor, base).map_or(0, Iterator::count)).sum();
+        if differing_count > limit {
+            return Err(ExplainError::TooManyFeatures { features: differing_count, limit });
+        }
+        let (mut features, mut places) = (Vec::with_capacity(differing_count), Vec::with_capacity(differing_count));
+        for (index, (tensor, base)) in point.iter().zip(&paired).enumerate() {
+            let (Some(elements), Some(size)) = (differing(tensor, base), element_size(tensor.datatype)) else {
                 continue;
             };
             let (values, bases) = (numbers(tensor), numbers(base));
-            for element in 0..values.len() {
-                let range = element * size..(element + 1) * size;
-                if tensor.data[range.clone()] != base.data[range.clone()] {
-                    features.push(Feature {
-                        name: element_name(tensor, element),
-                        tensor: tensor.name.clone(),
-                        element,
-                        value: values[element],
-                        baseline: bases[element],
-                    });
-                    places.push((index, range));
-                }
+            for element in elements {
+                features.push(Feature {
+                    name: element_name(tensor, element),
+                    tensor: tensor.name.clone(),
+                    element,
+                    value: values[element],
+                    baseline: bases[element],
+                });
+                places.push((index, element * size..(element + 1) * size));
             }
         }
         Ok(Space { point, baseline: paired, features, places })
@@ -97,6 +81,43 @@ impl Space {
         }
         tensors
     }
+}
+
+/// The baseline tensor of each point tensor, checked to be of its type and
+/// shape; a BYTES tensor (no elements to mix) must equal its baseline.
+fn pair(point: &[Tensor], baseline: &[Tensor]) -> Result<Vec<Tensor>, ExplainError> {
+    let mut paired = Vec::with_capacity(point.len());
+    for tensor in point {
+        let base = baseline.iter().find(|b| b.name == tensor.name).ok_or_else(|| ExplainError::Baseline {
+            tensor: tensor.name.clone(),
+            problem: "the baseline has no tensor of this name".into(),
+        })?;
+        if base.datatype != tensor.datatype || base.shape != tensor.shape {
+            return Err(ExplainError::Baseline {
+                tensor: tensor.name.clone(),
+                problem: format!(
+                    "the baseline is {} {:?}, the point {} {:?}",
+                    base.datatype, base.shape, tensor.datatype, tensor.shape
+                ),
+            });
+        }
+        if element_size(tensor.datatype).is_none() && base.data != tensor.data {
+            return Err(ExplainError::Baseline {
+                tensor: tensor.name.clone(),
+                problem: "BYTES elements cannot be features; give a baseline equal to the point".into(),
+            });
+        }
+        paired.push(base.clone());
+    }
+    Ok(paired)
+}
+
+/// The flat indices of the elements where `tensor` and `base` differ, byte
+/// for byte (none for BYTES tensors, checked equal by `pair`).
+fn differing<'a>(tensor: &'a Tensor, base: &'a Tensor) -> Option<impl Iterator<Item = usize> + 'a> {
+    let size = element_size(tensor.datatype)?;
+    let elements = tensor.data.chunks_exact(size).zip(base.data.chunks_exact(size));
+    Some(elements.enumerate().filter(|(_, (x, b))| x != b).map(|(element, _)| element))
 }
 
 /// `name[i,j]` for an element of a tensor with more than one element,
@@ -201,7 +222,7 @@ mod tests {
     fn features_are_the_elements_that_differ_and_coalitions_mix_them() {
         let point = vec![fp32("x", vec![1, 3], &[1.0, 2.0, 3.0]), fp32("d", vec![1], &[9.0])];
         let baseline = vec![fp32("d", vec![1], &[0.0]), fp32("x", vec![1, 3], &[1.0, 0.0, 0.0])];
-        let space = Space::new(point, &baseline).unwrap();
+        let space = Space::new(point, &baseline, 8).unwrap();
         let names: Vec<&str> = space.features().iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["x[1]", "x[2]", "d"]);
         let mixed = space.compose(&[true, false, false]);
@@ -212,9 +233,11 @@ mod tests {
     #[test]
     fn mismatched_baselines_are_refused_with_the_tensor_named() {
         let point = vec![fp32("x", vec![1, 3], &[1.0, 2.0, 3.0])];
-        let error = Space::new(point.clone(), &[fp32("x", vec![3], &[0.0; 3])]).unwrap_err().to_string();
+        let error = Space::new(point.clone(), &[fp32("x", vec![3], &[0.0; 3])], 8).unwrap_err().to_string();
         assert!(error.contains("`x`") && error.contains("[3]"), "{error}");
-        assert!(Space::new(point, &[]).unwrap_err().to_string().contains("no tensor of this name"));
+        assert!(Space::new(point.clone(), &[], 8).unwrap_err().to_string().contains("no tensor of this name"));
+        let over = Space::new(point, &[fp32("x", vec![1, 3], &[0.0; 3])], 2).unwrap_err();
+        assert!(matches!(over, ExplainError::TooManyFeatures { features: 3, limit: 2 }), "{over}");
     }
 
     #[test]

@@ -19,9 +19,9 @@ use weir_executor::Executor;
 use weir_manifest::{Pipeline, Route, Source};
 use weir_observe::provenance::InvocationRecord;
 
-use crate::explain::{weighted, Attribution, Edge, CONCURRENCY};
-use crate::replay::{route, Replay};
-use crate::shapley::{Method, Plan};
+use crate::explain::{solved, weighted, Attribution, Edge, CONCURRENCY};
+use crate::replay::{route, Meter, Replay};
+use crate::shapley::{Method, Plan, MAX_FEATURES};
 use crate::space::{self, Space};
 use crate::ExplainError;
 
@@ -106,6 +106,7 @@ pub async fn walk(
     baseline: Vec<Tensor>,
     recent: &[InvocationRecord],
     question: &RcaQuestion,
+    meter: &Meter,
 ) -> Result<Rca, ExplainError> {
     let (step, tensor) = question.output.resolve(pipeline)?;
     if record.error.is_some() {
@@ -114,7 +115,7 @@ pub async fn walk(
             record.invocation_id
         )));
     }
-    let replay = Replay::new(executor, pipeline);
+    let replay = Replay::new(executor, pipeline, meter);
     let base_request: HashMap<String, Tensor> = baseline.into_iter().map(|t| (t.name.clone(), t)).collect();
     let all = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
     let base_produced = replay.run(&base_request, HashMap::new(), &all, true).await?;
@@ -170,10 +171,15 @@ pub async fn walk(
             Err(reason) => Some(reason),
             Ok((_, None)) => Some("no baseline reaches this step: nothing upstream is recorded".into()),
             Ok((x, Some(b))) => {
-                let space = Space::new(x, &b)?;
-                match Plan::new(Method::Auto, space.features().len(), budget, question.seed) {
-                    Err(error) => Some(format!("the walk's budget is spent here ({error})")),
-                    Ok(plan) => {
+                let planned = Space::new(x, &b, MAX_FEATURES).and_then(|space| {
+                    let plan = Plan::new(Method::Auto, space.features().len(), budget, question.seed)?;
+                    Ok((space, plan))
+                });
+                match planned {
+                    Err(error @ ExplainError::TooManyFeatures { .. }) => Some(format!("the walk stops here: {error}")),
+                    Err(ExplainError::Plan(error)) => Some(format!("the walk's budget is spent here ({error})")),
+                    Err(error) => return Err(error),
+                    Ok((space, plan)) => {
                         let (replay, space, task) = (&replay, &space, &task);
                         let evaluate = |coalition: &Vec<bool>| {
                             let tensors = space.compose(coalition);
@@ -188,7 +194,7 @@ pub async fn walk(
                             .try_collect()
                             .await?;
                         rca.evaluations += values.len();
-                        let solution = plan.solve(&values);
+                        let solution = solved(plan, values).await?;
                         let total = *change.get_or_insert(solution.full - solution.empty);
                         if rca.value.is_nan() {
                             (rca.value, rca.baseline_value) = (solution.full, solution.empty);

@@ -152,6 +152,7 @@ pub(crate) fn monitors(
     raw: &[RawMonitor],
     steps: &[Step],
     request_inputs: &[&str],
+    sensitive: &[Source],
     models: &BTreeMap<String, ModelDecl>,
     components: &BTreeMap<String, ComponentDecl>,
     base_dir: &std::path::Path,
@@ -169,6 +170,17 @@ pub(crate) fn monitors(
         }
         for (route, text) in run.inputs.iter().zip(&m.inputs) {
             check_edge(place, route, text, steps, request_inputs, &context)?;
+            // A monitor's figures are shown to `status` callers: they must not be computed from a sensitive edge.
+            if sensitive.contains(&route.source) {
+                return Err(place.at(
+                    text,
+                    format!(
+                        "{context}.inputs: `{}` is sensitive, and a monitor's results are shown to every `status` \
+                         caller; monitor an edge derived from it, or take it out of `sensitive`",
+                        route.source
+                    ),
+                ));
+            }
         }
         let bounded = |value: &Option<Spanned<i64>>, key: &str, default: i64, max: i64| match value {
             None => Ok(default as usize),

@@ -425,8 +425,17 @@ fn pipeline_decl(
     };
     let request_inputs: Vec<&str> = request_inputs.iter().map(String::as_str).collect();
     let base_dir = place.file.parent().unwrap_or(Path::new("."));
-    let monitors =
-        crate::offpath::monitors(place, name, &raw.monitors, &steps, &request_inputs, models, components, base_dir)?;
+    let monitors = crate::offpath::monitors(
+        place,
+        name,
+        &raw.monitors,
+        &steps,
+        &request_inputs,
+        &sensitive,
+        models,
+        components,
+        base_dir,
+    )?;
     Ok(Pipeline {
         name: name.into(),
         description: raw.description.clone(),

@@ -6,6 +6,7 @@
 //! the monitor's own grants and limits.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
@@ -18,6 +19,17 @@ use crate::reference::read_reference;
 use crate::results::{result_of, MonitorBoard, MonitorFigures, MonitorResult};
 use crate::window::Gathering;
 use crate::MonitorError;
+
+/// Bytes of edges waiting in one monitor's queue: past it, invocations are
+/// shed as when the queue is full (`queue` bounds the count, this the size).
+pub const QUEUE_BYTES: usize = 64 << 20;
+/// Bytes of rows one monitor gathers: a window that would hold more is run
+/// early on the rows there (`rows` in its result says how many).
+pub const WINDOW_BYTES: usize = 256 << 20;
+/// Windows run for one invocation's rows: the rows of a batch past them are
+/// dropped and counted (`rows_dropped`), so one caller's huge batch cannot
+/// queue hundreds of monitor runs.
+pub const WINDOWS_PER_INVOCATION: usize = 8;
 
 /// One monitor, ready to start: its reference file read and checked.
 struct Prepared {
@@ -70,7 +82,16 @@ impl PreparedMonitors {
                 reference_rows: reference.as_ref().and_then(|r| r.first()).map_or(0, rows),
                 ..MonitorFigures::default()
             });
+            // A reference learned from the first rows survives a reload that
+            // keeps the monitor as it was: otherwise traffic that had already
+            // drifted would become the new reference.
+            let reference = reference.or_else(|| board.learned(&pipeline, &monitor));
+            if let Some(learned) = &reference {
+                let n = learned.first().map_or(0, rows);
+                board.update(&pipeline, &monitor.name, |f| f.reference_rows = n);
+            }
             let (sender, receiver) = mpsc::channel(monitor.queue);
+            let queued = Arc::new(AtomicUsize::new(0));
             let monitor = Arc::new(monitor);
             match &runtime {
                 Ok(handle) => {
@@ -80,6 +101,7 @@ impl PreparedMonitors {
                         executor: executor.clone(),
                         board: board.clone(),
                         reference,
+                        queued: queued.clone(),
                     };
                     handle.spawn(task.run(receiver));
                 }
@@ -91,6 +113,7 @@ impl PreparedMonitors {
                 pipeline: pipeline.clone(),
                 monitor,
                 sender,
+                queued,
                 board: board.clone(),
             });
         }
@@ -106,7 +129,20 @@ struct Feed {
     pipeline: String,
     monitor: Arc<Monitor>,
     sender: mpsc::Sender<Vec<Tensor>>,
+    /// Bytes sent and not yet taken by the monitor's task.
+    queued: Arc<AtomicUsize>,
     board: Arc<MonitorBoard>,
+}
+
+impl Feed {
+    /// Whether `bytes` more fit in the queue.
+    fn fits(&self, bytes: usize) -> bool {
+        self.sender.capacity() > 0 && self.queued.load(Ordering::Relaxed).saturating_add(bytes) <= QUEUE_BYTES
+    }
+
+    fn has_room(&self) -> bool {
+        self.fits(0)
+    }
 }
 
 /// The observer that copies monitored edges off each invocation.
@@ -121,8 +157,15 @@ impl Observer for Monitors {
             return None;
         }
         let feeds = self.pipelines.get(&started.pipeline.name)?.clone();
+        // No monitor has room: the invocation is shed before anything is copied.
+        if !feeds.iter().any(Feed::has_room) {
+            for feed in feeds.iter() {
+                feed.board.update(&feed.pipeline, &feed.monitor.name, |f| f.invocations_dropped += 1);
+            }
+            return None;
+        }
         let mut inputs = HashMap::new();
-        let mut steps = HashSet::new();
+        let mut wanted = HashSet::new();
         for route in feeds.iter().flat_map(|f| &f.monitor.run.inputs) {
             match &route.source {
                 Source::Input(name) => {
@@ -130,12 +173,12 @@ impl Observer for Monitors {
                         inputs.insert(name.clone(), tensor.clone());
                     }
                 }
-                Source::Step { step, .. } => {
-                    steps.insert(step.clone());
+                Source::Step { step, tensor } => {
+                    wanted.insert((step.clone(), tensor.clone()));
                 }
             }
         }
-        Some(Box::new(Capture { feeds, inputs, wanted: steps, produced: HashMap::new() }))
+        Some(Box::new(Capture { feeds, inputs, wanted, produced: HashMap::new() }))
     }
 }
 
@@ -143,42 +186,52 @@ impl Observer for Monitors {
 struct Capture {
     feeds: Arc<Vec<Feed>>,
     inputs: HashMap<String, Tensor>,
-    wanted: HashSet<String>,
-    produced: HashMap<String, Vec<Tensor>>,
+    /// (step, tensor) pairs some monitor reads.
+    wanted: HashSet<(String, String)>,
+    produced: HashMap<(String, String), Tensor>,
 }
 
 impl InvocationObserver for Capture {
     fn step_finished(&mut self, event: &StepFinished) {
-        if self.wanted.contains(&event.step.name) {
-            self.produced.insert(event.step.name.clone(), event.outputs.to_vec());
+        // Only the monitored tensors of a step, not all its outputs.
+        for tensor in event.outputs {
+            let key = (event.step.name.clone(), tensor.name.clone());
+            if self.wanted.contains(&key) {
+                self.produced.insert(key, tensor.clone());
+            }
         }
     }
 
     fn finished(self: Box<Self>, _event: &InvocationFinished) {
         for feed in self.feeds.iter() {
             let monitor = &feed.monitor;
-            let tensors: Option<Vec<Tensor>> = monitor
+            let found: Option<Vec<(&str, &Tensor)>> = monitor
                 .run
                 .inputs
                 .iter()
                 .map(|route| {
                     let found = match &route.source {
                         Source::Input(name) => self.inputs.get(name),
-                        Source::Step { step, tensor } => {
-                            self.produced.get(step).and_then(|ts| ts.iter().find(|t| &t.name == tensor))
-                        }
+                        Source::Step { step, tensor } => self.produced.get(&(step.clone(), tensor.clone())),
                     };
-                    found.map(|t| Tensor { name: route.name.clone(), ..t.clone() })
+                    found.map(|t| (route.name.as_str(), t))
                 })
                 .collect();
             let pipeline = &feed.pipeline;
-            match tensors {
-                None => feed.board.update(pipeline, &monitor.name, |f| f.invocations_refused += 1),
-                Some(tensors) => {
-                    if feed.sender.try_send(tensors).is_err() {
-                        feed.board.update(pipeline, &monitor.name, |f| f.invocations_dropped += 1);
-                    }
+            let Some(found) = found else {
+                feed.board.update(pipeline, &monitor.name, |f| f.invocations_refused += 1);
+                continue;
+            };
+            // Room is checked before anything is copied.
+            let bytes: usize = found.iter().map(|(_, t)| t.data.len()).sum();
+            let tensors = feed
+                .fits(bytes)
+                .then(|| found.iter().map(|(name, t)| Tensor { name: name.to_string(), ..(*t).clone() }));
+            match tensors.map(|t| feed.sender.try_send(t.collect())) {
+                Some(Ok(())) => {
+                    feed.queued.fetch_add(bytes, Ordering::Relaxed);
                 }
+                _ => feed.board.update(pipeline, &monitor.name, |f| f.invocations_dropped += 1),
             }
         }
     }
@@ -191,6 +244,7 @@ struct Runner {
     executor: Weak<Executor>,
     board: Arc<MonitorBoard>,
     reference: Option<Vec<Tensor>>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Runner {
@@ -198,6 +252,7 @@ impl Runner {
         let monitor = self.monitor.clone();
         let mut gathering = Gathering::new(monitor.run.inputs.len());
         while let Some(tensors) = receiver.recv().await {
+            self.queued.fetch_sub(tensors.iter().map(|t| t.data.len()).sum(), Ordering::Relaxed);
             let batch = tensors.first().map_or(0, rows) as u64;
             self.board.update(&self.pipeline, &monitor.name, |f| f.rows_seen += batch);
             if let Err(mismatch) = gathering.add(&tensors) {
@@ -205,15 +260,29 @@ impl Runner {
                 self.board.update(&self.pipeline, &monitor.name, |f| f.invocations_refused += 1);
                 continue;
             }
+            drop(tensors);
             if self.reference.is_none() {
                 let Reference::First(n) = monitor.reference else { continue };
-                if let Some(reference) = gathering.take(n) {
-                    self.board.update(&self.pipeline, &monitor.name, |f| f.reference_rows = n);
+                if let Some(reference) =
+                    gathering.take(n).or_else(|| over(&gathering).then(|| gathering.take_all()).flatten())
+                {
+                    let rows = reference.first().map_or(0, rows);
+                    self.board.update(&self.pipeline, &monitor.name, |f| f.reference_rows = rows);
+                    self.board.learn(&self.pipeline, &monitor, &reference);
                     self.reference = Some(reference);
                 }
                 continue;
             }
-            while let Some(window) = gathering.take(monitor.window) {
+            let mut windows = gathering.take_windows(monitor.window, WINDOWS_PER_INVOCATION);
+            if windows.len() == WINDOWS_PER_INVOCATION && gathering.rows() >= monitor.window {
+                let dropped = gathering.rows() as u64;
+                gathering.clear();
+                self.board.update(&self.pipeline, &monitor.name, |f| f.rows_dropped += dropped);
+            }
+            if windows.is_empty() && over(&gathering) {
+                windows.extend(gathering.take_all());
+            }
+            for window in windows {
                 let Some(executor) = self.executor.upgrade() else { return };
                 let result = self.evaluate(&executor, window).await;
                 self.board.finished(&self.pipeline, &monitor.name, result);
@@ -251,4 +320,9 @@ impl Runner {
             }
         }
     }
+}
+
+/// Whether the rows gathered hold more bytes than a window may.
+fn over(gathering: &Gathering) -> bool {
+    gathering.bytes() > WINDOW_BYTES
 }

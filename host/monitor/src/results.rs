@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 use weir_core::Tensor;
+use weir_manifest::offpath::Monitor;
 
 /// Results kept per monitor.
 const RECENT: usize = 50;
@@ -41,6 +42,8 @@ pub struct MonitorFigures {
     pub rows_seen: u64,
     pub invocations_dropped: u64,
     pub invocations_refused: u64,
+    /// Rows of one invocation past the windows it may fill (`WINDOWS_PER_INVOCATION`).
+    pub rows_dropped: u64,
     pub windows: u64,
     pub failures: u64,
     pub alerts: u64,
@@ -51,9 +54,24 @@ pub struct MonitorFigures {
 #[derive(Debug, Default)]
 pub struct MonitorBoard {
     monitors: Mutex<BTreeMap<(String, String), MonitorFigures>>,
+    /// References learned from the first rows, with the declaration they were learned under.
+    learned: Mutex<BTreeMap<(String, String), (Monitor, Vec<Tensor>)>>,
 }
 
 impl MonitorBoard {
+    /// Keep a reference learned from the first rows, for a reload that keeps the monitor.
+    pub(crate) fn learn(&self, pipeline: &str, monitor: &Monitor, reference: &[Tensor]) {
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned.insert((pipeline.to_string(), monitor.name.clone()), (monitor.clone(), reference.to_vec()));
+    }
+
+    /// The reference learned for this very declaration, if any.
+    pub(crate) fn learned(&self, pipeline: &str, monitor: &Monitor) -> Option<Vec<Tensor>> {
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        let (declared, reference) = learned.get(&(pipeline.to_string(), monitor.name.clone()))?;
+        (declared == monitor).then(|| reference.clone())
+    }
+
     pub(crate) fn register(&self, figures: MonitorFigures) {
         let key = (figures.pipeline.clone(), figures.monitor.clone());
         let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,6 +82,7 @@ impl MonitorBoard {
             rows_seen: kept.rows_seen,
             invocations_dropped: kept.invocations_dropped,
             invocations_refused: kept.invocations_refused,
+            rows_dropped: kept.rows_dropped,
             windows: kept.windows,
             failures: kept.failures,
             alerts: kept.alerts,
@@ -104,13 +123,16 @@ impl MonitorBoard {
         let label =
             |f: &MonitorFigures| format!("pipeline=\"{}\",monitor=\"{}\"", escape(&f.pipeline), escape(&f.monitor));
         type Counter = (&'static str, &'static str, fn(&MonitorFigures) -> u64);
-        let counters: [Counter; 6] = [
+        let counters: [Counter; 7] = [
             ("weir_monitor_rows_total", "Rows of monitored edges seen.", |f| f.rows_seen),
             ("weir_monitor_dropped_total", "Invocations shed because the monitor's queue was full.", |f| {
                 f.invocations_dropped
             }),
             ("weir_monitor_refused_total", "Invocations whose edges did not stack into the window.", |f| {
                 f.invocations_refused
+            }),
+            ("weir_monitor_rows_dropped_total", "Rows of one invocation past the windows it may fill.", |f| {
+                f.rows_dropped
             }),
             ("weir_monitor_windows_total", "Windows the monitor ran on.", |f| f.windows),
             ("weir_monitor_failures_total", "Monitor runs that failed.", |f| f.failures),

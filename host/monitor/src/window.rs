@@ -32,20 +32,26 @@ impl Rows {
         true
     }
 
-    /// The first `n` rows, and the rest.
-    fn split(mut self, n: usize) -> (Rows, Option<Rows>) {
-        if n >= self.count {
-            return (self, None);
-        }
+    /// `windows` windows of `n` rows each, and the rows left after them:
+    /// every byte is copied once, however many windows a batch fills.
+    fn split(self, n: usize, windows: usize) -> (Vec<Tensor>, Option<Rows>) {
         let row_bytes = self.tensor.data.len() / self.count.max(1);
-        let rest = self.tensor.data.split_off(n * row_bytes);
-        let mut tail = self.tensor.clone();
-        tail.data = rest;
-        tail.shape[0] = (self.count - n) as u64;
-        let tail = Rows { count: self.count - n, tensor: tail };
-        self.count = n;
-        self.tensor.shape[0] = n as u64;
-        (self, Some(tail))
+        let taken = n * windows;
+        let mut heads = Vec::with_capacity(windows);
+        let window_bytes = n * row_bytes;
+        for w in 0..windows {
+            let mut shape = self.tensor.shape.clone();
+            shape[0] = n as u64;
+            let data = self.tensor.data[w * window_bytes..(w + 1) * window_bytes].to_vec();
+            heads.push(Tensor { name: self.tensor.name.clone(), datatype: self.tensor.datatype, shape, data });
+        }
+        let tail = (self.count > taken).then(|| {
+            let mut tensor = self.tensor.clone();
+            tensor.data = self.tensor.data[taken * row_bytes..].to_vec();
+            tensor.shape[0] = (self.count - taken) as u64;
+            Rows { count: self.count - taken, tensor }
+        });
+        (heads, tail)
     }
 }
 
@@ -102,18 +108,46 @@ impl Gathering {
         Ok(())
     }
 
+    /// Bytes of the rows gathered so far.
+    pub fn bytes(&self) -> usize {
+        self.edges.iter().flatten().map(|r| r.tensor.data.len()).sum()
+    }
+
     /// When `n` rows are there: the first `n` of each edge (the rest stay).
     pub fn take(&mut self, n: usize) -> Option<Vec<Tensor>> {
-        if self.rows() < n || n == 0 {
-            return None;
+        self.take_windows(n, 1).pop()
+    }
+
+    /// As many whole windows of `n` rows as are there, at most `most`; the
+    /// rest stay.
+    pub fn take_windows(&mut self, n: usize, most: usize) -> Vec<Vec<Tensor>> {
+        let windows = if n == 0 { 0 } else { (self.rows() / n).min(most) };
+        if windows == 0 {
+            return Vec::new();
         }
-        let mut window = Vec::with_capacity(self.edges.len());
+        let mut out: Vec<Vec<Tensor>> = (0..windows).map(|_| Vec::with_capacity(self.edges.len())).collect();
         for edge in self.edges.iter_mut() {
-            let (head, tail) = edge.take()?.split(n);
-            window.push(head.tensor);
+            let Some(rows) = edge.take() else { continue };
+            let (heads, tail) = rows.split(n, windows);
+            for (window, head) in out.iter_mut().zip(heads) {
+                window.push(head);
+            }
             *edge = tail;
         }
-        Some(window)
+        out
+    }
+
+    /// Every row gathered, as one (short) window; nothing stays.
+    pub fn take_all(&mut self) -> Option<Vec<Tensor>> {
+        let n = self.rows();
+        let window = self.take(n);
+        self.edges.iter_mut().for_each(|e| *e = None);
+        window
+    }
+
+    /// Drop every row gathered (rows that could not be stacked whole).
+    pub fn clear(&mut self) {
+        self.edges.iter_mut().for_each(|e| *e = None);
     }
 }
 
@@ -144,5 +178,19 @@ mod tests {
         assert_eq!(g.rows(), 1);
         assert!(g.add(&[fp32("x", vec![1, 3], &[0.; 3]), fp32("c", vec![1], &[0.])]).is_err(), "row shape changed");
         assert!(g.add(&[fp32("x", vec![1, 2], &[0.; 2]), fp32("c", vec![2], &[0.; 2])]).is_err(), "batches differ");
+    }
+
+    #[test]
+    fn a_big_batch_is_cut_into_whole_windows_at_most_as_asked() {
+        let mut g = Gathering::new(1);
+        let values: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        g.add(&[fp32("x", vec![10], &values)]).unwrap();
+        let windows = g.take_windows(3, 2);
+        assert_eq!(windows.len(), 2);
+        assert_eq!(weir_core::tensor_json::numbers(&windows[1][0]), [3., 4., 5.]);
+        assert_eq!((g.rows(), g.bytes()), (4, 16));
+        assert_eq!(g.take_windows(3, 5).len(), 1);
+        assert_eq!(weir_core::tensor_json::numbers(&g.take_all().unwrap()[0]), [9.]);
+        assert_eq!(g.rows(), 0);
     }
 }

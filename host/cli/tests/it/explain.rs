@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::common::server::{get, post, start, Server};
+use crate::common::server::{create_key, get, post, request, start, start_with, Server};
 use crate::common::{example_manifest, examples_dir, floats, trip};
 
 fn read(path: &str) -> Value {
@@ -181,6 +181,16 @@ fn bad_explain_requests_are_refused_with_what_was_wrong() {
             "takes FP32 [-1, 30]",
         ),
         ("{not json".into(), 400, "not an explain request"),
+        // A batch of ten rows is 300 features: refused before any is named or evaluated.
+        (
+            json!({"inputs": [{"name": "features", "shape": [10, 30], "datatype": "FP32", "data": vec![1.0; 300]}],
+                "target": "probabilities", "index": 1, "baseline": "zeros"})
+            .to_string(),
+            413,
+            "300 elements differ from the baseline, over the limit of 256",
+        ),
+        // The server's max_body holds for explanations as for inferences.
+        (format!("{{\"target\":\"probabilities\",\"pad\":\"{}\"}}", "x".repeat(9 << 20)), 413, "max_body"),
     ];
     for (body, status, message) in cases {
         let (got, answer) = post(&server, "/v2/models/diagnosis/explain", &body);
@@ -219,6 +229,52 @@ fn odd_trip(server: &Server) -> String {
     let (status, answer) = post(server, "/v2/models/ride/infer", &trip(&odd));
     assert_eq!(status, 200, "{answer}");
     answer["parameters"]["receipt"]["invocation_id"].as_str().unwrap().to_string()
+}
+
+/// Explanations and walks are charged to the caller's budget, one row per
+/// sandboxed step run: a walk too, and work that failed part way.
+#[test]
+fn explanations_and_walks_are_charged_to_the_callers_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys_arg = keys.to_str().unwrap();
+    let recorder = create_key(&keys, "recorder", &["invoke:ride", "records:read"]);
+    let analyst = {
+        let audit = dir.path().join("audit.log");
+        let args = ["keys", "--keys", keys_arg, "--audit-log", audit.to_str().unwrap(), "create", "--name", "analyst"];
+        let scopes = ["--scope", "invoke:ride", "--scope", "records:read", "--budget", "400"];
+        let out = crate::common::weir(&[&args[..], &scopes[..]].concat(), None);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let server = start_with(&ride(dir.path(), ""), &["--keys", keys_arg], &[]);
+    let test = read("ride-eta/ride_test.json");
+    let rows: Vec<Vec<f64>> = test["rows"].as_array().unwrap().iter().map(floats).collect();
+    let mut id = String::new();
+    for row in rows.iter().take(20) {
+        let (status, answer) = request(&server, "POST", "/v2/models/ride/infer", Some(&recorder), Some(&trip(row)));
+        assert_eq!(status, 200, "{answer}");
+        id = answer["parameters"]["receipt"]["invocation_id"].as_str().unwrap().to_string();
+    }
+    // A walk of 3 steps costs well over one row; the analyst's budget of 400 takes a few.
+    let path = format!("/v2/invocations/{id}/rca?output=fare&budget=200");
+    let mut charged = 0;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, answer) = request(&server, "GET", &path, Some(&analyst), None);
+        statuses.push(status);
+        if status != 200 {
+            assert_eq!(status, 429, "{answer}");
+            assert!(answer["error"].as_str().unwrap().contains("over quota"), "{answer}");
+            break;
+        }
+        charged += answer["step_runs"].as_u64().unwrap();
+    }
+    assert_eq!(statuses.last(), Some(&429), "walks are charged: {statuses:?} after {charged} step runs");
+    assert!(charged >= 400, "refused only once the budget was spent: {charged}");
+    // Another caller's budget is untouched.
+    let (status, _) = request(&server, "GET", &path, Some(&recorder), None);
+    assert_eq!(status, 200);
 }
 
 #[test]

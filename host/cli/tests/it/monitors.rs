@@ -224,6 +224,12 @@ fn bad_monitor_declarations_are_refused_with_their_place() {
         ("inputs = [\"features=input.features\"]", "inputs = [\"nostep.x\"]", "no step named `nostep`"),
         ("inputs = [\"features=input.features\"]", "inputs = []", "needs at least one edge"),
         ("window = 40", "window = 0", "window: must be between 1 and 100000"),
+        // Monitor results are shown to `status` callers: a sensitive edge may not feed them.
+        (
+            "watched for drift and outliers\"",
+            "watched for drift and outliers\"\nsensitive = [\"input.features\"]",
+            "`input.features` is sensitive",
+        ),
         ("component = \"drift\"", "component = \"nothing\"", "no component named `nothing`"),
         (
             "reference = { file = \"breast_cancer_reference.json\" }\nconfig = { alpha = 0.05 }",

@@ -13,21 +13,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use bytes::Bytes;
 use serde::Deserialize;
-use weir_access::{base_pipeline, Principal, Requirement};
+use weir_access::{base_pipeline, Admission, Principal, Requirement};
 use weir_core::{Classify, ErrorKind, Tensor};
 use weir_explain::explain::{recorded_baseline, zeros};
 use weir_explain::{
-    Baseline, Edge, ExplainError, Explanation, InTermsOf, Link, Method, Question, Rca, RcaQuestion, Target, MAX_BUDGET,
+    Baseline, Edge, ExplainError, Explanation, InTermsOf, Link, Meter, Method, Question, Rca, RcaQuestion, Target,
+    MAX_BUDGET,
 };
 use weir_observe::provenance::{InvocationRecord, Outcome, ProvenanceStore, RecordQuery};
 
 use super::metadata::{pipeline, PipelineName};
 use super::records::provenance;
-use super::{api_error, ApiError, AppState};
+use super::{api_error, control_body, decoding_budget, ApiError, AppState};
 use crate::oip::{self, InferenceRequest, RequestInput};
 
 /// Evaluations when the caller names no budget.
@@ -152,8 +153,11 @@ pub(super) async fn explain(
     State(state): State<Arc<AppState>>,
     PipelineName(name): PipelineName,
     Extension(principal): Extension<Principal>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Explanation>, ApiError> {
+    let body = control_body(&state, body).await?;
+    // The parsed tensors are held while the explanation runs: their bytes count against max_decoded.
+    let _decoding = decoding_budget(&state, body.len()).map_err(ApiError)?;
     let body: ExplainBody = serde_json::from_slice(&body).map_err(|e| {
         api_error(
             ErrorKind::InvalidInput,
@@ -164,10 +168,7 @@ pub(super) async fn explain(
     })?;
     let pipeline = pipeline(&state, &name)?;
     let budget = budget(body.budget)?;
-    let _admission = state
-        .quotas
-        .admit(&principal, base_pipeline(&name))
-        .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{name}`: {refusal:?}")))?;
+    let _admission = admit(&state, &principal, &name)?;
     // The slot first: reading records for the baseline is part of the work it bounds.
     let _slot = slot(&state)?;
     let point = match (body.inputs, body.invocation_id) {
@@ -230,9 +231,25 @@ pub(super) async fn explain(
         explainer: body.explainer,
     };
     let executor = state.dispatcher.executor();
-    let explanation = limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question)).await?;
-    state.quotas.charge_rows(&principal, base_pipeline(&name), explanation.evaluations as u64);
-    Ok(Json(explanation))
+    let meter = Meter::default();
+    let explanation =
+        limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question, &meter)).await;
+    charge(&state, &principal, &name, &meter);
+    Ok(Json(explanation?))
+}
+
+/// One quota row per sandboxed step run, whether the work succeeded,
+/// failed or ran over its time limit.
+fn charge(state: &AppState, principal: &Principal, pipeline: &str, meter: &Meter) {
+    let (_, step_runs) = meter.cost();
+    state.quotas.charge_rows(principal, base_pipeline(pipeline), step_runs);
+}
+
+fn admit(state: &AppState, principal: &Principal, pipeline: &str) -> Result<Admission, ApiError> {
+    state
+        .quotas
+        .admit(principal, base_pipeline(pipeline))
+        .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{pipeline}`: {refusal:?}")))
 }
 
 #[derive(Deserialize)]
@@ -251,6 +268,7 @@ pub(super) struct RcaParams {
 pub(super) async fn rca(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<RcaParams>,
 ) -> Result<Json<Rca>, ApiError> {
     let budget = budget(params.budget.or(Some(4 * DEFAULT_BUDGET)))?;
@@ -265,12 +283,16 @@ pub(super) async fn rca(
     })
     .await?;
     let pipeline = pipeline(&state, &record.pipeline)?;
+    let _admission = admit(&state, &principal, &record.pipeline)?;
     // The baseline is shaped like the request; a request input that is
     // sensitive (hash only) has no value here, and its steps stop the walk.
     let point: Vec<Tensor> = record.inputs.iter().filter_map(|e| weir_explain::space::recorded(e).ok()).collect();
     let baseline = recorded_baseline(&record.pipeline, &records, &point).map_err(failed)?;
     let question = RcaQuestion { output: Edge::parse(&params.output), index: params.index, budget, seed: params.seed };
     let executor = state.dispatcher.executor();
-    let rca = limited(weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question)).await?;
-    Ok(Json(rca))
+    let meter = Meter::default();
+    let rca =
+        limited(weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question, &meter)).await;
+    charge(&state, &principal, &record.pipeline, &meter);
+    Ok(Json(rca?))
 }

@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_core::ErrorKind;
 use weir_observe::feedback::{score, truth_edge, Feedback, QualityFigures};
 use weir_observe::provenance::FeedbackAdded;
 
 use super::records::provenance;
-use super::{api_error, ApiError, AppState};
+use super::{api_error, control_body, ApiError, AppState};
 use crate::dispatch::Failure;
 use crate::oip::{self, InferenceRequest, RequestInput};
 
@@ -70,8 +70,9 @@ fn body_error(e: serde_json::Error) -> ApiError {
 pub(super) async fn give(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Given>), ApiError> {
+    let body = control_body(&state, body).await?;
     let FeedbackBody { outputs } = serde_json::from_slice(&body).map_err(body_error)?;
     // The store's commit blocks: off the async workers.
     let given = tokio::task::spawn_blocking(move || attach(&state, id, outputs))
@@ -82,7 +83,8 @@ pub(super) async fn give(
 }
 
 /// `POST /v2/feedback`: each item answered on its own (200, 400, 404 or 409).
-pub(super) async fn give_many(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<BatchAnswer>, ApiError> {
+pub(super) async fn give_many(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<BatchAnswer>, ApiError> {
+    let body = control_body(&state, body).await?;
     let BatchBody { feedback } = serde_json::from_slice(&body).map_err(|e| {
         api_error(ErrorKind::InvalidInput, format!("the body is not a feedback batch ({e}); send {{\"feedback\": [{{\"id\": \"…\", \"outputs\": [OIP tensors]}}]}}"))
     })?;

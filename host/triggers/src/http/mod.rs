@@ -431,6 +431,19 @@ async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, Bod
     }
 }
 
+/// The body of a control request (explain, feedback), held to the same
+/// `max_body` and `body_timeout` as an inference request's.
+async fn control_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    match read_body(body, state.settings.max_body_bytes, state.settings.body_timeout).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::Failed(failure)) => Err(ApiError(failure)),
+        Err(BodyError::TimedOut(after)) => Err(api_error(
+            ErrorKind::TimedOut,
+            format!("the request body did not arrive within {after:?} (body_timeout)"),
+        )),
+    }
+}
+
 /// Bytes of an over-long body read and dropped before answering 413, so a
 /// client that sends its whole body before reading the answer gets it
 /// rather than a broken connection (a lingering close, as nginx does).

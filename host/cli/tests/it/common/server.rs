@@ -108,3 +108,58 @@ pub fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
 pub fn metrics(server: &Server) -> String {
     agent().get(format!("{}/metrics", server.base)).call().unwrap().body_mut().read_to_string().unwrap()
 }
+
+/// `weir keys create`, with the audit log next to the key file.
+pub fn create_key(keys: &Path, name: &str, scopes: &[&str]) -> String {
+    let audit = keys.with_file_name("audit.log");
+    let mut args = vec!["keys", "--keys", keys.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()];
+    args.extend(["create", "--name", name]);
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_weir")).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `method path` with `key` as a bearer token; POSTs send `body` (asynchronously with `prefer_async`).
+pub fn request(server: &Server, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    call_with(server, method, path, key, body, false)
+}
+
+pub fn call_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    prefer_async: bool,
+) -> (u16, Value) {
+    let url = format!("{}{path}", server.base);
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut response = if method == "POST" {
+        let mut call = agent().post(&url).header("content-type", "application/json");
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        if prefer_async {
+            call = call.header("prefer", "respond-async");
+        }
+        call.send(body.unwrap_or_default())
+    } else if method == "DELETE" {
+        let mut call = agent().delete(&url);
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        call.call()
+    } else {
+        let mut call = agent().get(&url);
+        if let Some(bearer) = &bearer {
+            call = call.header("authorization", bearer);
+        }
+        call.call()
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null))
+}
