@@ -40,3 +40,12 @@ c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
 cpu_us=$(( (c1 - c0) * 1000000 / ticks / requests ))
 perf report -i "$out/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null >"$out/report.txt"
 python3 "$root/scripts/profile_buckets.py" "$out/report.txt" "$cpu_us" "$requests" "$seconds"
+# Counters over another window of the same load: what the kernel does per request.
+perf stat -x, -e page-faults,context-switches,cpu-migrations -p "$pid" -o "$out/stat.csv" -- sleep "$seconds" &
+stat_pid=$!
+requests=$(BODY="$out/request.json" wrk -t1 -c16 -d"${seconds}s" -s "$out/post.lua" \
+  http://127.0.0.1:18099/v2/models/digits/infer | awk '/^RESULT/ {print $2}')
+wait $stat_pid
+echo
+echo "per request (perf stat, ${seconds} s at c16):"
+awk -F, -v n="$requests" '$1 ~ /^[0-9]/ {printf "  %-18s %8.2f\n", $3, $1 / n}' "$out/stat.csv"

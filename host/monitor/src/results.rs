@@ -55,21 +55,29 @@ pub struct MonitorFigures {
 pub struct MonitorBoard {
     monitors: Mutex<BTreeMap<(String, String), MonitorFigures>>,
     /// References learned from the first rows, with the declaration they were learned under.
-    learned: Mutex<BTreeMap<(String, String), (Monitor, Vec<Tensor>)>>,
+    learned: Mutex<BTreeMap<(String, String), Learned>>,
+}
+
+/// A reference learned from the first rows, and the monitor as declared then.
+#[derive(Debug)]
+struct Learned {
+    declared: Monitor,
+    reference: Vec<Tensor>,
 }
 
 impl MonitorBoard {
     /// Keep a reference learned from the first rows, for a reload that keeps the monitor.
     pub(crate) fn learn(&self, pipeline: &str, monitor: &Monitor, reference: &[Tensor]) {
         let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        learned.insert((pipeline.to_string(), monitor.name.clone()), (monitor.clone(), reference.to_vec()));
+        let entry = Learned { declared: monitor.clone(), reference: reference.to_vec() };
+        learned.insert((pipeline.to_string(), monitor.name.clone()), entry);
     }
 
     /// The reference learned for this very declaration, if any.
     pub(crate) fn learned(&self, pipeline: &str, monitor: &Monitor) -> Option<Vec<Tensor>> {
         let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        let (declared, reference) = learned.get(&(pipeline.to_string(), monitor.name.clone()))?;
-        (declared == monitor).then(|| reference.clone())
+        let entry = learned.get(&(pipeline.to_string(), monitor.name.clone()))?;
+        (entry.declared == *monitor).then(|| entry.reference.clone())
     }
 
     pub(crate) fn register(&self, figures: MonitorFigures) {

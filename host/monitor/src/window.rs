@@ -121,7 +121,7 @@ impl Gathering {
     /// As many whole windows of `n` rows as are there, at most `most`; the
     /// rest stay.
     pub fn take_windows(&mut self, n: usize, most: usize) -> Vec<Vec<Tensor>> {
-        let windows = if n == 0 { 0 } else { (self.rows() / n).min(most) };
+        let windows = self.rows().checked_div(n).unwrap_or(0).min(most);
         if windows == 0 {
             return Vec::new();
         }
