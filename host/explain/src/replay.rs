@@ -55,7 +55,8 @@ impl<'a> Replay<'a> {
 
     /// Run `wanted` steps in the pipeline's order from the request's
     /// tensors; steps already in `produced` are not run again. A step whose
-    /// inputs cannot be had is left out when `lenient`, an error otherwise.
+    /// inputs cannot be had, or that fails on them, is left out when
+    /// `lenient` (its readers then cannot run either), an error otherwise.
     pub async fn run(
         &self,
         request: &HashMap<String, Tensor>,
@@ -69,9 +70,12 @@ impl<'a> Replay<'a> {
             }
             let inputs: Result<Vec<Tensor>, ExplainError> =
                 step.inputs.iter().map(|r| route(self.pipeline, &step.name, r, request, &produced)).collect();
-            match inputs {
-                Ok(inputs) => {
-                    let outputs = self.step(step, inputs).await?;
+            let outputs = match inputs {
+                Ok(inputs) => self.step(step, inputs).await,
+                Err(error) => Err(error),
+            };
+            match outputs {
+                Ok(outputs) => {
                     produced.insert(step.name.clone(), outputs);
                 }
                 Err(_) if lenient => continue,
