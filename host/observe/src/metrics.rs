@@ -45,13 +45,23 @@ struct EnergyLabel {
 
 type FloatCounter = Counter<f64, AtomicU64>;
 
-/// Decrements the in-flight gauge when dropped (also on errors and cancellation).
-pub struct InFlight(Gauge);
+/// Decrements the in-flight gauges (all pipelines, and its own) when
+/// dropped (also on errors and cancellation).
+pub struct InFlight([Gauge; 2]);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.iter().for_each(|g| {
+            g.dec();
+        });
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabel {
+    pipeline: String,
+    stream: String,
+    consumer: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +81,11 @@ pub struct Metrics {
     models_loaded: Gauge,
     model_loads: Gauge,
     in_flight: Gauge,
+    pipeline_in_flight: Family<PipelineLabel, Gauge>,
+    queue_wait: Family<PipelineLabel, Histogram, fn() -> Histogram>,
+    step_cold_starts: Family<PipelineLabel, Counter>,
+    consumer_pending: Family<ConsumerLabel, Gauge>,
+    consumer_ack_pending: Family<ConsumerLabel, Gauge>,
     components_resident: Gauge,
     cold_starts: Family<ComponentLabel, Gauge>,
     resident_memory: Gauge,
@@ -86,6 +101,9 @@ pub struct Metrics {
 struct PipelineHandles {
     ok: Counter,
     latency: Histogram,
+    in_flight: Gauge,
+    queue_wait: Histogram,
+    cold_starts: Counter,
     steps: HashMap<String, StepHandles>,
 }
 
@@ -142,6 +160,13 @@ impl Metrics {
         let models_loaded = Gauge::default();
         let model_loads = Gauge::default();
         let in_flight = Gauge::default();
+        let pipeline_in_flight = Family::<PipelineLabel, Gauge>::default();
+        let queue_wait = Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let step_cold_starts = Family::<PipelineLabel, Counter>::default();
+        let consumer_pending = Family::<ConsumerLabel, Gauge>::default();
+        let consumer_ack_pending = Family::<ConsumerLabel, Gauge>::default();
         let components_resident = Gauge::default();
         let cold_starts = Family::<ComponentLabel, Gauge>::default();
         let resident_memory = Gauge::default();
@@ -159,6 +184,28 @@ impl Metrics {
         registry.register("models_loaded", "Models held by the model cache now", models_loaded.clone());
         registry.register("model_loads", "Model loads since start (cold starts of models)", model_loads.clone());
         registry.register("in_flight", "Invocations running now", in_flight.clone());
+        // What a scaler reads, per pipeline (docs/scaling.md).
+        registry.register("pipeline_in_flight", "Invocations of the pipeline running now", pipeline_in_flight.clone());
+        registry.register(
+            "queue_wait_seconds",
+            "From a request's arrival (or a message's storing in JetStream) to the start of its pipeline",
+            queue_wait.clone(),
+        );
+        registry.register(
+            "step_cold_starts",
+            "Steps of the pipeline's invocations that had to load their component first",
+            step_cold_starts.clone(),
+        );
+        registry.register(
+            "consumer_pending_messages",
+            "Messages in the JetStream consumer not yet delivered (the consumer's lag)",
+            consumer_pending.clone(),
+        );
+        registry.register(
+            "consumer_ack_pending_messages",
+            "Messages delivered to the consumer and not yet acknowledged (being worked on)",
+            consumer_ack_pending.clone(),
+        );
         registry.register(
             "components_resident",
             "Components loaded in memory now (the rest scaled to zero)",
@@ -210,6 +257,11 @@ impl Metrics {
             models_loaded,
             model_loads,
             in_flight,
+            pipeline_in_flight,
+            queue_wait,
+            step_cold_starts,
+            consumer_pending,
+            consumer_ack_pending,
             components_resident,
             cold_starts,
             resident_memory,
@@ -230,6 +282,9 @@ impl Metrics {
                 .get_or_create(&PipelineStatus { pipeline: pipeline.into(), status: "200".into() })
                 .clone(),
             latency: self.latency.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).clone(),
+            in_flight: self.pipeline_in_flight.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).clone(),
+            queue_wait: self.queue_wait.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).clone(),
+            cold_starts: self.step_cold_starts.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).clone(),
             steps: HashMap::new(),
         });
         record(handles);
@@ -274,10 +329,21 @@ impl Metrics {
         record(step_handles, &energy);
     }
 
-    /// Count an invocation as running until the guard is dropped.
-    pub fn in_flight(&self) -> InFlight {
+    /// Count an invocation of `pipeline` as running until the guard is dropped.
+    pub fn in_flight(&self, pipeline: &str) -> InFlight {
+        let mut own = None;
+        self.with_pipeline(pipeline, |handles| own = Some(handles.in_flight.clone()));
+        let own = own.unwrap_or_default();
         self.in_flight.inc();
-        InFlight(self.in_flight.clone())
+        own.inc();
+        InFlight([self.in_flight.clone(), own])
+    }
+
+    /// A JetStream consumer's backlog, as its server reported it.
+    pub fn consumer_backlog(&self, pipeline: &str, stream: &str, consumer: &str, pending: u64, ack_pending: u64) {
+        let label = ConsumerLabel { pipeline: pipeline.into(), stream: stream.into(), consumer: consumer.into() };
+        self.consumer_pending.get_or_create(&label).set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.consumer_ack_pending.get_or_create(&label).set(i64::try_from(ack_pending).unwrap_or(i64::MAX));
     }
 
     /// Count a request a key's quota refused (`limit`: rate, concurrent, budget).
@@ -298,7 +364,11 @@ impl Metrics {
 
     /// Record a successful invocation and its receipt.
     pub fn invocation(&self, pipeline: &str, wall: Duration, receipt: &Receipt) {
-        self.with_pipeline(pipeline, |handles| handles.latency.observe(wall.as_secs_f64()));
+        self.with_pipeline(pipeline, |handles| {
+            handles.latency.observe(wall.as_secs_f64());
+            handles.queue_wait.observe(receipt.queue_wait_us as f64 / 1e6);
+            handles.cold_starts.inc_by(receipt.steps.iter().filter(|s| s.cold_start.is_some()).count() as u64);
+        });
         for step in &receipt.steps {
             self.with_step(pipeline, &step.step, step.energy_method, |handles, energy| {
                 handles.latency.observe(step.wall_us as f64 / 1e6);

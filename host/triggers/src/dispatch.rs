@@ -293,7 +293,7 @@ impl Dispatcher {
         let Invocation { trigger, pipeline, mut prepared, timeout, trace, sticky_header } = invocation;
         let received = prepared.options.received.unwrap_or_else(Instant::now);
         let invocation_id = prepared.options.invocation_id.get_or_insert_with(new_invocation_id).clone();
-        let _in_flight = self.metrics.in_flight();
+        let _in_flight = self.metrics.in_flight(pipeline);
         let run = AssertUnwindSafe(self.run(pipeline, prepared, timeout, trace, sticky_header)).catch_unwind();
         let result = run.await.unwrap_or_else(|panic| {
             let why = panic_message(panic.as_ref());

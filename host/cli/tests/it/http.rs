@@ -184,7 +184,17 @@ fn a_runaway_pipeline_does_not_block_others() {
     assert_eq!(status, 200, "{response}");
     assert!(started.elapsed() < Duration::from_millis(1000), "fast pipeline waited {:?}", started.elapsed());
     assert!(!runaway.is_finished(), "the runaway ended before the fast pipeline was timed beside it");
+    // What a scaler reads, per pipeline: the runaway is in flight, the fast one is not.
+    let text = crate::common::server::metrics(&server);
+    assert!(text.contains("weir_pipeline_in_flight{pipeline=\"slow\"} 1"), "{text}");
+    assert!(text.contains("weir_pipeline_in_flight{pipeline=\"fast\"} 0"), "{text}");
     assert_eq!(runaway.join().unwrap(), 200);
+    let text = crate::common::server::metrics(&server);
+    assert!(text.contains("weir_pipeline_in_flight{pipeline=\"slow\"} 0"), "{text}");
+    assert!(text.contains("weir_queue_wait_seconds_count{pipeline=\"fast\"} 2"), "{text}");
+    // Only the first invocation of each pipeline loaded its step's component.
+    assert!(text.contains("weir_step_cold_starts_total{pipeline=\"fast\"} 1"), "{text}");
+    assert!(text.contains("weir_step_cold_starts_total{pipeline=\"slow\"} 1"), "{text}");
 }
 
 /// Wait until the server has `n` invocations in flight (its metric).

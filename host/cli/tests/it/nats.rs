@@ -457,7 +457,7 @@ async fn a_host_pulls_only_as_many_messages_as_it_has_free_slots() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), &nats.url);
     let client = async_nats::connect(&nats.url).await.unwrap();
-    let _host = start_with(&manifest, &[], &[]);
+    let host = start_with(&manifest, &[], &[]);
     let js = jetstream::new(client.clone());
     for i in 0..8 {
         publish(&js, "infer.long", request(&format!("b{i}"))).await;
@@ -480,4 +480,16 @@ async fn a_host_pulls_only_as_many_messages_as_it_has_free_slots() {
     }
     assert_eq!(most_in_flight, 2, "the host held more messages than its 2 slots");
     assert!(least_waiting >= 4, "the rest stayed in the stream (at least {least_waiting} waiting)");
+    // The host exports the consumer's lag, as the server counts it, for a scaler.
+    let text = tokio::task::spawn_blocking(move || crate::common::server::metrics(&host)).await.unwrap();
+    let label = "{pipeline=\"long\",stream=\"LONG\",consumer=\"weir-long\"}";
+    let gauge = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{label} ")))
+            .unwrap_or_else(|| panic!("{name}: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(gauge("weir_consumer_pending_messages") >= 2, "{text}");
+    assert_eq!(gauge("weir_consumer_ack_pending_messages"), 2, "{text}");
 }

@@ -112,9 +112,33 @@ pub async fn start(
             access: access.clone(),
             broker: broker.clone(),
         };
+        tokio::spawn(watch_backlog(dispatcher.clone(), config.clone(), consumer.clone()));
         tokio::spawn(worker.run(consumer));
     }
     Ok(broker)
+}
+
+/// How often a consumer's backlog is read from the server for `/metrics`.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+
+/// Keep `weir_consumer_pending_messages` and `…_ack_pending_messages` up
+/// to date: what a scaler (KEDA, an HPA on external metrics) scales on.
+/// Read from the server, so the lag counts messages no host has pulled.
+async fn watch_backlog(dispatcher: Arc<Dispatcher>, config: NatsConsumer, consumer: PullConsumer) {
+    let mut every = tokio::time::interval(BACKLOG_EVERY);
+    loop {
+        every.tick().await;
+        match consumer.get_info().await {
+            Ok(info) => dispatcher.metrics().consumer_backlog(
+                &config.pipeline,
+                &config.stream,
+                &config.durable,
+                info.num_pending,
+                info.num_ack_pending as u64,
+            ),
+            Err(error) => tracing::debug!(pipeline = %config.pipeline, %error, "reading the consumer's backlog failed"),
+        }
+    }
 }
 
 async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result<PullConsumer, NatsError> {
