@@ -339,7 +339,7 @@ pub async fn explain(
 pub(crate) async fn solved(plan: Plan, values: Vec<f64>) -> Result<Solution, ExplainError> {
     tokio::task::spawn_blocking(move || plan.solve(&values))
         .await
-        .map_err(|e| ExplainError::Invalid(format!("solving the attributions failed: {e}")))
+        .map_err(|e| ExplainError::Internal(format!("solving the attributions failed: {e}")))
 }
 
 /// Ask an explainer component: it gets the step's inputs, their baselines
@@ -354,7 +354,7 @@ async fn by_component(
     tensor: &str,
     question: &Question,
 ) -> Result<Explanation, ExplainError> {
-    // Checked first: a point too large to attribute costs no step run.
+    // Checked before the explainer and the step run on it.
     let space = Space::new(x.clone(), &b, MAX_COMPONENT_FEATURES)?;
     let value = question.target.value(tensor, &replay.step(step, x.clone()).await?)?;
     let baseline_value = question.target.value(tensor, &replay.step(step, b.clone()).await?)?;

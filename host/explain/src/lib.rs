@@ -64,6 +64,8 @@ pub enum ExplainError {
          do not matter, or use an explainer component"
     )]
     TooManyFeatures { features: usize, limit: usize },
+    #[error("internal error while explaining (a bug in weir, please report it): {0}")]
+    Internal(String),
     #[error("a replay failed: {0}")]
     Run(#[from] PipelineError),
 }
@@ -73,6 +75,7 @@ impl Classify for ExplainError {
         match self {
             ExplainError::UnknownEdge { .. } | ExplainError::UnknownExplainer { .. } => ErrorKind::NotFound,
             ExplainError::Tapped { .. } => ErrorKind::Forbidden,
+            ExplainError::Internal(_) => ErrorKind::Internal,
             ExplainError::TooManyFeatures { .. } | ExplainError::Plan(PlanError::TooManyFeatures { .. }) => {
                 ErrorKind::TooLarge
             }

@@ -176,7 +176,11 @@ pub async fn walk(
                     Ok((space, plan))
                 });
                 match planned {
-                    Err(error @ ExplainError::TooManyFeatures { .. }) => Some(format!("the walk stops here: {error}")),
+                    // Too many features, or baseline inputs of another shape (a step whose
+                    // output's shape follows its data): this step cannot be attributed; the walk goes on elsewhere.
+                    Err(error @ (ExplainError::TooManyFeatures { .. } | ExplainError::Baseline { .. })) => {
+                        Some(format!("the walk stops here: {error}"))
+                    }
                     Err(ExplainError::Plan(error)) => Some(format!("the walk's budget is spent here ({error})")),
                     Err(error) => return Err(error),
                     Ok((space, plan)) => {

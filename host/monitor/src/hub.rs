@@ -14,6 +14,7 @@ use weir_core::Tensor;
 use weir_executor::{Executor, InvocationFinished, InvocationObserver, InvocationStarted, Observer, StepFinished};
 use weir_manifest::offpath::{Monitor, Reference};
 use weir_manifest::{Manifest, Source};
+use weir_observe::provenance::ProvenanceStore;
 
 use crate::reference::read_reference;
 use crate::results::{result_of, MonitorBoard, MonitorFigures, MonitorResult};
@@ -63,9 +64,16 @@ impl PreparedMonitors {
 
     /// Start each monitor's task (on the current tokio runtime) and return
     /// the observer that feeds them.
-    pub fn start(self, executor: Weak<Executor>, board: Arc<MonitorBoard>) -> Arc<Monitors> {
+    pub fn start(
+        self,
+        executor: Weak<Executor>,
+        board: Arc<MonitorBoard>,
+        records: Option<Arc<ProvenanceStore>>,
+    ) -> Arc<Monitors> {
         let runtime = tokio::runtime::Handle::try_current();
         let mut pipelines: HashMap<String, Vec<Feed>> = HashMap::new();
+        // References learned by monitors this manifest no longer declares are let go.
+        board.keep_learned(self.0.iter().map(|p| (p.pipeline.clone(), p.monitor.name.clone())).collect());
         for Prepared { pipeline, monitor, reference } in self.0 {
             let source = match &monitor.reference {
                 Reference::File(path) => format!("file {}", path.display()),
@@ -85,7 +93,7 @@ impl PreparedMonitors {
             // A reference learned from the first rows survives a reload that
             // keeps the monitor as it was: otherwise traffic that had already
             // drifted would become the new reference.
-            let reference = reference.or_else(|| board.learned(&pipeline, &monitor));
+            let reference = reference.map(Arc::new).or_else(|| board.learned(&pipeline, &monitor));
             if let Some(learned) = &reference {
                 let n = learned.first().map_or(0, rows);
                 board.update(&pipeline, &monitor.name, |f| f.reference_rows = n);
@@ -102,6 +110,7 @@ impl PreparedMonitors {
                         board: board.clone(),
                         reference,
                         queued: queued.clone(),
+                        records: records.clone(),
                     };
                     handle.spawn(task.run(receiver));
                 }
@@ -135,13 +144,19 @@ struct Feed {
 }
 
 impl Feed {
-    /// Whether `bytes` more fit in the queue.
-    fn fits(&self, bytes: usize) -> bool {
-        self.sender.capacity() > 0 && self.queued.load(Ordering::Relaxed).saturating_add(bytes) <= QUEUE_BYTES
+    fn has_room(&self) -> bool {
+        self.sender.capacity() > 0 && self.queued.load(Ordering::Relaxed) < QUEUE_BYTES
     }
 
-    fn has_room(&self) -> bool {
-        self.fits(0)
+    /// Reserve `bytes` of the queue's byte budget before sending (so that
+    /// the task, which releases them on receipt, never sees them unaccounted,
+    /// and many invocations finishing at once cannot all pass one check).
+    fn reserve(&self, bytes: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(bytes).filter(|total| *total <= QUEUE_BYTES)
+            })
+            .is_ok()
     }
 }
 
@@ -222,16 +237,18 @@ impl InvocationObserver for Capture {
                 feed.board.update(pipeline, &monitor.name, |f| f.invocations_refused += 1);
                 continue;
             };
-            // Room is checked before anything is copied.
+            // Room is reserved before anything is copied, and given back if the send fails.
             let bytes: usize = found.iter().map(|(_, t)| t.data.len()).sum();
-            let tensors = feed
-                .fits(bytes)
-                .then(|| found.iter().map(|(name, t)| Tensor { name: name.to_string(), ..(*t).clone() }));
-            match tensors.map(|t| feed.sender.try_send(t.collect())) {
-                Some(Ok(())) => {
-                    feed.queued.fetch_add(bytes, Ordering::Relaxed);
+            let sent = feed.sender.capacity() > 0 && feed.reserve(bytes) && {
+                let tensors = found.iter().map(|(name, t)| Tensor { name: name.to_string(), ..(*t).clone() });
+                let sent = feed.sender.try_send(tensors.collect()).is_ok();
+                if !sent {
+                    feed.queued.fetch_sub(bytes, Ordering::AcqRel);
                 }
-                _ => feed.board.update(pipeline, &monitor.name, |f| f.invocations_dropped += 1),
+                sent
+            };
+            if !sent {
+                feed.board.update(pipeline, &monitor.name, |f| f.invocations_dropped += 1);
             }
         }
     }
@@ -243,8 +260,10 @@ struct Runner {
     monitor: Arc<Monitor>,
     executor: Weak<Executor>,
     board: Arc<MonitorBoard>,
-    reference: Option<Vec<Tensor>>,
+    reference: Option<Arc<Vec<Tensor>>>,
     queued: Arc<AtomicUsize>,
+    /// Where each result is kept, when the manifest keeps records.
+    records: Option<Arc<ProvenanceStore>>,
 }
 
 impl Runner {
@@ -252,7 +271,7 @@ impl Runner {
         let monitor = self.monitor.clone();
         let mut gathering = Gathering::new(monitor.run.inputs.len());
         while let Some(tensors) = receiver.recv().await {
-            self.queued.fetch_sub(tensors.iter().map(|t| t.data.len()).sum(), Ordering::Relaxed);
+            self.queued.fetch_sub(tensors.iter().map(|t| t.data.len()).sum(), Ordering::AcqRel);
             let batch = tensors.first().map_or(0, rows) as u64;
             self.board.update(&self.pipeline, &monitor.name, |f| f.rows_seen += batch);
             if let Err(mismatch) = gathering.add(&tensors) {
@@ -268,7 +287,8 @@ impl Runner {
                 {
                     let rows = reference.first().map_or(0, rows);
                     self.board.update(&self.pipeline, &monitor.name, |f| f.reference_rows = rows);
-                    self.board.learn(&self.pipeline, &monitor, &reference);
+                    let reference = Arc::new(reference);
+                    self.board.learn(&self.pipeline, &monitor, reference.clone());
                     self.reference = Some(reference);
                 }
                 continue;
@@ -285,8 +305,19 @@ impl Runner {
             for window in windows {
                 let Some(executor) = self.executor.upgrade() else { return };
                 let result = self.evaluate(&executor, window).await;
+                self.keep(&result).await;
                 self.board.finished(&self.pipeline, &monitor.name, result);
             }
+        }
+    }
+
+    /// Store the result as a record (off the async workers); a failed write is logged, not fatal.
+    async fn keep(&self, result: &MonitorResult) {
+        let Some(store) = self.records.clone() else { return };
+        let (pipeline, monitor, result) = (self.pipeline.clone(), self.monitor.name.clone(), result.clone());
+        let written = tokio::task::spawn_blocking(move || store.put_monitor_result(&pipeline, &monitor, &result)).await;
+        if let Ok(Err(error)) = written {
+            tracing::warn!(pipeline = %self.pipeline, monitor = %self.monitor.name, %error, "keeping a monitor result failed");
         }
     }
 
@@ -294,7 +325,7 @@ impl Runner {
         let monitor = &self.monitor;
         let rows = window.first().map_or(0, rows);
         let mut inputs = window;
-        for tensor in self.reference.iter().flatten() {
+        for tensor in self.reference.iter().flat_map(|r| r.iter()) {
             inputs.push(Tensor { name: format!("reference.{}", tensor.name), ..tensor.clone() });
         }
         match executor.replay_step(&monitor.run, inputs).await {

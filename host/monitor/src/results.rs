@@ -3,7 +3,7 @@
 //! every output, for the status API and `/metrics`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use weir_core::Tensor;
@@ -14,18 +14,7 @@ const RECENT: usize = 50;
 /// Elements of one output kept in a result.
 const MAX_ELEMENTS: usize = 256;
 
-/// One run of a monitor over a window.
-#[derive(Debug, Clone, Serialize)]
-pub struct MonitorResult {
-    pub unix_ms: u64,
-    pub rows: usize,
-    /// Each output's elements (at most 256 kept).
-    pub outputs: BTreeMap<String, Vec<f64>>,
-    /// Elements of the `alert` output that are true.
-    pub alerts: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use weir_observe::monitor_records::MonitorResult;
 
 /// A monitor's standing, as `GET /v2/monitors` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -62,19 +51,26 @@ pub struct MonitorBoard {
 #[derive(Debug)]
 struct Learned {
     declared: Monitor,
-    reference: Vec<Tensor>,
+    /// Shared with the monitor's task, not copied.
+    reference: Arc<Vec<Tensor>>,
 }
 
 impl MonitorBoard {
     /// Keep a reference learned from the first rows, for a reload that keeps the monitor.
-    pub(crate) fn learn(&self, pipeline: &str, monitor: &Monitor, reference: &[Tensor]) {
+    pub(crate) fn learn(&self, pipeline: &str, monitor: &Monitor, reference: Arc<Vec<Tensor>>) {
         let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = Learned { declared: monitor.clone(), reference: reference.to_vec() };
+        let entry = Learned { declared: monitor.clone(), reference };
         learned.insert((pipeline.to_string(), monitor.name.clone()), entry);
     }
 
+    /// Forget the references of monitors not in `declared` (pipeline, monitor).
+    pub(crate) fn keep_learned(&self, declared: std::collections::BTreeSet<(String, String)>) {
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned.retain(|key, _| declared.contains(key));
+    }
+
     /// The reference learned for this very declaration, if any.
-    pub(crate) fn learned(&self, pipeline: &str, monitor: &Monitor) -> Option<Vec<Tensor>> {
+    pub(crate) fn learned(&self, pipeline: &str, monitor: &Monitor) -> Option<Arc<Vec<Tensor>>> {
         let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
         let entry = learned.get(&(pipeline.to_string(), monitor.name.clone()))?;
         (entry.declared == *monitor).then(|| entry.reference.clone())

@@ -10,7 +10,8 @@
 //! - [`metrics`]: Prometheus metrics; [`telemetry`]: OpenTelemetry spans;
 //! - [`report`]: receipts summed per pipeline and step;
 //! - [`feedback`]: true outcomes scored against recorded answers, and live quality;
-//! - [`export`]: recorded edges and feedback as rows for retraining.
+//! - [`export`]: recorded edges and feedback as rows for retraining;
+//! - [`monitor_records`]: monitor results kept beside the records.
 
 pub mod energy;
 pub mod export;
@@ -20,6 +21,7 @@ pub mod gpu_energy;
 pub use weir_core::hash_key;
 pub mod logs;
 pub mod metrics;
+pub mod monitor_records;
 pub mod provenance;
 pub mod receipts;
 pub mod recording;

@@ -339,6 +339,15 @@ impl Metrics {
         InFlight([self.in_flight.clone(), own])
     }
 
+    /// What a scaler reads of an invocation that ran (receipts on or off):
+    /// how long it waited to start, and how many of its steps started cold.
+    pub fn ran(&self, pipeline: &str, queue_wait: Duration, cold_starts: usize) {
+        self.with_pipeline(pipeline, |handles| {
+            handles.queue_wait.observe(queue_wait.as_secs_f64());
+            handles.cold_starts.inc_by(cold_starts as u64);
+        });
+    }
+
     /// A JetStream consumer's backlog, as its server reported it.
     pub fn consumer_backlog(&self, pipeline: &str, stream: &str, consumer: &str, pending: u64, ack_pending: u64) {
         let label = ConsumerLabel { pipeline: pipeline.into(), stream: stream.into(), consumer: consumer.into() };
@@ -364,11 +373,7 @@ impl Metrics {
 
     /// Record a successful invocation and its receipt.
     pub fn invocation(&self, pipeline: &str, wall: Duration, receipt: &Receipt) {
-        self.with_pipeline(pipeline, |handles| {
-            handles.latency.observe(wall.as_secs_f64());
-            handles.queue_wait.observe(receipt.queue_wait_us as f64 / 1e6);
-            handles.cold_starts.inc_by(receipt.steps.iter().filter(|s| s.cold_start.is_some()).count() as u64);
-        });
+        self.with_pipeline(pipeline, |handles| handles.latency.observe(wall.as_secs_f64()));
         for step in &receipt.steps {
             self.with_step(pipeline, &step.step, step.energy_method, |handles, energy| {
                 handles.latency.observe(step.wall_us as f64 / 1e6);

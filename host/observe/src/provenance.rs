@@ -54,7 +54,7 @@ impl weir_core::Classify for ProvenanceError {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> ProvenanceError {
+pub(crate) fn err(e: impl std::fmt::Display) -> ProvenanceError {
     ProvenanceError(e.to_string())
 }
 
@@ -217,11 +217,17 @@ impl ProvenanceStore {
         let db = Database::create(path).map_err(|e| ProvenanceError(format!("opening {}: {e}", path.display())))?;
         let store = ProvenanceStore { db: RwLock::new(db), path: path.to_path_buf(), retention };
         store.purge_expired(now_ms())?;
+        store.purge_monitor_results(now_ms())?;
         Ok(store)
     }
 
-    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+    pub(crate) fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
         self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long records (and monitor results) are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
     }
 
     pub fn put(&self, record: &InvocationRecord) -> Result<(), ProvenanceError> {
@@ -447,6 +453,7 @@ impl ProvenanceStore {
             copy_table(from, to, RECORDS)?;
             copy_multimap(from, to, SUBJECTS)?;
             copy_multimap(from, to, PUBLISHED)?;
+            copy_table(from, to, crate::monitor_records::MONITOR_RESULTS)?;
             copy_multimap(from, to, BY_TIME)
         })
         .map_err(err)

@@ -306,6 +306,8 @@ impl Dispatcher {
         match &result {
             Ok(completed) => {
                 self.metrics.request(pipeline, 200);
+                let cold = completed.output.steps.iter().filter(|s| s.cold_start.is_some()).count();
+                self.metrics.ran(pipeline, completed.output.queue_wait, cold);
                 if let Some(receipt) = &completed.receipt {
                     self.metrics.invocation(pipeline, completed.output.wall, receipt);
                 }

@@ -38,6 +38,8 @@ pub struct Composer {
     observers: Vec<Arc<dyn Observer>>,
     /// What every generation's monitors found.
     monitors: Arc<MonitorBoard>,
+    /// Where monitor results are kept as records (the manifest's provenance store).
+    records: Option<Arc<ProvenanceStore>>,
 }
 
 impl Composer {
@@ -69,7 +71,8 @@ impl Composer {
         all.extend(observers);
         let store = BlobStore::new(BlobStore::default_root());
         let monitors = Arc::new(MonitorBoard::default());
-        Ok((Composer { sandbox, store, registry, policy, energy, observers: all, monitors }, provenance))
+        let records = provenance.clone();
+        Ok((Composer { sandbox, store, registry, policy, energy, observers: all, monitors, records }, provenance))
     }
 
     /// An executor for `manifest` on the shared parts.
@@ -90,7 +93,8 @@ impl Composer {
         }
         // The monitors' tasks run components on this executor, held weakly:
         // they end with it (a reload starts the new generation's own).
-        Ok(Arc::new_cyclic(|this| executor.with_observer(monitors.start(this.clone(), self.monitors.clone()))))
+        let (board, records) = (self.monitors.clone(), self.records.clone());
+        Ok(Arc::new_cyclic(|this| executor.with_observer(monitors.start(this.clone(), board, records))))
     }
 
     /// What the monitors found, across reloads.

@@ -257,3 +257,46 @@ fn bad_monitor_declarations_are_refused_with_their_place() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("monitor `drift`: reference file") && err.contains("breast_cancer_reference.json"), "{err}");
 }
+
+/// With `[provenance]`, every window's result is kept as a record: read
+/// back newest first, and still there after the server restarts.
+#[test]
+fn monitor_results_are_kept_as_records_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let provenance = format!("[provenance]\npath = \"{}\"\n", dir.path().join("records.redb").display());
+    let path = manifest(dir.path(), &provenance);
+    let test = read("models/breast_cancer_test.json");
+    let rows: Vec<Vec<f64>> = test["inputs"].as_array().unwrap().iter().map(floats).collect();
+    let server = start(&path);
+    for x in rows.iter().take(5) {
+        diagnose(&server, x);
+    }
+    let figures = after_windows(&server, "diagnosis", "outlier", 5);
+    let (status, kept) = get(&server, "/v2/monitors/diagnosis/outlier/results?limit=3");
+    assert_eq!(status, 200, "{kept}");
+    let kept = kept.as_array().unwrap().clone();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let recent = figures["recent"].as_array().unwrap();
+    assert_eq!(kept[0], recent[recent.len() - 1], "newest first, as the board has it");
+    assert!(kept[0]["unix_ms"].as_u64() >= kept[1]["unix_ms"].as_u64());
+    // Mistakes are named.
+    let (status, answer) = get(&server, "/v2/monitors/diagnosis/nothing/results");
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no monitor `nothing`"), "{answer}");
+    let (status, _) = get(&server, "/v2/monitors/diagnosis/outlier/results?limit=0");
+    assert_eq!(status, 400);
+    drop(server);
+    // A new process on the same store reads what the old one found.
+    let server = start(&path);
+    let (status, again) = get(&server, "/v2/monitors/diagnosis/outlier/results");
+    assert_eq!(status, 200, "{again}");
+    let again = again.as_array().unwrap();
+    assert_eq!(again.len(), 5, "{again:?}");
+    assert_eq!(again[..3], kept[..]);
+    // Without provenance there is nothing kept, and the answer says why.
+    std::fs::create_dir_all(dir.path().join("bare")).unwrap();
+    let bare = start(&manifest(&dir.path().join("bare"), ""));
+    let (status, answer) = get(&bare, "/v2/monitors/diagnosis/outlier/results");
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("provenance is off"), "{answer}");
+}

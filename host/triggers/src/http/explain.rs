@@ -231,25 +231,35 @@ pub(super) async fn explain(
         explainer: body.explainer,
     };
     let executor = state.dispatcher.executor();
-    let meter = Meter::default();
+    let charge = Charge { state: &state, principal: &principal, pipeline: &name, meter: Meter::default() };
     let explanation =
-        limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question, &meter)).await;
-    charge(&state, &principal, &name, &meter);
-    Ok(Json(explanation?))
+        limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question, &charge.meter))
+            .await?;
+    Ok(Json(explanation))
 }
 
-/// One quota row per sandboxed step run, whether the work succeeded,
-/// failed or ran over its time limit.
-fn charge(state: &AppState, principal: &Principal, pipeline: &str, meter: &Meter) {
-    let (_, step_runs) = meter.cost();
-    state.quotas.charge_rows(principal, base_pipeline(pipeline), step_runs);
+/// Charges the caller one quota row per sandboxed step run when dropped:
+/// whether the work succeeded, failed, ran over its time limit, or the
+/// client went away and the handler was dropped mid-run.
+struct Charge<'a> {
+    state: &'a AppState,
+    principal: &'a Principal,
+    pipeline: &'a str,
+    meter: Meter,
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        let (_, step_runs) = self.meter.cost();
+        self.state.quotas.charge_rows(self.principal, base_pipeline(self.pipeline), step_runs);
+    }
 }
 
 fn admit(state: &AppState, principal: &Principal, pipeline: &str) -> Result<Admission, ApiError> {
     state
         .quotas
         .admit(principal, base_pipeline(pipeline))
-        .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{pipeline}`: {refusal:?}")))
+        .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{pipeline}`: {}", refusal.message)))
 }
 
 #[derive(Deserialize)]
@@ -290,9 +300,7 @@ pub(super) async fn rca(
     let baseline = recorded_baseline(&record.pipeline, &records, &point).map_err(failed)?;
     let question = RcaQuestion { output: Edge::parse(&params.output), index: params.index, budget, seed: params.seed };
     let executor = state.dispatcher.executor();
-    let meter = Meter::default();
-    let rca =
-        limited(weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question, &meter)).await;
-    charge(&state, &principal, &record.pipeline, &meter);
-    Ok(Json(rca?))
+    let charge = Charge { state: &state, principal: &principal, pipeline: &record.pipeline, meter: Meter::default() };
+    let walk = weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question, &charge.meter);
+    Ok(Json(limited(walk).await?))
 }

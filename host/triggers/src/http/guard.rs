@@ -95,6 +95,7 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("POST", "/v2/feedback", Need::WriteFeedback), post(super::feedback::give_many)),
         (at("GET", "/v2/quality", Need::Status), get(super::feedback::quality)),
         (at("GET", "/v2/monitors", Need::Status), get(super::records::monitors)),
+        (at("GET", "/v2/monitors/{pipeline}/{monitor}/results", Need::Status), get(super::records::monitor_results)),
         (at("DELETE", "/v2/subjects/{subject}", Need::EraseRecords), delete(super::records::erase_subject)),
         (at("GET", "/v2/audit", Need::Admin), get(super::records::audit)),
         (at("POST", "/v2/admin/reload", Need::Admin), post(super::experiments::reload)),

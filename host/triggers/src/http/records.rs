@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use weir_core::ErrorKind;
 use weir_executor::residency::resident_set_bytes;
+use weir_observe::monitor_records::{MonitorResult, MAX_READ};
 use weir_observe::provenance::{InvocationRecord, ProvenanceStore};
 
 use super::api::{Erased, ModelsStatus, Status};
@@ -86,6 +87,38 @@ pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     state.monitors.metrics_text(&mut experiments);
     text.insert_str(eof, &experiments);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResultsParams {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v2/monitors/{pipeline}/{monitor}/results?limit=N`: the results
+/// kept as records, newest first (with `[provenance]`).
+pub(super) async fn monitor_results(
+    State(state): State<Arc<AppState>>,
+    Path((pipeline, monitor)): Path<(String, String)>,
+    Query(params): Query<ResultsParams>,
+) -> Result<Json<Vec<MonitorResult>>, ApiError> {
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_READ).contains(&limit) {
+        return Err(api_error(
+            ErrorKind::InvalidInput,
+            format!("`limit` must be between 1 and {MAX_READ}, got {limit}"),
+        ));
+    }
+    if !state.monitors.figures().iter().any(|f| f.pipeline == pipeline && f.monitor == monitor) {
+        let message = format!("no monitor `{monitor}` on pipeline `{pipeline}` (GET /v2/monitors lists them)");
+        return Err(api_error(ErrorKind::NotFound, message));
+    }
+    let store = provenance(&state)?.clone();
+    let read = tokio::task::spawn_blocking(move || store.monitor_results(&pipeline, &monitor, limit))
+        .await
+        .map_err(|e| api_error(ErrorKind::Internal, format!("reading monitor results: {e}")))?;
+    Ok(Json(read?))
 }
 
 /// `GET /v2/monitors`: every monitor's counts and latest results.
