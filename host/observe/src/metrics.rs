@@ -64,6 +64,11 @@ struct ConsumerLabel {
     consumer: String,
 }
 
+/// 100 µs .. ~1.9 h: a message may wait in JetStream far longer than a request runs.
+fn queue_wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-4, 2.0, 27))
+}
+
 fn latency_histogram() -> Histogram {
     // 10 µs .. ~20 s
     Histogram::new(exponential_buckets(1e-5, 2.0, 22))
@@ -162,7 +167,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let pipeline_in_flight = Family::<PipelineLabel, Gauge>::default();
         let queue_wait = Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+            queue_wait_histogram as fn() -> Histogram,
         );
         let step_cold_starts = Family::<PipelineLabel, Counter>::default();
         let consumer_pending = Family::<ConsumerLabel, Gauge>::default();

@@ -155,10 +155,12 @@ pub(super) async fn explain(
     Extension(principal): Extension<Principal>,
     body: Body,
 ) -> Result<Json<Explanation>, ApiError> {
-    let body = control_body(&state, body).await?;
+    let raw = control_body(&state, body).await?;
     // The parsed tensors are held while the explanation runs: their bytes count against max_decoded.
-    let _decoding = decoding_budget(&state, body.len()).map_err(ApiError)?;
-    let body: ExplainBody = serde_json::from_slice(&body).map_err(|e| {
+    let _decoding = decoding_budget(&state, raw.len()).map_err(ApiError)?;
+    let parsed = serde_json::from_slice::<ExplainBody>(&raw);
+    drop(raw);
+    let body = parsed.map_err(|e| {
         api_error(
             ErrorKind::InvalidInput,
             format!(
