@@ -34,25 +34,24 @@ done
 # Warm up, then measure and sample the same window.
 BODY="$out/request.json" wrk -t1 -c16 -d2s -s "$out/post.lua" http://127.0.0.1:18099/v2/models/digits/infer >/dev/null
 ticks=$(getconf CLK_TCK)
-c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-perf record -e cpu-clock -F 4999 -g -p "$pid" -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null &
-perf_pid=$!
-requests=$(BODY="$out/request.json" wrk -t1 -c16 -d"${seconds}s" -s "$out/post.lua" \
-  http://127.0.0.1:18099/v2/models/digits/infer | awk '/^RESULT/ {print $2}')
-wait $perf_pid
-c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
-cpu_us=$(( (c1 - c0) * 1000000 / ticks / requests ))
+# `measured COMMAND...`: run COMMAND (a perf watching $pid) beside SECONDS of
+# wrk at c16; sets `requests` and `cpu_us` (server CPU per request, /proc).
+measured() {
+  local c0 c1 watcher
+  c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  "$@" 2>/dev/null &
+  watcher=$!
+  requests=$(BODY="$out/request.json" wrk -t1 -c16 -d"${seconds}s" -s "$out/post.lua" \
+    http://127.0.0.1:18099/v2/models/digits/infer | awk '/^RESULT/ {print $2}')
+  wait $watcher
+  c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  cpu_us=$(( (c1 - c0) * 1000000 / ticks / requests ))
+}
+measured perf record -e cpu-clock -F 4999 -g -p "$pid" -o "$out/perf.data" -- sleep "$seconds"
 perf report -i "$out/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null >"$out/report.txt"
 python3 "$root/scripts/profile_buckets.py" "$out/report.txt" "$cpu_us" "$requests" "$seconds"
 # Counters over another window of the same load: what the kernel does per request.
-c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-perf stat -x, -e page-faults,context-switches,cpu-migrations -p "$pid" -o "$out/stat.csv" -- sleep "$seconds" &
-stat_pid=$!
-requests=$(BODY="$out/request.json" wrk -t1 -c16 -d"${seconds}s" -s "$out/post.lua" \
-  http://127.0.0.1:18099/v2/models/digits/infer | awk '/^RESULT/ {print $2}')
-wait $stat_pid
-c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
-cpu_us=$(( (c1 - c0) * 1000000 / ticks / requests ))
+measured perf stat -x, -e page-faults,context-switches,cpu-migrations -p "$pid" -o "$out/stat.csv" -- sleep "$seconds"
 echo
 echo "per request (perf stat, ${seconds} s at c16, no sampling: ${cpu_us} µs of CPU per request):"
 awk -F, -v n="$requests" '$1 ~ /^[0-9]/ {printf "  %-18s %8.2f\n", $3, $1 / n}' "$out/stat.csv"
