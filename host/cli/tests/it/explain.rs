@@ -265,7 +265,7 @@ fn explanations_and_walks_are_charged_to_the_callers_budget() {
         statuses.push(status);
         if status != 200 {
             assert_eq!(status, 429, "{answer}");
-            assert!(answer["error"].as_str().unwrap().contains("over quota"), "{answer}");
+            assert!(answer["error"].as_str().unwrap().contains("is over its budget"), "{answer}");
             break;
         }
         charged += answer["step_runs"].as_u64().unwrap();

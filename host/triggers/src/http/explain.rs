@@ -15,20 +15,20 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use weir_access::{base_pipeline, Admission, Principal, Requirement};
 use weir_core::{Classify, ErrorKind, Tensor};
 use weir_explain::explain::{recorded_baseline, zeros};
 use weir_explain::{
-    Baseline, Edge, ExplainError, Explanation, InTermsOf, Link, Meter, Method, Question, Rca, RcaQuestion, Target,
-    MAX_BUDGET,
+    Baseline, Edge, ExplainError, InTermsOf, Link, Meter, Method, Question, RcaQuestion, Target, MAX_BUDGET,
 };
 use weir_observe::provenance::{InvocationRecord, Outcome, ProvenanceStore, RecordQuery};
 
 use super::metadata::{pipeline, PipelineName};
 use super::records::provenance;
-use super::{api_error, control_body, decoding_budget, ApiError, AppState};
+use super::{api_error, control_body, decoding_budget, over_quota, ApiError, AppState};
 use crate::oip::{self, InferenceRequest, RequestInput};
 
 /// Evaluations when the caller names no budget.
@@ -154,7 +154,7 @@ pub(super) async fn explain(
     PipelineName(name): PipelineName,
     Extension(principal): Extension<Principal>,
     body: Body,
-) -> Result<Json<Explanation>, ApiError> {
+) -> Result<Response, ApiError> {
     let raw = control_body(&state, body).await?;
     // The parsed tensors are held while the explanation runs: their bytes count against max_decoded.
     let _decoding = decoding_budget(&state, raw.len()).map_err(ApiError)?;
@@ -170,7 +170,10 @@ pub(super) async fn explain(
     })?;
     let pipeline = pipeline(&state, &name)?;
     let budget = budget(body.budget)?;
-    let _admission = admit(&state, &principal, &name)?;
+    let _admission = match admit(&state, &principal, &name) {
+        Ok(admission) => admission,
+        Err(refused) => return Ok(*refused),
+    };
     // The slot first: reading records for the baseline is part of the work it bounds.
     let _slot = slot(&state)?;
     let point = match (body.inputs, body.invocation_id) {
@@ -237,7 +240,7 @@ pub(super) async fn explain(
     let explanation =
         limited(weir_explain::explain::explain(&executor, &pipeline, point, baseline, &question, &charge.meter))
             .await?;
-    Ok(Json(explanation))
+    Ok(Json(explanation).into_response())
 }
 
 /// Charges the caller one quota row per sandboxed step run when dropped:
@@ -257,11 +260,13 @@ impl Drop for Charge<'_> {
     }
 }
 
-fn admit(state: &AppState, principal: &Principal, pipeline: &str) -> Result<Admission, ApiError> {
+/// Admission against the caller's quota on the pipeline; a refusal is the
+/// same 429 (with `Retry-After`, counted) as an inference's.
+fn admit(state: &AppState, principal: &Principal, pipeline: &str) -> Result<Admission, Box<Response>> {
     state
         .quotas
         .admit(principal, base_pipeline(pipeline))
-        .map_err(|refusal| api_error(ErrorKind::Overloaded, format!("over quota on `{pipeline}`: {}", refusal.message)))
+        .map_err(|refusal| Box::new(over_quota(state, pipeline, principal, refusal)))
 }
 
 #[derive(Deserialize)]
@@ -282,7 +287,7 @@ pub(super) async fn rca(
     Path(id): Path<String>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<RcaParams>,
-) -> Result<Json<Rca>, ApiError> {
+) -> Result<Response, ApiError> {
     let budget = budget(params.budget.or(Some(4 * DEFAULT_BUDGET)))?;
     let store = provenance(&state)?;
     let _slot = slot(&state)?;
@@ -295,7 +300,10 @@ pub(super) async fn rca(
     })
     .await?;
     let pipeline = pipeline(&state, &record.pipeline)?;
-    let _admission = admit(&state, &principal, &record.pipeline)?;
+    let _admission = match admit(&state, &principal, &record.pipeline) {
+        Ok(admission) => admission,
+        Err(refused) => return Ok(*refused),
+    };
     // The baseline is shaped like the request; a request input that is
     // sensitive (hash only) has no value here, and its steps stop the walk.
     let point: Vec<Tensor> = record.inputs.iter().filter_map(|e| weir_explain::space::recorded(e).ok()).collect();
@@ -304,5 +312,5 @@ pub(super) async fn rca(
     let executor = state.dispatcher.executor();
     let charge = Charge { state: &state, principal: &principal, pipeline: &record.pipeline, meter: Meter::default() };
     let walk = weir_explain::walk::walk(&executor, &pipeline, &record, baseline, &records, &question, &charge.meter);
-    Ok(Json(limited(walk).await?))
+    Ok(Json(limited(walk).await?).into_response())
 }
