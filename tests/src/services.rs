@@ -149,6 +149,71 @@ impl Drop for TestNats {
     }
 }
 
+/// Three (or `n`) `nats-server` processes with JetStream, clustered over
+/// loopback routes: streams can be replicated and survive a node's death.
+pub struct TestNatsCluster {
+    nodes: Vec<Option<Child>>,
+    /// `nats://127.0.0.1:PORT` of each node.
+    pub urls: Vec<String>,
+    /// Each node's HTTP monitoring port (`/connz`, `/jsz`).
+    pub monitors: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNatsCluster {
+    pub fn start(n: usize) -> Option<TestNatsCluster> {
+        let binary = require("nats-server")?;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let ports: Vec<[u16; 3]> = (0..n).map(|_| [free_port(), free_port(), free_port()]).collect();
+        let routes =
+            ports.iter().map(|[_, route, _]| format!("nats://127.0.0.1:{route}")).collect::<Vec<_>>().join(",");
+        let mut nodes = Vec::new();
+        for (i, [client, route, monitor]) in ports.iter().enumerate() {
+            let store = dir.path().join(format!("node{i}"));
+            let child = Command::new(&binary)
+                .args(["-a", "127.0.0.1", "-p", &client.to_string(), "-m", &monitor.to_string()])
+                .args(["-n", &format!("node{i}"), "--cluster_name", "weir-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}"), "--routes", &routes])
+                .args(["-js", "-sd", store.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts");
+            nodes.push(Some(child));
+        }
+        for (node, [client, ..]) in nodes.iter_mut().zip(&ports) {
+            wait_for_port(*client, node.as_mut().unwrap(), "a clustered nats-server");
+        }
+        Some(TestNatsCluster {
+            nodes,
+            urls: ports.iter().map(|[client, ..]| format!("nats://127.0.0.1:{client}")).collect(),
+            monitors: ports.iter().map(|[.., monitor]| *monitor).collect(),
+            _dir: dir,
+        })
+    }
+
+    /// Every node's URL, comma-separated (what `triggers.nats.url` takes).
+    pub fn url(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// Kill node `i` the hard way (SIGKILL: no lame-duck mode, no goodbye).
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestNatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
 /// The Python of the environment scripts/setup.sh makes for the
 /// interoperability tests (tritonclient, gRPC and HTTP). `None` means skip;
 /// under `CI=true` a missing environment panics instead.

@@ -91,6 +91,7 @@ pub struct Metrics {
     step_cold_starts: Family<PipelineLabel, Counter>,
     consumer_pending: Family<ConsumerLabel, Gauge>,
     consumer_ack_pending: Family<ConsumerLabel, Gauge>,
+    duplicate_outputs: Family<PipelineLabel, Counter>,
     components_resident: Gauge,
     cold_starts: Family<ComponentLabel, Gauge>,
     resident_memory: Gauge,
@@ -172,6 +173,7 @@ impl Metrics {
         let step_cold_starts = Family::<PipelineLabel, Counter>::default();
         let consumer_pending = Family::<ConsumerLabel, Gauge>::default();
         let consumer_ack_pending = Family::<ConsumerLabel, Gauge>::default();
+        let duplicate_outputs = Family::<PipelineLabel, Counter>::default();
         let components_resident = Gauge::default();
         let cold_starts = Family::<ComponentLabel, Gauge>::default();
         let resident_memory = Gauge::default();
@@ -210,6 +212,11 @@ impl Metrics {
             "consumer_ack_pending_messages",
             "Messages delivered to the consumer and not yet acknowledged (being worked on)",
             consumer_ack_pending.clone(),
+        );
+        registry.register(
+            "nats_duplicate_outputs",
+            "Results and dead letters of redelivered messages that JetStream dropped as duplicates (already stored)",
+            duplicate_outputs.clone(),
         );
         registry.register(
             "components_resident",
@@ -267,6 +274,7 @@ impl Metrics {
             step_cold_starts,
             consumer_pending,
             consumer_ack_pending,
+            duplicate_outputs,
             components_resident,
             cold_starts,
             resident_memory,
@@ -358,6 +366,12 @@ impl Metrics {
         let label = ConsumerLabel { pipeline: pipeline.into(), stream: stream.into(), consumer: consumer.into() };
         self.consumer_pending.get_or_create(&label).set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.consumer_ack_pending.get_or_create(&label).set(i64::try_from(ack_pending).unwrap_or(i64::MAX));
+    }
+
+    /// Count an output JetStream dropped as a duplicate: a redelivered
+    /// message (its first ack was lost) answered again.
+    pub fn duplicate_output(&self, pipeline: &str) {
+        self.duplicate_outputs.get_or_create(&PipelineLabel { pipeline: pipeline.into() }).inc();
     }
 
     /// Count a request a key's quota refused (`limit`: rate, concurrent, budget).

@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod cli;
+mod cluster;
 mod console;
 mod docs;
 mod egress;

@@ -33,7 +33,7 @@ use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use serde::Serialize;
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 mod broker;
 mod settings;
@@ -94,9 +94,22 @@ pub async fn start(
     access: Arc<Access>,
     provenance: Option<Arc<ProvenanceStore>>,
 ) -> Result<Arc<Broker>, NatsError> {
+    // Pulls sent before a reconnect are gone with the old connection:
+    // workers pull again at once instead of waiting for them to time out.
+    let reconnected = Arc::new(Notify::new());
+    let on_event = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .name("weir")
-        .connect(settings.url.as_str())
+        .event_callback(move |event| {
+            let reconnected = on_event.clone();
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    reconnected.notify_waiters();
+                }
+                log_connection(event)
+            }
+        })
+        .connect(settings.servers.as_slice())
         .await
         .map_err(|e| NatsError::Connect { url: settings.url.clone(), message: e.to_string() })?;
     let context = jetstream::new(client);
@@ -111,11 +124,22 @@ pub async fn start(
             config: config.clone(),
             access: access.clone(),
             broker: broker.clone(),
+            reconnected: reconnected.clone(),
         };
         tokio::spawn(watch_backlog(dispatcher.clone(), config.clone(), consumer.clone()));
         tokio::spawn(worker.run(consumer));
     }
     Ok(broker)
+}
+
+/// Say what happens to the broker connection: a cluster node going away
+/// and the client moving to another is worth an operator's attention.
+fn log_connection(event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => tracing::info!("connected to NATS"),
+        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting to the listed servers"),
+        event => tracing::debug!(%event, "NATS client event"),
+    }
 }
 
 /// How often a consumer's backlog is read from the server for `/metrics`.
@@ -153,6 +177,7 @@ async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result
         .get_or_create_stream(jetstream::stream::Config {
             name: config.stream.clone(),
             subjects: vec![config.subject.clone()],
+            num_replicas: config.replicas,
             ..Default::default()
         })
         .await
@@ -175,6 +200,16 @@ async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result
         .await
         .map_err(|e| fail(e.to_string()))
 }
+
+/// How long the server holds a pull open waiting for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// How long past `PULL_EXPIRES` a pull may stay unanswered before it is
+/// taken as lost (the server ends a live one at `PULL_EXPIRES`).
+const PULL_GRACE: Duration = Duration::from_millis(1500);
+
+/// How long a host keeps trying to store an answer the broker refuses or
+/// times out on, before leaving the message to be redelivered.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// How long `<STREAM>_OUT` keeps results and dead letters.
 const OUTPUT_MAX_AGE: Duration = Duration::from_secs(86_400);
@@ -204,6 +239,7 @@ async fn store_outputs(context: &jetstream::Context, config: &NatsConsumer) -> R
             name: name.clone(),
             subjects: missing.clone(),
             max_age: OUTPUT_MAX_AGE,
+            num_replicas: config.replicas,
             ..Default::default()
         })
         .await
@@ -228,6 +264,8 @@ struct Worker {
     access: Arc<Access>,
     /// Where the messages holding a subject's data are noted.
     broker: Arc<Broker>,
+    /// Notified when the client reconnects (to the same or another node).
+    reconnected: Arc<Notify>,
 }
 
 impl Worker {
@@ -240,7 +278,9 @@ impl Worker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 permits.push(permit);
             }
-            let batch = consumer.batch().max_messages(permits.len()).expires(Duration::from_secs(2)).messages().await;
+            // Created before the pull, so that a reconnect during it counts.
+            let reconnected = self.reconnected.notified();
+            let batch = consumer.batch().max_messages(permits.len()).expires(PULL_EXPIRES).messages().await;
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -249,7 +289,24 @@ impl Worker {
                     continue;
                 }
             };
-            while let Some(message) = batch.next().await {
+            // A pull whose node or consumer leader died gets no answer: the
+            // client would wait 5 s past `expires`; give up sooner, or at
+            // once when the connection was re-made.
+            let given_up = tokio::time::sleep(PULL_EXPIRES + PULL_GRACE);
+            tokio::pin!(given_up, reconnected);
+            loop {
+                let next = tokio::select! {
+                    next = batch.next() => next,
+                    () = &mut given_up => {
+                        tracing::debug!(pipeline = %self.config.pipeline, "a pull got no answer; pulling again");
+                        None
+                    }
+                    () = &mut reconnected => {
+                        tracing::info!(pipeline = %self.config.pipeline, "reconnected to NATS; pulling again");
+                        None
+                    }
+                };
+                let Some(message) = next else { break };
                 match message {
                     Ok(message) => {
                         let Some(permit) = permits.pop() else { break };
@@ -409,10 +466,10 @@ impl Worker {
             tracing::warn!(pipeline = %self.config.pipeline, "no `results` subject and no {REPLY_TO_HEADER} header: result dropped");
             return message.double_ack().await.map(|()| None).map_err(|e| e.to_string());
         };
-        let mut headers = HeaderMap::new();
+        let mut headers = self.output_headers(message, "result");
         headers.insert("Weir-Invocation-Id", invocation_id);
         headers.insert("Weir-Instance", weir_core::ids::instance_id());
-        let stored = self.publish_stored(subject, headers, body.to_vec()).await?;
+        let stored = self.publish_stored(message, subject, headers, body.to_vec()).await?;
         // Only now is the message done. A lost ack means a redelivery and a
         // duplicate result (same request id), never a lost one; so the ack
         // is not waited for, which spares a round trip per message.
@@ -420,16 +477,56 @@ impl Worker {
         Ok(Some(stored))
     }
 
-    /// Publish and wait until JetStream says it stored the message; where it did.
+    /// Headers of a message's result or dead letter: `Nats-Msg-Id` names
+    /// the message it answers, so JetStream stores one answer per message
+    /// even when a lost ack makes a host answer a redelivery again (within
+    /// the output stream's duplicate window, 2 minutes by default).
+    fn output_headers(&self, message: &jetstream::Message, kind: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(info) = message.info() {
+            headers.insert("Nats-Msg-Id", format!("weir-{kind}.{}.{}", info.stream, info.stream_sequence).as_str());
+        }
+        headers
+    }
+
+    /// Publish `answer` (to `message`) and wait until JetStream says it
+    /// stored it (or already had it: a duplicate, counted); where it is.
+    /// While the broker cannot store it (a cluster electing a new leader,
+    /// a reconnect), the publish is retried and the message kept with
+    /// progress acks: the work is done, and a redelivery would run it
+    /// again and spend one of its `max_deliver` deliveries on an outage.
     async fn publish_stored(
         &self,
+        message: &jetstream::Message,
         subject: String,
         headers: HeaderMap,
-        body: Vec<u8>,
+        answer: Vec<u8>,
     ) -> Result<BrokerMessage, String> {
-        let stored = self.js.publish_with_headers(subject.clone(), headers, body.into()).await;
-        let stored = stored.map_err(|e| format!("publishing to `{subject}`: {e}"))?;
-        let ack = stored.await.map_err(|e| format!("JetStream did not store the message on `{subject}`: {e}"))?;
+        let answer = bytes::Bytes::from(answer);
+        let deadline = Instant::now() + PUBLISH_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        let ack = loop {
+            let stored = match self.js.publish_with_headers(subject.clone(), headers.clone(), answer.clone()).await {
+                Ok(stored) => {
+                    stored.await.map_err(|e| format!("JetStream did not store the answer on `{subject}`: {e}"))
+                }
+                Err(e) => Err(format!("publishing to `{subject}`: {e}")),
+            };
+            match stored {
+                Ok(ack) => break ack,
+                Err(error) if Instant::now() + pause < deadline => {
+                    tracing::warn!(pipeline = %self.config.pipeline, %error, "storing an answer failed; retrying");
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        if ack.duplicate {
+            self.dispatcher.metrics().duplicate_output(&self.config.pipeline);
+            tracing::info!(pipeline = %self.config.pipeline, %subject, "a redelivered message's answer was already stored");
+        }
         Ok(BrokerMessage { stream: ack.stream, sequence: ack.sequence })
     }
 
@@ -451,7 +548,8 @@ impl Worker {
                 request: String::from_utf8_lossy(&message.payload),
             };
             let body = serde_json::to_vec(&letter).map_err(|e| e.to_string())?;
-            stored = Some(self.publish_stored(subject.clone(), HeaderMap::new(), body).await?);
+            let headers = self.output_headers(message, "dead-letter");
+            stored = Some(self.publish_stored(message, subject.clone(), headers, body).await?);
         }
         message.double_ack_with(AckKind::Term).await.map_err(|e| e.to_string())?;
         Ok(stored)

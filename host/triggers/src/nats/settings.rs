@@ -35,6 +35,8 @@ struct RawNatsConsumer {
     dead_letter: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     reply_prefix: Option<Spanned<String>>,
+    /// Copies JetStream keeps of the streams weir creates (a cluster's nodes).
+    replicas: Option<Spanned<i64>>,
 }
 
 /// Where a message may ask its result to be sent when `reply_prefix` is not set.
@@ -43,11 +45,18 @@ pub const DEFAULT_REPLY_PREFIX: &str = "weir.replies.";
 pub const MAX_CONCURRENCY: usize = 1024;
 /// The most times a message may be delivered before it is dead-lettered.
 pub const MAX_DELIVER: i64 = 100;
+/// JetStream's own limit on a stream's replicas.
+pub const MAX_REPLICAS: i64 = 5;
+/// The most servers `triggers.nats.url` may list.
+pub const MAX_SERVERS: usize = 32;
 
 /// The NATS server and the consumers feeding pipelines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NatsSettings {
+    /// As written (for messages): one URL, or a cluster's, comma-separated.
     pub url: String,
+    /// Each server of `url`: the client fails over between them.
+    pub servers: Vec<String>,
     pub consumers: Vec<NatsConsumer>,
 }
 
@@ -69,6 +78,9 @@ pub struct NatsConsumer {
     pub timeout: Duration,
     /// A message's `Weir-Reply-To` must start with this (ends with `.`).
     pub reply_prefix: String,
+    /// Replicas of the streams weir creates (the input stream and
+    /// `<STREAM>_OUT`); existing streams are used as they are.
+    pub replicas: usize,
 }
 
 impl NatsConsumer {
@@ -100,8 +112,21 @@ impl NatsSettings {
             return Ok(None);
         };
         let url = nats.url.get_ref();
-        if !(url.starts_with("nats://") || url.starts_with("tls://")) || url.len() <= "nats://".len() {
-            return Err(place.at(&nats.url, format!("triggers.nats.url: `{url}` is not a NATS URL (nats://HOST:PORT)")));
+        let servers: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
+        if servers.len() > MAX_SERVERS {
+            let message = format!("triggers.nats.url lists {} servers; at most {MAX_SERVERS}", servers.len());
+            return Err(place.at(&nats.url, message));
+        }
+        if let Some(bad) = servers.iter().find(|s| {
+            !(s.starts_with("nats://") || s.starts_with("tls://")) || s.len() <= "nats://".len() || s.contains(' ')
+        }) {
+            return Err(place.at(
+                &nats.url,
+                format!(
+                    "triggers.nats.url: `{bad}` is not a NATS URL (nats://HOST:PORT; a cluster's servers are \
+                     comma-separated)"
+                ),
+            ));
         }
         let timeout = match &nats.timeout {
             Some(timeout) => duration(&place, timeout, "triggers.nats.timeout")?,
@@ -115,7 +140,7 @@ impl NatsSettings {
             .iter()
             .map(|section| consumer(&place, section, timeout, &reply_prefix))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(NatsSettings { url: url.clone(), consumers }))
+        Ok(Some(NatsSettings { url: url.clone(), servers, consumers }))
     }
 }
 
@@ -150,6 +175,7 @@ fn consumer(
         dead_letter: raw.dead_letter.as_ref().map(|d| token(d, "dead_letter", false)).transpose()?,
         timeout,
         reply_prefix: reply_prefix.to_string(),
+        replicas: 1,
     };
     for (value, field) in [(&raw.results, "results"), (&raw.dead_letter, "dead_letter")] {
         if let Some(value) = value.as_ref().filter(|v| v.get_ref().starts_with('$')) {
@@ -172,6 +198,10 @@ fn consumer(
         if consumer.ack_wait < Duration::from_secs(1) {
             return Err(place.at(wait, format!("{key}.ack_wait must be at least 1s")));
         }
+    }
+    if let Some(n) = &raw.replicas {
+        // In range 1..=5, so the cast is exact.
+        consumer.replicas = limits::count(place, n, &format!("{key}.replicas"), 1, MAX_REPLICAS)? as usize;
     }
     if let Some(n) = &raw.max_deliver {
         if *n.get_ref() < 1 {
@@ -202,5 +232,45 @@ fn subject_prefix(place: &Place, value: &Spanned<String>, key: &str) -> Result<S
     match why {
         Some(why) => Err(place.at(value, format!("{key}: `{text}` is not a subject prefix: {why}"))),
         None => Ok(text.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn read(nats: &str, consumer: &str) -> Result<Option<NatsSettings>, ManifestError> {
+        let text = format!(
+            "[components.c]\nsource = \"c.wasm\"\n[pipelines.p]\nsteps = [{{ name = \"s\", component = \"c\", inputs = \
+             [\"input.x\"] }}]\noutputs = {{ y = \"s.y\" }}\n[triggers.nats]\n{nats}\n[pipelines.p.triggers.nats]\n\
+             stream = \"S\"\nsubject = \"in.p\"\ndurable = \"d\"\n{consumer}\n"
+        );
+        NatsSettings::from_manifest(&weir_manifest::parse(Path::new("weir.toml"), &text).unwrap())
+    }
+
+    #[test]
+    fn a_cluster_is_its_servers_comma_separated() {
+        let settings = read("url = \"nats://a:4222, nats://b:4222,tls://c:4222\"", "").unwrap().unwrap();
+        assert_eq!(settings.servers, ["nats://a:4222", "nats://b:4222", "tls://c:4222"]);
+        assert_eq!(settings.consumers[0].replicas, 1, "one copy unless asked");
+        let error = read("url = \"nats://a:4222,http://b\"", "").unwrap_err().to_string();
+        assert!(error.contains("`http://b` is not a NATS URL") && error.contains("comma-separated"), "{error}");
+        let error = read("url = \"nats://a:4222,,nats://b:4222\"", "").unwrap_err().to_string();
+        assert!(error.contains("`` is not a NATS URL"), "{error}");
+        let many = vec!["nats://a:1"; MAX_SERVERS + 1].join(",");
+        let error = read(&format!("url = \"{many}\""), "").unwrap_err().to_string();
+        assert!(error.contains("lists 33 servers; at most 32"), "{error}");
+    }
+
+    #[test]
+    fn replicas_are_within_jetstreams_limit() {
+        let settings = read("url = \"nats://a:4222\"", "replicas = 3").unwrap().unwrap();
+        assert_eq!(settings.consumers[0].replicas, 3);
+        for bad in ["0", "6", "-1"] {
+            let error = read("url = \"nats://a:4222\"", &format!("replicas = {bad}")).unwrap_err().to_string();
+            assert!(error.contains(&format!("replicas = {bad} is out of range; allowed: 1 to 5")), "{error}");
+        }
     }
 }
