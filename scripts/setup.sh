@@ -32,7 +32,7 @@ as_root() {
 # libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates;
 # chromium + chromium-driver: the console's tests drive a real headless browser.
 apt_packages=(build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl libssl-dev openssl
-  docker-registry skopeo apache2-utils nats-server chromium chromium-driver)
+  docker-registry skopeo buildah apache2-utils nats-server chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -168,6 +168,20 @@ if ! "$pyenv/bin/python" -c "import pyarrow.parquet, onnx, numpy" 2>/dev/null ||
   ! "$pyenv/bin/pip" show pyarrow 2>/dev/null | grep -qx "Version: $PYARROW_VERSION"; then
   say "installing pyarrow $PYARROW_VERSION and onnx $ONNX_VERSION into $pyenv"
   "$pyenv/bin/pip" install --quiet "pyarrow==$PYARROW_VERSION" "onnx==$ONNX_VERSION" numpy
+fi
+
+# Kubernetes manifests are validated offline (scripts/validate-deploy.py):
+# kubernetes-validate carries the Kubernetes OpenAPI schemas; kustomize
+# comes with kubectl (Debian's kubernetes-client, unless a kubectl is here).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! "$pyenv/bin/python" -c "import kubernetes_validate, yaml, jsonschema" 2>/dev/null ||
+  ! "$pyenv/bin/pip" show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION"; then
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $pyenv"
+  "$pyenv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+if ! command -v kubectl >/dev/null; then
+  say "installing kubectl (Debian's kubernetes-client) for kustomize"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
 fi
 
 say "ready: $(rustc --version), $(cargo component --version), ONNX Runtime at $ort_lib"

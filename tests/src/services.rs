@@ -227,6 +227,12 @@ pub fn data_python() -> Option<PathBuf> {
     setup_python("import pyarrow.parquet, onnx, numpy", "pyarrow and onnx")
 }
 
+/// The same environment's Kubernetes tools (kubernetes-validate, PyYAML,
+/// jsonschema), for scripts/validate-deploy.py; `None` means skip.
+pub fn deploy_python() -> Option<PathBuf> {
+    setup_python("import kubernetes_validate, yaml, jsonschema", "kubernetes-validate")
+}
+
 fn setup_python(imports: &str, what: &str) -> Option<PathBuf> {
     let data = std::env::var_os("WEIR_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let base = std::env::var_os("XDG_DATA_HOME")

@@ -9,6 +9,7 @@ mod access;
 mod cli;
 mod cluster;
 mod console;
+mod deploy;
 mod docs;
 mod egress;
 mod experiments;

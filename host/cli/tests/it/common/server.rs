@@ -52,11 +52,17 @@ pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &Path)]) -> Serv
         .env("WEIR_CACHE_DIR", super::shared_cache_dir())
         .env("WEIR_LOG", "warn")
         // No RAPL counters unless a test provides some: energy is modelled.
-        .env("WEIR_POWERCAP_ROOT", "/nonexistent")
-        .stderr(Stdio::piped());
+        .env("WEIR_POWERCAP_ROOT", "/nonexistent");
     for (key, value) in env {
         command.env(key, value);
     }
+    spawn(command)
+}
+
+/// Run `command` (a `weir serve`, however it is started) until it says
+/// where it serves.
+pub fn spawn(mut command: Command) -> Server {
+    command.stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Warnings (and the gRPC address) may come first; the HTTP address is
