@@ -39,6 +39,8 @@ enum Command {
     Graph(commands::graph::GraphArgs),
     /// Summarise energy, cost and CO2 per pipeline and step from the provenance store.
     Receipts(commands::receipts::ReceiptsArgs),
+    /// Compile components ahead of time for a target (this machine's or another's), for `precompiled = [...]`.
+    Compile(commands::compile::CompileArgs),
     /// Push a component (.wasm) or model (.onnx) to an OCI registry.
     Push(commands::oci::PushArgs),
     /// Pull a component or model from an OCI registry into the local cache (or a file).
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Retrain(args) => commands::retrain::retrain(args),
         Command::New(args) => commands::new::new_component(args),
         Command::Receipts(args) => commands::receipts::receipts(args),
+        Command::Compile(args) => commands::compile::compile(args),
         Command::Push(args) => commands::oci::push(args),
         Command::Pull(args) => commands::oci::pull(args),
         Command::Keys(args) => commands::keys::keys(args),

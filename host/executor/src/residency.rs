@@ -200,9 +200,17 @@ impl Residency {
         // Compiling takes milliseconds to seconds: keep it off the async workers.
         let sandbox = self.sandbox.clone();
         let (display, path) = (declared.artifact.source.to_string(), resolved.path.clone());
+        let precompiled = declared.precompiled.clone();
         let component = tokio::task::spawn_blocking(move || {
             let bytes = weir_sandbox::component::read_file(&path)?;
-            sandbox.load_bytes(display, &bytes)
+            let offered = precompiled
+                .iter()
+                .map(|file| {
+                    let bytes = weir_sandbox::component::read_file(file)?;
+                    Ok(weir_sandbox::component::Offered { name: file.display().to_string(), bytes })
+                })
+                .collect::<Result<Vec<_>, LoadError>>()?;
+            sandbox.load_with(display, &bytes, &offered)
         })
         .await
         .map_err(|e| LoadError::Compile { what: name.into(), message: format!("the compile task failed: {e}") })??;

@@ -192,6 +192,10 @@ impl Pipeline {
 pub struct ComponentDecl {
     pub name: String,
     pub artifact: ArtifactDecl,
+    /// Code made ahead of time by `weir compile`, one file per target
+    /// (local paths, resolved against the manifest's folder); a host takes
+    /// the one for itself and compiles when none is.
+    pub precompiled: Vec<PathBuf>,
 }
 
 /// A declared model: where it comes from and how to run it.

@@ -19,6 +19,9 @@ use crate::{
     Route, Source, Step, TensorDecl, MANIFEST_VERSION,
 };
 
+/// The most precompiled files one component may list (one per target).
+const MAX_PRECOMPILED: usize = 16;
+
 /// Parse and check manifest text; `file` is used for messages and paths.
 pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let place = Place::new(file, text);
@@ -186,7 +189,23 @@ fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, 
 fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result<ComponentDecl, ManifestError> {
     let key = format!("components.{name}");
     let artifact = artifact_decl(place, &key, &component.source, &component.digest, &component.signed_by)?;
-    Ok(ComponentDecl { name: name.into(), artifact })
+    let mut precompiled = Vec::new();
+    if let Some(files) = &component.precompiled {
+        for file in files.get_ref().items() {
+            if ArtifactRef::is_oci(file) {
+                let message = format!(
+                    "{key}.precompiled: `{file}` is a registry reference; precompiled code is native code and is \
+                     only loaded from local files you name"
+                );
+                return Err(place.at(files, message));
+            }
+            precompiled.push(place.resolve(file));
+        }
+        if precompiled.len() > MAX_PRECOMPILED {
+            return Err(place.at(files, format!("{key}.precompiled: at most {MAX_PRECOMPILED} files")));
+        }
+    }
+    Ok(ComponentDecl { name: name.into(), artifact, precompiled })
 }
 
 /// `input.x`, `step.tensor`, optionally prefixed with `name=` to rename.

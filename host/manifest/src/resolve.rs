@@ -12,6 +12,16 @@ impl Manifest {
         for (key, artifact, hint) in components.chain(models) {
             self.check_file(&key, artifact, hint)?;
         }
+        for component in self.components.values() {
+            if let Some(missing) = component.precompiled.iter().find(|p| !p.is_file()) {
+                let message = format!(
+                    "components.{}.precompiled: file `{}` does not exist (make it with `weir compile`)",
+                    component.name,
+                    missing.display()
+                );
+                return Err(ManifestError::at(&self.path, component.artifact.declared_at, message));
+            }
+        }
         for pipeline in self.pipelines.values() {
             for step in &pipeline.steps {
                 if let Some(grant) = step.grants.dirs.iter().find(|g| !g.host.is_dir()) {

@@ -75,6 +75,8 @@ pub struct RawComponent {
     pub source: Spanned<String>,
     pub digest: Option<Spanned<String>>,
     pub signed_by: Option<Spanned<OneOrMany>>,
+    /// Local files of code `weir compile` made for one target each.
+    pub precompiled: Option<Spanned<OneOrMany>>,
 }
 
 /// `"a"` or `["a", "b"]`.

@@ -47,6 +47,8 @@ pub enum CompileSource {
     Compiled,
     /// Loaded from the on-disk cache: no compilation.
     Cache,
+    /// Loaded from a precompiled file the manifest names (`weir compile`).
+    Precompiled,
 }
 
 /// A compiled component and how long it took to get it.
@@ -91,7 +93,12 @@ impl CompiledCache {
     pub fn new(root: impl Into<PathBuf>, engine: &Engine) -> Self {
         let root = root.into();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        #[cfg(feature = "compiler")]
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // Without a compiler nothing is ever written here (entries are
+        // stored only after compiling); one folder is enough.
+        #[cfg(not(feature = "compiler"))]
+        let _ = (engine, "no compiler".hash(&mut hasher));
         let dir = root.join(format!("{:016x}", hasher.finish()));
         CompiledCache { root, dir, key: Arc::new(OnceLock::new()) }
     }
@@ -164,7 +171,7 @@ impl CompiledCache {
                 return Ok(Compiled { component, source: CompileSource::Cache, elapsed: started.elapsed() });
             }
         }
-        let component = Component::new(engine, bytes).map_err(|e| CompileOrCacheError::Compile(format!("{e:?}")))?;
+        let component = compile(engine, bytes)?;
         if let Some(key) = key {
             if let Err(error) = self.store(key, digest, &component) {
                 // A read-only or full disk only costs a recompile next time.
@@ -349,6 +356,19 @@ fn unique() -> u64 {
 pub enum CompileOrCacheError {
     #[error("compiling the component failed: {0}")]
     Compile(String),
+    #[error("this weir was built without a compiler")]
+    NoCompiler,
+}
+
+/// Compile `bytes` here (with the `compiler` feature).
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, CompileOrCacheError> {
+    #[cfg(feature = "compiler")]
+    return Component::new(engine, bytes).map_err(|e| CompileOrCacheError::Compile(format!("{e:?}")));
+    #[cfg(not(feature = "compiler"))]
+    {
+        let _ = (engine, bytes);
+        Err(CompileOrCacheError::NoCompiler)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use weir_core::wasm::WasmKind;
 use weir_core::Digest;
 
 use crate::bindings::PlainStepPre;
-use crate::compiled::{CompileSource, CompiledCache};
+use crate::compiled::{CompileOrCacheError, CompileSource, CompiledCache};
+use crate::precompiled;
 use crate::state::StepState;
 
 /// The interface every step exports.
@@ -43,6 +44,15 @@ pub enum LoadError {
          granted), wasi:config/store and wasi:nn"
     )]
     UnsatisfiedImport { what: String, message: String },
+    #[error(
+        "`{what}` needs compiling and this weir was built without a compiler (the `compiler` feature is off); \
+         give it precompiled code for this host ({}) with `weir compile COMPONENT --target {}` and \
+         `precompiled = [...]` in the manifest{}",
+        precompiled::host_target(),
+        precompiled::host_target(),
+        if skipped.is_empty() { String::new() } else { format!(" (passed over: {})", skipped.join("; ")) }
+    )]
+    NoCompiler { what: String, skipped: Vec<String> },
 }
 
 impl weir_core::Classify for LoadError {
@@ -89,26 +99,26 @@ fn check_header(what: &str, bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
+/// A precompiled file offered for a component: its name (for messages) and bytes.
+pub struct Offered {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
 pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<StepState>,
     cache: Option<&CompiledCache>,
     name: String,
     bytes: &[u8],
+    precompiled: &[Offered],
 ) -> Result<StepComponent, LoadError> {
     check_header(&name, bytes)?;
     let digest = Digest::of(bytes);
-    let compile_error = |message: String| LoadError::Compile { what: name.clone(), message };
-    let (component, compile_source, compile_time) = match cache {
-        Some(cache) => {
-            let compiled = cache.get_or_compile(engine, &digest, bytes).map_err(|e| compile_error(e.to_string()))?;
-            (compiled.component, compiled.source, compiled.elapsed)
-        }
-        None => {
-            let started = Instant::now();
-            let component = Component::new(engine, bytes).map_err(|e| compile_error(format!("{e:?}")))?;
-            (component, CompileSource::Compiled, started.elapsed())
-        }
+    let started = Instant::now();
+    let (component, compile_source, compile_time) = match take_precompiled(engine, &name, &digest, precompiled) {
+        Ok(component) => (component, CompileSource::Precompiled, started.elapsed()),
+        Err(skipped) => compile(engine, cache, &name, &digest, bytes, skipped)?,
     };
 
     let started = Instant::now();
@@ -122,6 +132,79 @@ pub(crate) fn load(
     })?;
     let load = LoadReport { compile_source, compile_time, link_time: started.elapsed() };
     Ok(StepComponent { name, digest, load, pre })
+}
+
+/// The first offered precompiled file that is this component's code for
+/// this host and that wasmtime accepts; else why each was passed over.
+fn take_precompiled(
+    engine: &Engine,
+    name: &str,
+    digest: &Digest,
+    offered: &[Offered],
+) -> Result<Component, Vec<String>> {
+    let mut skipped = Vec::new();
+    for file in offered {
+        let (header, code) = match precompiled::parse(&file.name, &file.bytes) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                skipped.push(error.to_string());
+                continue;
+            }
+        };
+        if let Some(why) = precompiled::mismatch(&header, digest) {
+            skipped.push(format!("{}: {why}", file.name));
+            continue;
+        }
+        // SAFETY: the operator named this file for this component in the
+        // manifest (it is trusted as the manifest is, see `precompiled`);
+        // its header says it was compiled from these very bytes for this
+        // target, and wasmtime checks its own header (version, settings,
+        // CPU features) before mapping the code.
+        match unsafe { Component::deserialize(engine, code) } {
+            Ok(component) => {
+                tracing::debug!(component = %name, file = %file.name, "loaded precompiled code");
+                return Ok(component);
+            }
+            Err(error) => skipped.push(format!("{}: wasmtime refused it: {error}", file.name)),
+        }
+    }
+    Err(skipped)
+}
+
+/// Compile (or take from the cache) a component no precompiled file was fit for.
+fn compile(
+    engine: &Engine,
+    cache: Option<&CompiledCache>,
+    name: &str,
+    digest: &Digest,
+    bytes: &[u8],
+    skipped: Vec<String>,
+) -> Result<(Component, CompileSource, Duration), LoadError> {
+    if !skipped.is_empty() {
+        tracing::warn!(component = %name, skipped = %skipped.join("; "), "no precompiled file fits this host; compiling");
+    }
+    let compile_error = |message: String| LoadError::Compile { what: name.into(), message };
+    match cache {
+        Some(cache) => {
+            let compiled = cache.get_or_compile(engine, digest, bytes).map_err(|e| match e {
+                CompileOrCacheError::NoCompiler => {
+                    LoadError::NoCompiler { what: name.into(), skipped: skipped.clone() }
+                }
+                other => compile_error(other.to_string()),
+            })?;
+            Ok((compiled.component, compiled.source, compiled.elapsed))
+        }
+        None => {
+            let started = Instant::now();
+            let component = crate::compiled::compile(engine, bytes).map_err(|e| match e {
+                CompileOrCacheError::NoCompiler => {
+                    LoadError::NoCompiler { what: name.into(), skipped: skipped.clone() }
+                }
+                other => compile_error(other.to_string()),
+            })?;
+            Ok((component, CompileSource::Compiled, started.elapsed()))
+        }
+    }
 }
 
 fn export_names(engine: &Engine, component: &Component) -> Vec<String> {

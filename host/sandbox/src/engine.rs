@@ -42,6 +42,11 @@ impl Default for EngineOptions {
 pub enum EngineError {
     #[error("could not create the WebAssembly engine: {0}")]
     Create(String),
+    #[error(
+        "cannot compile for `{target}`: {message} (a target triple such as x86_64-unknown-linux-gnu or \
+         aarch64-unknown-linux-gnu; this weir must be built with the `compiler` feature)"
+    )]
+    Target { target: String, message: String },
 }
 
 /// The engine plus the thread that advances its epoch.
@@ -53,17 +58,7 @@ pub struct WeirEngine {
 
 impl WeirEngine {
     pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.consume_fuel(options.fuel);
-        config.wasm_component_model(true);
-        // Guests get a bounded stack; overflow is a trap, not a host crash.
-        config.max_wasm_stack(1 << 20);
-        config.async_stack_size(2 << 20);
-        if options.max_instances > 0 {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&options)));
-        }
-        let engine = Engine::new(&config).map_err(|e| EngineError::Create(format!("{e:#}")))?;
+        let engine = Engine::new(&config(&options)).map_err(|e| EngineError::Create(format!("{e:#}")))?;
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| EngineError::Create(format!("starting the epoch thread: {e}")))?;
         Ok(WeirEngine { engine, options, ticker: Some(ticker) })
@@ -84,6 +79,41 @@ impl Drop for WeirEngine {
             ticker.stop();
         }
     }
+}
+
+/// An engine that compiles, with exactly these settings, for `target` (a
+/// target triple such as `aarch64-unknown-linux-gnu`): what `weir compile
+/// --target` uses. It runs nothing, so it has no epoch thread.
+pub fn for_target(options: &EngineOptions, target: &str) -> Result<Engine, EngineError> {
+    let arch = target.split('-').next().unwrap_or_default();
+    if !TARGET_ARCHES.contains(&arch) {
+        let message = format!("weir compiles for {} only", TARGET_ARCHES.join(" and "));
+        return Err(EngineError::Target { target: target.into(), message });
+    }
+    let mut config = config(options);
+    config.target(target).map_err(|e| EngineError::Target { target: target.into(), message: format!("{e:#}") })?;
+    Engine::new(&config).map_err(|e| EngineError::Target { target: target.into(), message: format!("{e:#}") })
+}
+
+/// The architectures `weir compile --target` compiles for: Cranelift's
+/// others (riscv64, s390x) want CPU features named that weir does not ask
+/// for, and fail on ordinary components without them.
+pub const TARGET_ARCHES: &[&str] = &["x86_64", "aarch64"];
+
+/// The settings every engine of this process is made with: code compiled
+/// by one loads in another only when these agree.
+fn config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.consume_fuel(options.fuel);
+    config.wasm_component_model(true);
+    // Guests get a bounded stack; overflow is a trap, not a host crash.
+    config.max_wasm_stack(1 << 20);
+    config.async_stack_size(2 << 20);
+    if options.max_instances > 0 {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
+    }
+    config
 }
 
 fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod engine;
 pub mod invoke;
 pub mod logs;
+pub mod precompiled;
 mod sandbox;
 mod state;
 

@@ -100,7 +100,18 @@ impl Sandbox {
 
     /// Load a component from bytes; `name` is used in messages.
     pub fn load_bytes(&self, name: impl Into<String>, bytes: &[u8]) -> Result<StepComponent, LoadError> {
-        component::load(self.engine.engine(), &self.linker, self.cache.as_ref(), name.into(), bytes)
+        self.load_with(name, bytes, &[])
+    }
+
+    /// Load a component, taking the first of `precompiled` that is its code
+    /// for this host (and compiling when none is).
+    pub fn load_with(
+        &self,
+        name: impl Into<String>,
+        bytes: &[u8],
+        precompiled: &[component::Offered],
+    ) -> Result<StepComponent, LoadError> {
+        component::load(self.engine.engine(), &self.linker, self.cache.as_ref(), name.into(), bytes, precompiled)
     }
 
     /// Run one invocation of `component` as step `step`.

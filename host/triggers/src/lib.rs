@@ -11,9 +11,17 @@
 //! and `[pipelines.P.triggers.nats]`). [`oip`] is the wire format they share.
 
 pub mod dispatch;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(not(feature = "grpc"))]
+#[path = "absent/grpc.rs"]
 pub mod grpc;
 pub mod http;
 pub mod jobs;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(not(feature = "nats"))]
+#[path = "absent/nats.rs"]
 pub mod nats;
 pub mod oip;
 pub mod reload;
@@ -39,11 +47,28 @@ impl Triggers {
     /// trigger weir does not have is an error.
     pub fn from_manifest(manifest: &Manifest) -> Result<Triggers, ManifestError> {
         sections::check_names(manifest)?;
-        Ok(Triggers {
+        let triggers = Triggers {
             http: http::HttpSettings::from_manifest(manifest)?,
             grpc: grpc::GrpcSettings::from_manifest(manifest)?,
             jobs: jobs::JobSettings::from_manifest(manifest)?,
             nats: nats::NatsSettings::from_manifest(manifest)?,
-        })
+        };
+        // A lean build reads every section, and refuses what it left out.
+        for (asked, trigger, feature) in [
+            (triggers.grpc.is_some() && !cfg!(feature = "grpc"), "[triggers.grpc]", "grpc"),
+            (triggers.nats.is_some() && !cfg!(feature = "nats"), "[triggers.nats]", "nats"),
+        ] {
+            if asked {
+                return Err(ManifestError::at(
+                    &manifest.path,
+                    weir_manifest::Location::default(),
+                    format!(
+                        "{trigger}: this weir was built without it (cargo feature `{feature}`); rebuild with \
+                         `--features {feature}`, or remove the section"
+                    ),
+                ));
+            }
+        }
+        Ok(triggers)
     }
 }

@@ -1,5 +1,6 @@
 //! The subcommands of the `weir` binary.
 
+pub mod compile;
 mod compose;
 pub mod experiment;
 pub mod export;

@@ -24,6 +24,7 @@ mod monitors;
 mod nats;
 mod pipelines;
 mod policy;
+mod precompiled;
 mod registry;
 mod retrain;
 mod router;

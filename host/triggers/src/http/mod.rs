@@ -51,6 +51,8 @@ pub use tls::{check as check_tls, TlsError, TlsFiles};
 use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, Prepared, TriggerKind};
 use crate::jobs::Jobs;
 use api::{ErrorBody, JobAccepted};
+// What the gRPC trigger shares with HTTP.
+#[cfg(feature = "grpc")]
 pub(crate) use metadata::{extensions, metadata_of, ready};
 use metadata::{pipeline, PipelineName};
 

@@ -32,13 +32,14 @@ use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, AckKin
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use serde::Serialize;
-use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 
 mod broker;
+mod error;
 mod settings;
 
 pub use broker::Broker;
+pub use error::NatsError;
 
 pub use settings::{NatsConsumer, NatsSettings};
 use weir_access::{Access, Requirement};
@@ -68,23 +69,6 @@ struct LetterError<'a> {
 /// The header a client sets to have the result sent to it (JetStream does
 /// not keep a message's own reply subject).
 pub const REPLY_TO_HEADER: &str = "Weir-Reply-To";
-
-#[derive(Debug, Error)]
-pub enum NatsError {
-    #[error("cannot connect to NATS at {url}: {message} (is nats-server running with JetStream, `nats-server -js`?)")]
-    Connect { url: String, message: String },
-    #[error(
-        "pipeline `{pipeline}`: cannot set up stream `{stream}` / consumer `{durable}`: {message} (the broker must \
-         run JetStream, `nats-server -js`, and let this client create or read them)"
-    )]
-    Setup { pipeline: String, stream: String, durable: String, message: String },
-}
-
-impl weir_core::Classify for NatsError {
-    fn kind(&self) -> weir_core::ErrorKind {
-        weir_core::ErrorKind::Unavailable
-    }
-}
 
 /// Connect and start one consumer loop per configured pipeline. The
 /// broker handle erases a subject's messages.
