@@ -39,7 +39,7 @@ work=$(mktemp -d)
 bah() { buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs "$@"; }
 container=""
 cleanup() {
-  [ -n "$container" ] && bah rm "$container" >/dev/null 2>&1
+  [ -z "$container" ] || bah rm "$container" >/dev/null 2>&1 || true
   bah rmi --all --force >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -47,11 +47,20 @@ trap cleanup EXIT
 
 rootfs=$work/rootfs
 mkdir -p "$rootfs"/{usr/local/bin,usr/local/lib,etc/ssl/certs,etc/weir} "$work/writable"/{var/cache/weir,var/lib/weir,tmp}
+# The image's architecture is the binary's (OCI names).
+case $(LC_ALL=C readelf -h "$binary" | awk -F: '/Machine/ {gsub(/^ +/, "", $2); print $2}') in
+  "Advanced Micro Devices X86-64") arch=amd64 ;;
+  AArch64) arch=arm64 ;;
+  *) echo "build-image: $binary is for an architecture this script does not package" >&2; exit 1 ;;
+esac
 strip -o "$rootfs/usr/local/bin/weir" "$binary"
 cp "$ort" "$rootfs/usr/local/lib/"
 # Every library the binary and ONNX Runtime load, and the dynamic loader,
-# at the paths they were resolved to.
-for lib in $( (ldd "$binary"; ldd "$ort") | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
+# at the paths they were resolved to (ldd must find them: it runs the
+# loader of this machine, so the binary must be for this machine).
+libs=$( (ldd "$binary" && ldd "$ort") | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+[ -n "$libs" ] || { echo "build-image: ldd found no libraries for $binary" >&2; exit 1; }
+for lib in $libs; do
   mkdir -p "$rootfs$(dirname "$lib")"
   cp -L "$lib" "$rootfs$lib"
 done
@@ -66,14 +75,15 @@ container=$(bah from scratch)
 bah copy "$container" "$rootfs/" / >/dev/null
 bah copy --chown 65532:65532 "$container" "$work/writable/" / >/dev/null
 bah config \
-  --os linux --arch amd64 \
+  --os linux --arch "$arch" \
   --entrypoint '["/usr/local/bin/weir"]' \
   --cmd '["serve", "/etc/weir/weir.toml", "--listen", "0.0.0.0:8080"]' \
   --port 8080/tcp \
   --user 65532:65532 \
   --workingdir /var/lib/weir \
   --env "WEIR_ORT_DYLIB=/usr/local/lib/$(basename "$ort")" \
-  --env WEIR_CACHE_DIR=/var/cache/weir \
+  --env WEIR_CACHE_DIR=/var/cache/weir/compiled \
+  --env WEIR_OCI_CACHE=/var/cache/weir/oci \
   --env WEIR_DATA_DIR=/var/lib/weir \
   --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   --label org.opencontainers.image.title=weir \

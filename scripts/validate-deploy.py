@@ -25,7 +25,8 @@ import yaml
 
 # The oldest Kubernetes these manifests are meant for, and the newest schemas.
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
-OVERLAYS = ["keda", "hpa"]
+# Each overlay, and the autoscaler it must hold.
+OVERLAYS = {"keda": "ScaledObject", "hpa": "HorizontalPodAutoscaler"}
 
 # KEDA's ScaledObject (keda.sh/v1alpha1), as its documentation specifies it
 # (https://keda.sh/docs/latest/reference/scaledobject-spec/): KEDA's CRD is
@@ -157,23 +158,35 @@ def check_deployment(objects, problems):
         return None, None
     deployment = deployments[0]
     manifest, container = manifest_of(objects, deployment, problems)
-    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
-    for probe, path in [("readinessProbe", "/v2/health/ready"), ("livenessProbe", "/v2/health/live")]:
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", []) if p.get("name")}
+    numbers = {p["containerPort"] for p in container.get("ports", [])}
+
+    def exposed(port):
+        return port is not None and (port in ports or port in numbers)
+
+    probes = [
+        ("readinessProbe", "/v2/health/ready", True),
+        ("livenessProbe", "/v2/health/live", True),
+        ("startupProbe", "/v2/health/live", False),
+    ]
+    for probe, path, required in probes:
+        if probe not in container and not required:
+            continue
         get = container.get(probe, {}).get("httpGet", {})
         if get.get("path") != path:
             problems.at("Deployment", f"{probe} must GET {path} (weir's health endpoint), not {get.get('path')}")
-        if get.get("port") not in ports and get.get("port") not in ports.values():
+        if not exposed(get.get("port")):
             problems.at("Deployment", f"{probe} probes port {get.get('port')}, which the container does not expose")
     args = container.get("args", [])
     if "--listen" in args:
         listen = args[args.index("--listen") + 1]
-        if int(listen.rsplit(":", 1)[1]) not in ports.values():
-            problems.at("Deployment", f"weir listens on {listen}, but the container exposes {sorted(ports.values())}")
+        if int(listen.rsplit(":", 1)[1]) not in numbers:
+            problems.at("Deployment", f"weir listens on {listen}, but the container exposes {sorted(numbers)}")
     if "--no-auth" in args:
         problems.at("Deployment", "--no-auth: every caller could do everything; give --keys")
     for service in by_kind(objects, "Service"):
         for port in service["spec"].get("ports", []):
-            if port.get("targetPort") not in ports and port.get("targetPort") not in ports.values():
+            if not exposed(port.get("targetPort")):
                 problems.at("Service", f"targetPort {port.get('targetPort')} is not a port of the weir container")
         selector = service["spec"].get("selector", {})
         labels = deployment["spec"]["template"]["metadata"].get("labels", {})
@@ -251,9 +264,11 @@ def main():
     values = yaml.safe_load((args.deploy / "nats-values.yaml").read_text())
     problems = Problems()
     counted = 0
-    for overlay in OVERLAYS:
+    for overlay, scaler in OVERLAYS.items():
         objects = render(args.deploy, overlay)
         counted += len(objects)
+        if not by_kind(objects, scaler):
+            problems.at(overlay, f"the overlay renders no {scaler}")
         validate_schemas(overlay, objects, problems)
         deployment, manifest = check_deployment(objects, problems)
         if deployment is None or manifest is None:

@@ -13,6 +13,13 @@ pub const WASM_LAYER_MEDIA_TYPE: &str = oci_wasm::WASM_LAYER_MEDIA_TYPE;
 pub const MODEL_CONFIG_MEDIA_TYPE: &str = "application/vnd.weir.model.config.v1+json";
 pub const MODEL_LAYER_MEDIA_TYPE: &str = "application/vnd.weir.model.onnx.v1";
 
+/// Code compiled ahead of time for one target (`weir push --precompile`):
+/// an OCI 1.1 artifact whose `subject` is the component's manifest, tagged
+/// [`precompiled_tag`] (registries without the referrers API find it so).
+pub const PRECOMPILED_ARTIFACT_TYPE: &str = "application/vnd.weir.precompiled.v1";
+pub const PRECOMPILED_CONFIG_MEDIA_TYPE: &str = "application/vnd.weir.precompiled.config.v1+json";
+pub const PRECOMPILED_LAYER_MEDIA_TYPE: &str = "application/vnd.weir.precompiled.cwasm.v1";
+
 /// Layer media types other tools use for ONNX files (accepted on pull).
 const FOREIGN_MODEL_LAYER_TYPES: &[&str] = &["application/octet-stream", "application/onnx", "application/vnd.onnx"];
 
@@ -21,6 +28,8 @@ const FOREIGN_MODEL_LAYER_TYPES: &[&str] = &["application/octet-stream", "applic
 pub enum ArtifactKind {
     Component,
     Model,
+    /// A component's code compiled ahead of time for one target.
+    Precompiled,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -28,6 +37,7 @@ impl fmt::Display for ArtifactKind {
         f.write_str(match self {
             ArtifactKind::Component => "component",
             ArtifactKind::Model => "model",
+            ArtifactKind::Precompiled => "precompiled code",
         })
     }
 }
@@ -37,6 +47,9 @@ impl ArtifactKind {
     /// an ONNX file is a protobuf `ModelProto`, whose first field on disk is
     /// `ir_version` (field 1, varint: tag byte 0x08).
     pub fn sniff(bytes: &[u8]) -> Result<ArtifactKind, String> {
+        if bytes.starts_with(weir_core::precompiled::MAGIC) {
+            return Ok(ArtifactKind::Precompiled);
+        }
         match WasmKind::of(bytes) {
             WasmKind::CoreModule => {
                 return Err(
@@ -56,6 +69,7 @@ impl ArtifactKind {
         match self {
             ArtifactKind::Component => WASM_LAYER_MEDIA_TYPE,
             ArtifactKind::Model => MODEL_LAYER_MEDIA_TYPE,
+            ArtifactKind::Precompiled => PRECOMPILED_LAYER_MEDIA_TYPE,
         }
     }
 
@@ -63,10 +77,47 @@ impl ArtifactKind {
     pub fn of_layer(media_type: &str) -> Option<ArtifactKind> {
         if media_type == WASM_LAYER_MEDIA_TYPE {
             Some(ArtifactKind::Component)
+        } else if media_type == PRECOMPILED_LAYER_MEDIA_TYPE {
+            Some(ArtifactKind::Precompiled)
         } else if media_type == MODEL_LAYER_MEDIA_TYPE || FOREIGN_MODEL_LAYER_TYPES.contains(&media_type) {
             Some(ArtifactKind::Model)
         } else {
             None
+        }
+    }
+}
+
+/// The tag precompiled code for `target` of the component whose manifest is
+/// `component` is pushed under, in the component's repository.
+pub fn precompiled_tag(component: &weir_core::Digest, target: &str) -> String {
+    format!("sha256-{}.{target}.cwasm", component.hex())
+}
+
+/// The config blob of precompiled code: what it was compiled from, and for
+/// which platform (OCI's names: `amd64`, `arm64`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PrecompiledConfig {
+    pub component: String,
+    pub target: String,
+    pub architecture: String,
+    pub os: String,
+}
+
+impl PrecompiledConfig {
+    /// From the code's own header.
+    pub fn of(header: &weir_core::precompiled::Header) -> PrecompiledConfig {
+        let arch = header.target.split('-').next().unwrap_or_default();
+        let architecture = match arch {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let os = if header.target.contains("linux") { "linux" } else { "unknown" };
+        PrecompiledConfig {
+            component: header.component.clone(),
+            target: header.target.clone(),
+            architecture: architecture.into(),
+            os: os.into(),
         }
     }
 }

@@ -15,12 +15,15 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use oci_wasm::ToConfig;
 
-use crate::artifact::{ArtifactKind, ModelConfig, MODEL_CONFIG_MEDIA_TYPE};
+use crate::artifact::{
+    precompiled_tag, ArtifactKind, ModelConfig, PrecompiledConfig, MODEL_CONFIG_MEDIA_TYPE, PRECOMPILED_ARTIFACT_TYPE,
+    PRECOMPILED_CONFIG_MEDIA_TYPE,
+};
 use crate::auth::Credentials;
 use crate::error::{human_bytes, RegistryError, BLOB_HINT, CONNECT_TIMEOUT_SETTING, METADATA_HINT, TIMEOUT_SETTING};
 use crate::layers::{bad_manifest, parse_manifest, single_layer};
@@ -101,6 +104,8 @@ pub struct Pushed {
     pub reference: ArtifactRef,
     pub kind: ArtifactKind,
     pub manifest: Digest,
+    /// The manifest's length in bytes (for descriptors that point at it).
+    pub manifest_size: u64,
     pub content: Digest,
     pub size: u64,
 }
@@ -252,9 +257,53 @@ impl Registry {
         reference: &ArtifactRef,
         progress: &dyn Progress,
     ) -> Result<Pushed, RegistryError> {
+        self.push_with_subject(bytes, file_name, reference, None, progress).await
+    }
+
+    /// Push precompiled code (`weir compile`'s bytes) for the component
+    /// `component` pushed: in its repository, under [`precompiled_tag`],
+    /// with the component's manifest as its OCI `subject`.
+    pub async fn push_precompiled(
+        &self,
+        code: Vec<u8>,
+        file_name: &str,
+        component: &Pushed,
+        progress: &dyn Progress,
+    ) -> Result<Pushed, RegistryError> {
+        let not_pushable = |why: String| RegistryError::NotPushable { what: file_name.into(), why };
+        let (header, _) = weir_core::precompiled::parse(file_name, &code).map_err(|e| not_pushable(e.to_string()))?;
+        if header.component != component.content.to_string() {
+            return Err(not_pushable(format!(
+                "it was compiled from {}, not from {}",
+                header.component, component.content
+            )));
+        }
+        let tag = precompiled_tag(&component.manifest, &header.target);
+        let reference = component.reference.with_tag(&tag);
+        let subject = OciDescriptor {
+            media_type: OCI_IMAGE_MEDIA_TYPE.into(),
+            digest: component.manifest.to_string(),
+            size: component.manifest_size as i64,
+            ..Default::default()
+        };
+        self.push_with_subject(code, Some(file_name), &reference, Some(subject), progress).await
+    }
+
+    async fn push_with_subject(
+        &self,
+        bytes: Vec<u8>,
+        file_name: Option<&str>,
+        reference: &ArtifactRef,
+        subject: Option<OciDescriptor>,
+        progress: &dyn Progress,
+    ) -> Result<Pushed, RegistryError> {
         let what = file_name.unwrap_or("artifact");
         let not_pushable = |why: String| RegistryError::NotPushable { what: what.into(), why };
         let kind = ArtifactKind::sniff(&bytes).map_err(not_pushable)?;
+        if (kind == ArtifactKind::Precompiled) != subject.is_some() {
+            let why = "precompiled code is pushed with the component it was compiled from (`weir push COMPONENT REF --precompile TARGET`)";
+            return Err(not_pushable(why.into()));
+        }
         let content = Digest::of(&bytes);
         let size = bytes.len() as u64;
         let (config, layer) = match kind {
@@ -275,6 +324,16 @@ impl Registry {
                     ImageLayer::new(bytes, kind.layer_media_type().into(), None),
                 )
             }
+            ArtifactKind::Precompiled => {
+                let (header, _) =
+                    weir_core::precompiled::parse(what, &bytes).map_err(|e| not_pushable(e.to_string()))?;
+                let config =
+                    serde_json::to_vec(&PrecompiledConfig::of(&header)).map_err(|e| not_pushable(e.to_string()))?;
+                (
+                    Config::new(config, PRECOMPILED_CONFIG_MEDIA_TYPE.into(), None),
+                    ImageLayer::new(bytes, kind.layer_media_type().into(), None),
+                )
+            }
         };
         let mut annotations = BTreeMap::new();
         if let Some(name) = file_name {
@@ -282,8 +341,13 @@ impl Registry {
         }
         let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(annotations));
         manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
+        if subject.is_some() {
+            manifest.artifact_type = Some(PRECOMPILED_ARTIFACT_TYPE.into());
+        }
+        manifest.subject = subject;
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| not_pushable(e.to_string()))?;
         let manifest_digest = Digest::of(&manifest_bytes);
+        let manifest_size = manifest_bytes.len() as u64;
 
         let client = self.client(reference).await?;
         let oci_error = |e| RegistryError::from_oci(reference, e);
@@ -307,7 +371,7 @@ impl Registry {
             .await
             .map_err(oci_error)?;
         progress.end();
-        Ok(Pushed { reference: reference.clone(), kind, manifest: manifest_digest, content, size })
+        Ok(Pushed { reference: reference.clone(), kind, manifest: manifest_digest, manifest_size, content, size })
     }
 
     /// Make the artifact `reference` names available locally, verified.
@@ -335,12 +399,8 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Fetched, RegistryError> {
         let started = Instant::now();
-        let mut trust: Vec<&TrustRequirement> = signed_by.into_iter().collect();
-        let policy = match &self.options.trust {
-            Some(policy) => policy.requirement_for(reference)?,
-            None => None,
-        };
-        trust.extend(policy.as_ref());
+        let policy = self.policy_for(reference)?;
+        let trust: Vec<&TrustRequirement> = signed_by.into_iter().chain(policy.as_ref()).collect();
         // Pinned to content that is already here (and still intact): no
         // network at all — unless a signature must be checked, which needs
         // the manifest digest.
@@ -414,6 +474,38 @@ impl Registry {
             downloaded,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// What the trust policy asks of `reference`'s signatures, if anything.
+    fn policy_for(&self, reference: &ArtifactRef) -> Result<Option<TrustRequirement>, RegistryError> {
+        match &self.options.trust {
+            Some(policy) => policy.requirement_for(reference),
+            None => Ok(None),
+        }
+    }
+
+    /// The code precompiled for `target` that was pushed with the component
+    /// `component` (whose manifest is `manifest`), verified like the
+    /// component: signed as `signed_by` and the trust policy ask. Native
+    /// code is only ever taken under a signature requirement, so without
+    /// one this is `None` without asking the registry; none pushed is
+    /// `None` too.
+    pub async fn fetch_precompiled(
+        &self,
+        component: &ArtifactRef,
+        manifest: &Digest,
+        target: &str,
+        signed_by: Option<&TrustRequirement>,
+    ) -> Result<Option<Fetched>, RegistryError> {
+        let reference = component.with_tag(&precompiled_tag(manifest, target));
+        if signed_by.is_none() && self.policy_for(&reference)?.is_none() {
+            return Ok(None);
+        }
+        match self.fetch_signed(&reference, None, Some(ArtifactKind::Precompiled), signed_by, &()).await {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// The cached layer `digest`, re-hashed off the async workers (a

@@ -23,7 +23,9 @@ mod transfer;
 mod trust;
 
 pub use artifact::{
-    ArtifactKind, MODEL_CONFIG_MEDIA_TYPE, MODEL_LAYER_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    precompiled_tag, ArtifactKind, PrecompiledConfig, MODEL_CONFIG_MEDIA_TYPE, MODEL_LAYER_MEDIA_TYPE,
+    PRECOMPILED_ARTIFACT_TYPE, PRECOMPILED_CONFIG_MEDIA_TYPE, PRECOMPILED_LAYER_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE,
+    WASM_LAYER_MEDIA_TYPE,
 };
 pub use auth::{Credentials, PASSWORD_ENV, USERNAME_ENV};
 pub use client::{Fetched, Progress, Pushed, Registry, RegistryOptions};

@@ -51,6 +51,14 @@ impl ArtifactRef {
         }
     }
 
+    /// Another tag in the same repository.
+    pub fn with_tag(&self, tag: &str) -> ArtifactRef {
+        ArtifactRef {
+            reference: Reference::with_tag(self.registry().into(), self.repository().into(), tag.into()),
+            digest: None,
+        }
+    }
+
     /// Loopback registries are reached over plain HTTP without being asked:
     /// nothing leaves the machine.
     pub fn is_loopback(&self) -> bool {

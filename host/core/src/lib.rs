@@ -21,6 +21,7 @@ pub mod hash_key;
 pub mod ids;
 pub mod paths;
 pub mod policy;
+pub mod precompiled;
 pub mod pricing;
 pub mod secret;
 pub mod step;

@@ -36,6 +36,8 @@ pub struct Resolved {
     pub pull: Duration,
     /// Bytes downloaded (0 when the cache had it).
     pub downloaded: u64,
+    /// The manifest it was fetched by (registry artifacts whose manifest was read).
+    pub manifest: Option<Digest>,
 }
 
 /// Resolves artifact declarations through one registry client and the
@@ -79,15 +81,34 @@ impl Resolver {
                         return Err(ResolveError::PinMismatch { path: path.clone(), pinned: pinned.clone(), actual });
                     }
                 }
-                Ok(Resolved { path: path.clone(), pull: started.elapsed(), downloaded: 0 })
+                Ok(Resolved { path: path.clone(), pull: started.elapsed(), downloaded: 0, manifest: None })
             }
             ArtifactSource::Oci(reference) => {
                 let signed_by = decl.signed_by.as_ref();
                 let fetched =
                     self.registry.fetch_signed(reference, decl.pin.as_ref(), Some(kind), signed_by, &()).await?;
-                Ok(Resolved { path: fetched.path, pull: started.elapsed(), downloaded: fetched.downloaded })
+                Ok(Resolved {
+                    path: fetched.path,
+                    pull: started.elapsed(),
+                    downloaded: fetched.downloaded,
+                    manifest: fetched.manifest,
+                })
             }
         }
+    }
+
+    /// Code precompiled for `target` that was pushed with the registry
+    /// component `decl` (fetched by `manifest`), if there is some and it is
+    /// signed as the component must be (see `Registry::fetch_precompiled`).
+    pub async fn precompiled(
+        &self,
+        decl: &ArtifactDecl,
+        manifest: &Digest,
+        target: &str,
+    ) -> Result<Option<PathBuf>, ResolveError> {
+        let ArtifactSource::Oci(reference) = &decl.source else { return Ok(None) };
+        let fetched = self.registry.fetch_precompiled(reference, manifest, target, decl.signed_by.as_ref()).await?;
+        Ok(fetched.map(|f| f.path))
     }
 }
 

@@ -200,16 +200,27 @@ impl Residency {
         // Compiling takes milliseconds to seconds: keep it off the async workers.
         let sandbox = self.sandbox.clone();
         let (display, path) = (declared.artifact.source.to_string(), resolved.path.clone());
-        let precompiled = declared.precompiled.clone();
+        let mut precompiled = declared.precompiled.clone();
+        if let Some(manifest) = &resolved.manifest {
+            let target = weir_sandbox::precompiled::host_target();
+            match self.resolver.precompiled(&declared.artifact, manifest, &target).await {
+                Ok(found) => precompiled.extend(found),
+                // Unsigned or unfetchable code is not used: the component is compiled.
+                Err(error) => tracing::warn!(component = %name, %error, "not using the registry's precompiled code"),
+            }
+        }
         let component = tokio::task::spawn_blocking(move || {
             let bytes = weir_sandbox::component::read_file(&path)?;
-            let offered = precompiled
-                .iter()
-                .map(|file| {
-                    let bytes = weir_sandbox::component::read_file(file)?;
-                    Ok(weir_sandbox::component::Offered { name: file.display().to_string(), bytes })
-                })
-                .collect::<Result<Vec<_>, LoadError>>()?;
+            let mut offered = Vec::new();
+            for file in &precompiled {
+                // One unreadable or untrusted file is passed over, not fatal.
+                match weir_sandbox::precompiled::read_listed(file) {
+                    Ok(bytes) => {
+                        offered.push(weir_sandbox::component::Offered { name: file.display().to_string(), bytes })
+                    }
+                    Err(why) => tracing::warn!(%why, "passing over a precompiled file"),
+                }
+            }
             sandbox.load_with(display, &bytes, &offered)
         })
         .await

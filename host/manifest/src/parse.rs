@@ -194,8 +194,8 @@ fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result
         for file in files.get_ref().items() {
             if ArtifactRef::is_oci(file) {
                 let message = format!(
-                    "{key}.precompiled: `{file}` is a registry reference; precompiled code is native code and is \
-                     only loaded from local files you name"
+                    "{key}.precompiled: `{file}` is a registry reference; list local files here (native code from \
+                     a registry is pushed with its component, `weir push --precompile`, and taken only when signed)"
                 );
                 return Err(place.at(files, message));
             }

@@ -215,7 +215,7 @@ impl Metrics {
         );
         registry.register(
             "nats_duplicate_outputs",
-            "Results and dead letters of redelivered messages that JetStream dropped as duplicates (already stored)",
+            "Results and dead letters JetStream dropped as already stored (a redelivered message answered again, or a retried publish)",
             duplicate_outputs.clone(),
         );
         registry.register(

@@ -155,10 +155,11 @@ fn take_precompiled(
             skipped.push(format!("{}: {why}", file.name));
             continue;
         }
-        // SAFETY: the operator named this file for this component in the
-        // manifest (it is trusted as the manifest is, see `precompiled`);
-        // its header says it was compiled from these very bytes for this
-        // target, and wasmtime checks its own header (version, settings,
+        // SAFETY: the file comes from where the operator's trust reaches
+        // (see `precompiled`): a file the manifest lists that only its
+        // owner can change, or registry code signed as its component must
+        // be. Its header claims these bytes and this target (checked
+        // above), and wasmtime checks its own header (version, settings,
         // CPU features) before mapping the code.
         match unsafe { Component::deserialize(engine, code) } {
             Ok(component) => {

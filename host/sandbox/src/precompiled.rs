@@ -11,13 +11,13 @@
 //! other settings (fuel metering, memory reservations, CPU features the
 //! host lacks) is refused, never run.
 //!
-//! Native code is not checked the way a component is, so a precompiled
-//! file is trusted as the manifest that names it is: weir loads only files
-//! the operator lists (`precompiled = [...]`), never code from a registry.
+//! Native code is not checked the way a component is, so it comes only
+//! from where the operator's trust already reaches: files the manifest
+//! lists (`precompiled = [...]`), or code pushed with a registry component
+//! (`weir push --precompile`) and signed as that component must be.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 #[cfg(feature = "compiler")]
 use wasmtime::Engine;
@@ -25,36 +25,10 @@ use weir_core::Digest;
 
 #[cfg(feature = "compiler")]
 use crate::engine::EngineOptions;
-
-/// First bytes of every precompiled file (the format's version is in it).
-pub const MAGIC: &[u8; 8] = b"weirpc1\n";
-/// The largest header a file may declare: read before anything is allocated from it.
-const MAX_HEADER: usize = 4096;
-
-/// What a precompiled file says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Header {
-    /// `sha256:…` of the component it was compiled from.
-    pub component: String,
-    /// The target triple it runs on.
-    pub target: String,
-    /// The wasmtime that compiled it (code loads only in the same version).
-    pub wasmtime: String,
-    /// Engine settings that change code.
-    pub fuel: bool,
-    pub max_memory_bytes: u64,
-    pub pooling: bool,
-}
+pub use weir_core::precompiled::{parse, FormatError, Header, MAGIC};
 
 #[derive(Debug, Error)]
 pub enum PrecompiledError {
-    #[error("{what}: not a weir precompiled file (made by `weir compile`)")]
-    NotPrecompiled { what: String },
-    #[error("{what}: its header is {len} bytes (at most {MAX_HEADER}): not a file `weir compile` made")]
-    HeaderTooLarge { what: String, len: usize },
-    #[error("{what}: its header does not parse: {message}")]
-    BadHeader { what: String, message: String },
     #[error("{what}: cannot compile for `{target}`: {message}")]
     Compile { what: String, target: String, message: String },
 }
@@ -94,29 +68,7 @@ pub fn compile(
         max_memory_bytes: options.max_memory_bytes,
         pooling: options.max_instances > 0,
     };
-    let header = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
-    let mut file = Vec::with_capacity(MAGIC.len() + 4 + header.len() + code.len());
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    file.extend_from_slice(&header);
-    file.extend_from_slice(&code);
-    Ok(file)
-}
-
-/// The header and the code of a precompiled file's bytes.
-pub fn parse<'a>(what: &str, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), PrecompiledError> {
-    let rest =
-        bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| PrecompiledError::NotPrecompiled { what: what.into() })?;
-    let (len, rest) =
-        rest.split_first_chunk::<4>().ok_or_else(|| PrecompiledError::NotPrecompiled { what: what.into() })?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if len > MAX_HEADER || len > rest.len() {
-        return Err(PrecompiledError::HeaderTooLarge { what: what.into(), len });
-    }
-    let (header, code) = rest.split_at(len);
-    let header = serde_json::from_slice(header)
-        .map_err(|e| PrecompiledError::BadHeader { what: what.into(), message: e.to_string() })?;
-    Ok((header, code))
+    Ok(weir_core::precompiled::encode(&header, &code))
 }
 
 /// Why a precompiled file is not for this component on this host, if it is not.
@@ -131,10 +83,43 @@ pub fn mismatch(header: &Header, component: &Digest) -> Option<String> {
     None
 }
 
-/// Where `weir compile` writes the code of `component` for `target`.
-pub fn file_name(component: &Path, target: &str) -> String {
-    let stem = component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "component".into());
-    format!("{stem}.{target}.cwasm")
+/// Where `weir compile` writes the code of the component `name` for
+/// `target`; `None` when the name is not fit for a file name (it may hold
+/// only letters, digits, `_`, `-` and `.`, and not start with `.`).
+pub fn file_name(name: &str, target: &str) -> Option<String> {
+    let fit = |s: &str| {
+        !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    (fit(name) && fit(target)).then(|| format!("{name}.{target}.cwasm"))
+}
+
+/// A precompiled file the manifest lists, read only if no one but its
+/// owner — this user or root — can change it or its folder: it is native
+/// code, run outside the sandbox.
+pub fn read_listed(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for (what, at) in [("it", path), ("its folder", folder)] {
+            let meta = std::fs::metadata(at).map_err(|e| format!("{shown}: {e}"))?;
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(format!("{shown}: {what} is owned by uid {}, neither this user nor root", meta.uid()));
+            }
+            // A sticky folder (like /tmp) still lets others add files, not replace ours.
+            let sticky = meta.mode() & 0o1000 != 0;
+            if meta.mode() & 0o022 != 0 && !(sticky && at == folder) {
+                return Err(format!(
+                    "{shown}: others can write {what} (mode {:o}); `chmod go-w` it",
+                    meta.mode() & 0o7777
+                ));
+            }
+        }
+    }
+    std::fs::read(path).map_err(|e| format!("{shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -150,29 +135,6 @@ mod tests {
             max_memory_bytes: 1 << 30,
             pooling: true,
         }
-    }
-
-    fn file(header: &[u8], code: &[u8]) -> Vec<u8> {
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(header);
-        bytes.extend_from_slice(code);
-        bytes
-    }
-
-    #[test]
-    fn a_header_round_trips_and_bad_files_are_named() {
-        let bytes = file(&serde_json::to_vec(&header()).unwrap(), b"CODE");
-        let (parsed, code) = parse("f", &bytes).unwrap();
-        assert_eq!((parsed, code), (header(), b"CODE".as_slice()));
-        assert!(matches!(parse("f", b"\0asm\x0d\0\x01\0"), Err(PrecompiledError::NotPrecompiled { .. })));
-        assert!(matches!(parse("f", MAGIC), Err(PrecompiledError::NotPrecompiled { .. })));
-        // A length past the end or past the limit is refused before any allocation.
-        let mut huge = MAGIC.to_vec();
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(parse("f", &huge), Err(PrecompiledError::HeaderTooLarge { .. })));
-        let error = parse("f", &file(b"{\"component\": 1}", b"")).unwrap_err().to_string();
-        assert!(error.contains("f: its header does not parse"), "{error}");
     }
 
     #[test]

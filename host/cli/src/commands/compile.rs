@@ -23,8 +23,27 @@ pub struct CompileArgs {
     #[arg(long)]
     fuel: bool,
     /// The `--max-instances` of the `weir serve` that will load the code (0: no pooling allocator).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = super::serve::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
+}
+
+/// `bytes` (the component `name`) compiled for `target` with `weir serve`'s
+/// default engine settings, as a precompiled file (`weir push --precompile`).
+pub fn precompile(bytes: &[u8], name: &str, target: &str) -> Result<Vec<u8>, Failure> {
+    #[cfg(feature = "compiler")]
+    return ahead::precompile(bytes, name, target, &ahead::serve_defaults());
+    #[cfg(not(feature = "compiler"))]
+    {
+        let _ = (bytes, name, target);
+        Err(no_compiler())
+    }
+}
+
+#[cfg(not(feature = "compiler"))]
+fn no_compiler() -> Failure {
+    super::fail(super::exit::BAD_INPUT)(anyhow::anyhow!(
+        "this weir was built without the compiler (cargo feature `compiler`); compile with a full build"
+    ))
 }
 
 pub fn compile(args: CompileArgs) -> Result<(), Failure> {
@@ -34,9 +53,7 @@ pub fn compile(args: CompileArgs) -> Result<(), Failure> {
     #[cfg(not(feature = "compiler"))]
     {
         let _ = args;
-        Err(super::fail(super::exit::BAD_INPUT)(anyhow::anyhow!(
-            "this weir was built without the compiler (cargo feature `compiler`); run `weir compile` with a full build"
-        )))
+        Err(no_compiler())
     }
 }
 
@@ -54,6 +71,22 @@ mod ahead {
     use super::super::oci::runtime;
     use super::super::{classified, exit, fail, Failure};
     use super::CompileArgs;
+
+    /// What `weir serve` builds its engine with when not told otherwise.
+    pub(super) fn serve_defaults() -> EngineOptions {
+        EngineOptions { max_instances: super::super::serve::DEFAULT_MAX_INSTANCES, ..EngineOptions::default() }
+    }
+
+    pub(super) fn precompile(
+        bytes: &[u8],
+        name: &str,
+        target: &str,
+        options: &EngineOptions,
+    ) -> Result<Vec<u8>, Failure> {
+        let bad = |message: String| fail(exit::BAD_INPUT)(anyhow!(message));
+        let engine = engine::for_target(options, target).map_err(|e| bad(e.to_string()))?;
+        precompiled::compile(&engine, options, target, name, bytes).map_err(|e| bad(e.to_string()))
+    }
 
     pub(super) fn compile(args: CompileArgs) -> Result<(), Failure> {
         let bad = |message: String| fail(exit::BAD_INPUT)(anyhow!(message));
@@ -82,8 +115,16 @@ mod ahead {
                 let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read `{}`: {e}", path.display())))?;
                 let code =
                     precompiled::compile(engine, &options, target, name, &bytes).map_err(|e| bad(e.to_string()))?;
-                let file = out_dir.join(precompiled::file_name(Path::new(name), target));
-                std::fs::write(&file, &code)
+                let Some(file_name) = precompiled::file_name(name, target) else {
+                    return Err(bad(format!(
+                        "component `{name}`: its name is not fit for a file name (letters, digits, `_`, `-`, `.`)"
+                    )));
+                };
+                let file = out_dir.join(file_name);
+                // Written aside and renamed: a server reading it never sees half a file.
+                let partial = out_dir.join(format!(".{}.partial", std::process::id()));
+                std::fs::write(&partial, &code)
+                    .and_then(|()| std::fs::rename(&partial, &file))
                     .map_err(|e| fail(exit::INTERNAL)(anyhow!("cannot write `{}`: {e}", file.display())))?;
                 println!("{}  {name} for {target} ({} bytes)", file.display(), code.len());
             }

@@ -80,6 +80,10 @@ pub struct PushArgs {
     /// Sign what was pushed with this private key (PEM; see `weir signing-key new`).
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// Also compile the component for this target and push the code with it (repeat for several; hosts
+    /// take it only when it is signed as the component must be).
+    #[arg(long, value_name = "TRIPLE")]
+    precompile: Vec<String>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -169,6 +173,13 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
     };
     let registry = args.registry.registry()?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = file_name.clone().unwrap_or_else(|| "component".into());
+    // Compiled before anything is sent: a bad target stops the push.
+    let precompiled = args
+        .precompile
+        .iter()
+        .map(|target| super::compile::precompile(&bytes, &name, target).map(|code| (target, code)))
+        .collect::<Result<Vec<_>, _>>()?;
     let runtime = runtime()?;
     let pushed = runtime
         .block_on(registry.push(bytes, file_name.as_deref(), &reference, &args.registry.progress()))
@@ -177,10 +188,20 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
         "pushed {} {} ({} bytes)\n  manifest {}\n  content  {}\n  pin with: source = \"{}\", digest = \"{}\"",
         pushed.kind, pushed.reference, pushed.size, pushed.manifest, pushed.content, pushed.reference, pushed.manifest
     );
-    if let Some(key) = key {
-        let signature =
-            runtime.block_on(registry.sign(&reference, &pushed.manifest, &key)).map_err(registry_failure)?;
+    if let Some(key) = &key {
+        let signature = runtime.block_on(registry.sign(&reference, &pushed.manifest, key)).map_err(registry_failure)?;
         println!("  signed   by key {} ({signature})", key.public().id());
+    }
+    for (target, code) in precompiled {
+        let file = format!("{name}.{target}.cwasm");
+        let code = runtime
+            .block_on(registry.push_precompiled(code, &file, &pushed, &args.registry.progress()))
+            .map_err(registry_failure)?;
+        println!("  precompiled for {target}: {} ({} bytes)", code.reference, code.size);
+        if let Some(key) = &key {
+            runtime.block_on(registry.sign(&code.reference, &code.manifest, key)).map_err(registry_failure)?;
+            println!("    signed by key {}", key.public().id());
+        }
     }
     Ok(())
 }

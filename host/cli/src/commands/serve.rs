@@ -15,6 +15,9 @@ use weir_triggers::{Dispatcher, Triggers};
 
 use super::{classified, exit, with_code, Failure};
 
+/// `--max-instances` unless given (code compiled ahead of time assumes it too).
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
+
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// The manifest (weir.toml).
@@ -26,7 +29,7 @@ pub struct ServeArgs {
     #[arg(long)]
     grpc_listen: Option<String>,
     /// Step instances that may be alive at once (sizes the pooling allocator).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
     /// Drop components and models nobody used for this long from memory
     /// (scale-to-zero); `never` keeps them.

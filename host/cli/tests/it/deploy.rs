@@ -67,7 +67,7 @@ fn the_kubernetes_manifests_render_and_validate_offline() {
     assert!(text.contains("deploy: valid (2 overlays"), "{text}");
 
     // Each mistake is caught, said where.
-    let mistakes: [(&str, &str, &str, &str); 4] = [
+    let mistakes: [(&str, &str, &str, &str); 5] = [
         ("base/deployment.yaml", "livenessProbe:", "livenesProbe:", "'livenesProbe' was unexpected"),
         (
             "keda/scaledobject.yaml",
@@ -82,6 +82,7 @@ fn the_kubernetes_manifests_render_and_validate_offline() {
             "path: /healthz",
             "readinessProbe must GET /v2/health/ready",
         ),
+        ("keda/kustomization.yaml", "  - scaledobject.yaml", "", "the overlay renders no ScaledObject"),
     ];
     for (file, from, to, expected) in mistakes {
         let copy = tempfile::tempdir().unwrap();
@@ -145,12 +146,13 @@ fn the_image_is_built_without_a_daemon_and_serves_from_a_registry() {
     assert_eq!(settings["User"], "65532:65532", "runs as a non-root user");
     assert!(settings["ExposedPorts"].get("8080/tcp").is_some(), "{config}");
     assert_eq!(config["os"], "linux");
-    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["architecture"], if cfg!(target_arch = "x86_64") { "amd64" } else { "arm64" });
     let env: Vec<String> =
         settings["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let ort = env.iter().find_map(|e| e.strip_prefix("WEIR_ORT_DYLIB=")).expect("the image says where ONNX Runtime is");
     // What is in it: weir, ONNX Runtime, their libraries; no shell.
-    for file in ["usr/local/bin/weir", &ort[1..], "lib64/ld-linux-x86-64.so.2", "etc/ssl/certs/ca-certificates.crt"] {
+    let loader = if cfg!(target_arch = "x86_64") { "lib64/ld-linux-x86-64.so.2" } else { "lib/ld-linux-aarch64.so.1" };
+    for file in ["usr/local/bin/weir", &ort[1..], loader, "etc/ssl/certs/ca-certificates.crt"] {
         assert!(rootfs.join(file).is_file(), "the image has no /{file}");
     }
     assert!(!rootfs.join("bin/sh").exists() && !rootfs.join("usr/bin/sh").exists(), "no shell in the image");

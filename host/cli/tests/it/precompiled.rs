@@ -16,6 +16,15 @@ use weir_tests::{HOSTILE, SCALE};
 
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
 
+/// Another architecture than this host's, and its ELF machine number.
+fn elsewhere() -> (&'static str, u16) {
+    if host_target().starts_with("x86_64") {
+        (AARCH64, 183)
+    } else {
+        ("x86_64-unknown-linux-gnu", 62)
+    }
+}
+
 fn sandbox(fuel: bool) -> (Sandbox, EngineOptions) {
     let options = EngineOptions { max_instances: 8, fuel, ..EngineOptions::default() };
     let sandbox =
@@ -43,8 +52,9 @@ async fn a_host_takes_only_its_own_code_and_compiles_otherwise() {
     let (host, options) = sandbox(false);
     let bytes = std::fs::read(SCALE).unwrap();
     let mine = precompile(&options, &host_target(), SCALE);
-    let arm = precompile(&options, AARCH64, SCALE);
-    assert_eq!(elf_machine(&arm.bytes), 183, "AArch64 code, compiled on this machine");
+    let (other_target, other_machine) = elsewhere();
+    let arm = precompile(&options, other_target, SCALE);
+    assert_eq!(elf_machine(&arm.bytes), other_machine, "another architecture's code, compiled on this machine");
     let other_component = precompile(&options, &host_target(), HOSTILE);
     let (fueled, _) = sandbox(true);
     let with_fuel = precompile(&EngineOptions { fuel: true, ..options.clone() }, &host_target(), SCALE);
@@ -126,6 +136,7 @@ fn weir_compile_makes_code_a_server_loads_without_compiling() {
     let (status, body) = post(&server, "/v2/models/digits/infer", &request);
     assert_eq!(status, 200, "{body}");
     let (_, status) = get(&server, "/v2/status");
+    assert_eq!(status["components"].as_array().unwrap().len(), 3, "{status}");
     for component in status["components"].as_array().unwrap() {
         assert_eq!(component["last_cold_start"]["compile_source"], "precompiled", "{component}");
     }
@@ -155,5 +166,45 @@ fn bad_targets_and_registry_code_are_refused() {
     let run = weir(&["graph", manifest.to_str().unwrap(), "fast"], None);
     let said = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{said}");
-    assert!(said.contains("only loaded from local files you name"), "{said}");
+    assert!(said.contains("list local files here"), "{said}");
+}
+
+/// `weir push --precompile` puts code for this host and for AArch64 beside
+/// a signed component; a host that requires the signature takes its own
+/// from the registry instead of compiling, one that requires none compiles.
+#[test]
+fn code_pushed_with_a_signed_component_is_taken_from_the_registry() {
+    let Some(registry) = weir_tests::services::TestRegistry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release");
+    assert!(weir(&["signing-key", "new", key.to_str().unwrap()], None).status.success());
+    let reference = registry.reference("steps/scale:1");
+    let key_file = format!("{}.key", key.display());
+    let host = host_target();
+    let pushed =
+        weir(&["push", SCALE, &reference, "--sign", &key_file, "--precompile", &host, "--precompile", AARCH64], None);
+    let said = String::from_utf8_lossy(&pushed.stdout);
+    assert!(pushed.status.success(), "{said}{}", String::from_utf8_lossy(&pushed.stderr));
+    assert!(said.contains(&format!("precompiled for {AARCH64}")) && said.contains("signed by key"), "{said}");
+
+    let serve = |signed: bool| {
+        let signed_by = if signed { format!("signed_by = \"{}.pub\"\n", key.display()) } else { String::new() };
+        let manifest = dir.path().join(format!("signed-{signed}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "[components.scale]\nsource = \"{reference}\"\n{signed_by}[pipelines.fast]\nsteps = [{{ name = \
+                 \"scale\", component = \"scale\", inputs = [\"input.x\"] }}]\noutputs = {{ y = \"scale.y\" }}\n"
+            ),
+        )
+        .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let server = start_with(&manifest, &[], &[("WEIR_CACHE_DIR", cache.path())]);
+        let body = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 3.0]}]}"#;
+        assert_eq!(post(&server, "/v2/models/fast/infer", body).0, 200);
+        let (_, status) = get(&server, "/v2/status");
+        status["components"][0]["last_cold_start"]["compile_source"].as_str().unwrap().to_string()
+    };
+    assert_eq!(serve(true), "precompiled", "signed code for this host is taken from the registry");
+    assert_eq!(serve(false), "compiled", "without a signature requirement, native code is never pulled");
 }

@@ -162,6 +162,7 @@ async fn consumer(context: &jetstream::Context, config: &NatsConsumer) -> Result
             name: config.stream.clone(),
             subjects: vec![config.subject.clone()],
             num_replicas: config.replicas,
+            duplicate_window: duplicate_window(config),
             ..Default::default()
         })
         .await
@@ -195,6 +196,14 @@ const PULL_GRACE: Duration = Duration::from_millis(1500);
 /// times out on, before leaving the message to be redelivered.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
 
+/// How long a stream weir creates remembers message ids: at least two
+/// minutes (JetStream's default), and long enough that an answer to a
+/// message redelivered after `ack_wait` is still recognised.
+fn duplicate_window(config: &NatsConsumer) -> Duration {
+    let deliveries = u32::try_from(config.max_deliver + 1).unwrap_or(u32::MAX);
+    config.ack_wait.checked_mul(deliveries).unwrap_or(OUTPUT_MAX_AGE).clamp(Duration::from_secs(120), OUTPUT_MAX_AGE)
+}
+
 /// How long `<STREAM>_OUT` keeps results and dead letters.
 const OUTPUT_MAX_AGE: Duration = Duration::from_secs(86_400);
 
@@ -224,6 +233,7 @@ async fn store_outputs(context: &jetstream::Context, config: &NatsConsumer) -> R
             subjects: missing.clone(),
             max_age: OUTPUT_MAX_AGE,
             num_replicas: config.replicas,
+            duplicate_window: duplicate_window(config),
             ..Default::default()
         })
         .await
@@ -280,6 +290,8 @@ impl Worker {
             tokio::pin!(given_up, reconnected);
             loop {
                 let next = tokio::select! {
+                    // Messages already here are taken before giving up on the pull.
+                    biased;
                     next = batch.next() => next,
                     () = &mut given_up => {
                         tracing::debug!(pipeline = %self.config.pipeline, "a pull got no answer; pulling again");
@@ -468,7 +480,10 @@ impl Worker {
     fn output_headers(&self, message: &jetstream::Message, kind: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Ok(info) = message.info() {
-            headers.insert("Nats-Msg-Id", format!("weir-{kind}.{}.{}", info.stream, info.stream_sequence).as_str());
+            // The consumer is part of it: two pipelines (or deployments)
+            // answering the same message must not drop each other's answer.
+            let id = format!("weir-{kind}.{}.{}.{}", info.stream, info.consumer, info.stream_sequence);
+            headers.insert("Nats-Msg-Id", id.as_str());
         }
         headers
     }
@@ -489,27 +504,42 @@ impl Worker {
         let answer = bytes::Bytes::from(answer);
         let deadline = Instant::now() + PUBLISH_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
+        let store = async {
+            loop {
+                let stored = match self.js.publish_with_headers(subject.clone(), headers.clone(), answer.clone()).await
+                {
+                    Ok(stored) => {
+                        stored.await.map_err(|e| format!("JetStream did not store the answer on `{subject}`: {e}"))
+                    }
+                    Err(e) => Err(format!("publishing to `{subject}`: {e}")),
+                };
+                match stored {
+                    Ok(ack) => break Ok(ack),
+                    Err(error) if Instant::now() + pause < deadline => {
+                        tracing::warn!(pipeline = %self.config.pipeline, %error, "storing an answer failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(error) => break Err(error),
+                }
+            }
+        };
+        // The message is kept (progress acks every ack_wait / 3) for as long
+        // as storing its answer takes, each wait for JetStream included.
+        tokio::pin!(store);
+        let mut progress = tokio::time::interval(self.config.ack_wait / 3);
+        progress.tick().await;
         let ack = loop {
-            let stored = match self.js.publish_with_headers(subject.clone(), headers.clone(), answer.clone()).await {
-                Ok(stored) => {
-                    stored.await.map_err(|e| format!("JetStream did not store the answer on `{subject}`: {e}"))
-                }
-                Err(e) => Err(format!("publishing to `{subject}`: {e}")),
-            };
-            match stored {
-                Ok(ack) => break ack,
-                Err(error) if Instant::now() + pause < deadline => {
-                    tracing::warn!(pipeline = %self.config.pipeline, %error, "storing an answer failed; retrying");
+            tokio::select! {
+                stored = &mut store => break stored?,
+                _ = progress.tick() => {
                     let _ = message.ack_with(AckKind::Progress).await;
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
-                Err(error) => return Err(error),
             }
         };
         if ack.duplicate {
             self.dispatcher.metrics().duplicate_output(&self.config.pipeline);
-            tracing::info!(pipeline = %self.config.pipeline, %subject, "a redelivered message's answer was already stored");
+            tracing::info!(pipeline = %self.config.pipeline, %subject, "this answer was already stored (a redelivered message, or a publish retried after its ack was lost)");
         }
         Ok(BrokerMessage { stream: ack.stream, sequence: ack.sequence })
     }
