@@ -163,14 +163,29 @@ pub struct TestNatsCluster {
 impl TestNatsCluster {
     pub fn start(n: usize) -> Option<TestNatsCluster> {
         let binary = require("nats-server")?;
+        // A node that cannot bind (a port taken meanwhile) exits: start again.
+        for _ in 0..3 {
+            if let Some(cluster) = Self::try_start(&binary, n) {
+                return Some(cluster);
+            }
+        }
+        panic!("a three-node nats-server cluster did not start in three tries");
+    }
+
+    fn try_start(binary: &Path, n: usize) -> Option<TestNatsCluster> {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let ports: Vec<[u16; 3]> = (0..n).map(|_| [free_port(), free_port(), free_port()]).collect();
+        // All ports held at once while chosen, so that they differ.
+        let listeners: Vec<TcpListener> =
+            (0..n * 3).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port")).collect();
+        let all: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        drop(listeners);
+        let ports: Vec<[u16; 3]> = all.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
         let routes =
             ports.iter().map(|[_, route, _]| format!("nats://127.0.0.1:{route}")).collect::<Vec<_>>().join(",");
         let mut nodes = Vec::new();
         for (i, [client, route, monitor]) in ports.iter().enumerate() {
             let store = dir.path().join(format!("node{i}"));
-            let child = Command::new(&binary)
+            let child = Command::new(binary)
                 .args(["-a", "127.0.0.1", "-p", &client.to_string(), "-m", &monitor.to_string()])
                 .args(["-n", &format!("node{i}"), "--cluster_name", "weir-test"])
                 .args(["--cluster", &format!("nats://127.0.0.1:{route}"), "--routes", &routes])
@@ -181,15 +196,25 @@ impl TestNatsCluster {
                 .expect("nats-server starts");
             nodes.push(Some(child));
         }
-        for (node, [client, ..]) in nodes.iter_mut().zip(&ports) {
-            wait_for_port(*client, node.as_mut().unwrap(), "a clustered nats-server");
-        }
-        Some(TestNatsCluster {
+        let mut cluster = TestNatsCluster {
             nodes,
             urls: ports.iter().map(|[client, ..]| format!("nats://127.0.0.1:{client}")).collect(),
             monitors: ports.iter().map(|[.., monitor]| *monitor).collect(),
             _dir: dir,
-        })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (i, [client, _, monitor]) in ports.iter().enumerate() {
+            while TcpStream::connect(("127.0.0.1", *client)).is_err()
+                || TcpStream::connect(("127.0.0.1", *monitor)).is_err()
+            {
+                let exited = cluster.nodes[i].as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if exited || Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(cluster)
     }
 
     /// Every node's URL, comma-separated (what `triggers.nats.url` takes).
