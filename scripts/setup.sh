@@ -5,6 +5,7 @@
 #   - the Rust Wasm targets (wasm32-wasip2, wasm32-wasip1) via rustup
 #   - cargo-component (builds the guest components)
 #   - the ONNX Runtime shared library, taken from the PyPI wheel
+#   - on x86-64: the aarch64 cross toolchain, qemu-user and aarch64 ONNX Runtime
 #   - the Debian packages the build and tests use
 #   - a Python environment with the unmodified Open Inference Protocol
 #     clients the interoperability tests drive (tritonclient, gRPC and HTTP)
@@ -124,15 +125,17 @@ if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION";
 fi
 
 # --- ONNX Runtime from the PyPI wheel -------------------------------------
-ort_dir="$DATA_DIR/onnxruntime-$ORT_VERSION"
-ort_lib="$ort_dir/libonnxruntime.so.$ORT_VERSION"
-if [ ! -f "$ort_lib" ]; then
-  say "fetching ONNX Runtime $ORT_VERSION (PyPI wheel) into $ort_dir"
+# fetch_ort DIR [pip platform options]: the wheel's libonnxruntime.so into DIR.
+fetch_ort() {
+  local dir=$1 lib="$1/libonnxruntime.so.$ORT_VERSION"
+  shift
+  [ -f "$lib" ] && return 0
+  say "fetching ONNX Runtime $ORT_VERSION (PyPI wheel${1:+, $*}) into $dir"
+  local tmp
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
-  mkdir -p "$ort_dir"
-  python3 - "$tmp" "$ort_dir" <<'PY'
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$@" "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$dir"
+  python3 - "$tmp" "$dir" <<'PY'
 import glob, os, shutil, sys, zipfile
 src, dest = sys.argv[1], sys.argv[2]
 wheel = glob.glob(os.path.join(src, "onnxruntime-*.whl"))[0]
@@ -144,9 +147,41 @@ with zipfile.ZipFile(wheel) as z:
         with z.open(name) as f, open(os.path.join(dest, os.path.basename(name)), "wb") as out:
             shutil.copyfileobj(f, out)
 PY
-  ln -sf "$(basename "$ort_lib")" "$ort_dir/libonnxruntime.so"
-fi
+  rm -rf "$tmp"
+  ln -sf "$(basename "$lib")" "$dir/libonnxruntime.so"
+}
+ort_dir="$DATA_DIR/onnxruntime-$ORT_VERSION"
+ort_lib="$ort_dir/libonnxruntime.so.$ORT_VERSION"
+fetch_ort "$ort_dir"
 ln -sfn "$ort_dir" "$DATA_DIR/onnxruntime"
+
+# --- AArch64: cross build and emulation (scripts/cross-build.sh) -----------
+# The edge test builds weir for aarch64 with Debian's cross compiler and the
+# arm64 OpenSSL (multiarch), and runs it under qemu-aarch64 with the aarch64
+# ONNX Runtime of the same wheel release.
+if [ "$(uname -m)" = x86_64 ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    say "adding Debian's arm64 architecture (cross libraries)"
+    as_root dpkg --add-architecture arm64
+    as_root apt-get update -qq
+  fi
+  cross_missing=()
+  for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libssl-dev:arm64; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || cross_missing+=("$pkg")
+  done
+  if [ ${#cross_missing[@]} -gt 0 ]; then
+    say "installing the aarch64 cross toolchain: ${cross_missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${cross_missing[@]}" >/dev/null
+  fi
+  if ! grep -qx aarch64-unknown-linux-gnu <<<"$(rustup target list --installed 2>/dev/null)"; then
+    say "adding Rust target aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
+  fetch_ort "$DATA_DIR/onnxruntime-$ORT_VERSION-aarch64" \
+    --platform manylinux_2_27_aarch64 --implementation cp --python-version 3.11 --abi cp311
+  ln -sfn "$DATA_DIR/onnxruntime-$ORT_VERSION-aarch64" "$DATA_DIR/onnxruntime-aarch64"
+fi
 
 # --- Open Inference Protocol clients (interoperability tests) --------------
 # tritonclient as users install it, in its own environment (Debian's Python

@@ -15,13 +15,28 @@ pub fn require(tool: &str) -> Option<PathBuf> {
     let found =
         path.split(':').chain(["/usr/sbin", "/usr/bin"]).map(|dir| Path::new(dir).join(tool)).find(|p| p.is_file());
     if found.is_none() {
-        let message = format!("`{tool}` is not installed; run scripts/setup.sh");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message} (CI=true: a missing service fails the test)");
-        }
-        eprintln!("SKIPPED: {message}");
+        missing(&format!("`{tool}` is not installed; run scripts/setup.sh"));
     }
     found
+}
+
+/// Say why a test is skipped; under `CI=true`, fail it instead.
+pub fn missing(message: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message} (CI=true: a missing part fails the test)");
+    }
+    eprintln!("SKIPPED: {message}");
+}
+
+/// Where scripts/setup.sh puts what it fetches (`$WEIR_DATA_DIR`, or
+/// `$XDG_DATA_HOME/weir`, or `~/.local/share/weir`).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("WEIR_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
+        base.join("weir")
+    })
 }
 
 /// A port that was free a moment ago.
@@ -259,13 +274,7 @@ pub fn deploy_python() -> Option<PathBuf> {
 }
 
 fn setup_python(imports: &str, what: &str) -> Option<PathBuf> {
-    let data = std::env::var_os("WEIR_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
-        base.join("weir")
-    });
-    let python = data.join("pyenv/bin/python");
+    let python = data_dir().join("pyenv/bin/python");
     let works = Command::new(&python)
         .args(["-c", imports])
         .stdout(Stdio::null())
@@ -273,11 +282,7 @@ fn setup_python(imports: &str, what: &str) -> Option<PathBuf> {
         .status()
         .is_ok_and(|s| s.success());
     if !works {
-        let message = format!("{what} is not installed at {}; run scripts/setup.sh", python.display());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message} (CI=true: a missing client fails the test)");
-        }
-        eprintln!("SKIPPED: {message}");
+        missing(&format!("{what} is not installed at {}; run scripts/setup.sh", python.display()));
         return None;
     }
     Some(python)

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod aarch64;
 mod access;
 mod cli;
 mod cluster;

@@ -88,20 +88,9 @@ async fn a_host_takes_only_its_own_code_and_compiles_otherwise() {
 
 fn digits_manifest(dir: &Path, precompiled: Option<&Path>) -> PathBuf {
     let manifest = crate::common::example_manifest(dir, &["digits"], &["[triggers"], "");
-    let Some(folder) = precompiled else { return manifest };
-    let mut text = String::new();
-    for line in std::fs::read_to_string(&manifest).unwrap().lines() {
-        text.push_str(line);
-        text.push('\n');
-        if let Some(name) = line.strip_prefix("[components.").and_then(|l| l.strip_suffix(']')) {
-            let files: Vec<String> = [host_target(), AARCH64.to_string()]
-                .iter()
-                .map(|t| format!("\"{}\"", folder.join(format!("{name}.{t}.cwasm")).display()))
-                .collect();
-            text.push_str(&format!("precompiled = [{}]\n", files.join(", ")));
-        }
+    if let Some(folder) = precompiled {
+        crate::common::list_precompiled(&manifest, folder, &[&host_target(), AARCH64]);
     }
-    std::fs::write(&manifest, text).unwrap();
     manifest
 }
 

@@ -122,6 +122,22 @@ pub fn example_manifest(dir: &Path, examples: &[&str], skip: &[&str], extra: &st
     path
 }
 
+/// Give every component of `manifest` a `precompiled = [...]` list: the
+/// files `weir compile -o folder` writes for `targets`.
+pub fn list_precompiled(manifest: &Path, folder: &Path, targets: &[&str]) {
+    let mut text = String::new();
+    for line in std::fs::read_to_string(manifest).unwrap().lines() {
+        text.push_str(line);
+        text.push('\n');
+        if let Some(name) = line.strip_prefix("[components.").and_then(|l| l.strip_suffix(']')) {
+            let files: Vec<String> =
+                targets.iter().map(|t| format!("\"{}\"", folder.join(format!("{name}.{t}.cwasm")).display())).collect();
+            text.push_str(&format!("precompiled = [{}]\n", files.join(", ")));
+        }
+    }
+    std::fs::write(manifest, text).unwrap();
+}
+
 /// The repository's `examples/`, absolute.
 pub fn examples_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").canonicalize().unwrap()
