@@ -13,10 +13,16 @@ Writes, next to this script by default:
   digits_test.json       the held-out digits samples and labels, scikit-learn's accuracy on them, and its
                          prediction and class probabilities for each sample
   breast_cancer_test.json  the same for the breast-cancer model
+  digits_int8.onnx       digits.onnx quantised to INT8 weights with ONNX Runtime's quantisation tools
+                         (dynamic quantisation), the same inputs and outputs
+  digits_small.onnx      a smaller network, MLP 64 -> 16 -> 10, on the same split
+  digits_variants.json   each digits variant's file, size and held-out accuracy as ONNX Runtime
+                         computes it (what a manifest's `[models.digits.variants.*]` declare)
+With --variants only the three digits variant files are (re)made, from the digits.onnx already there.
 With --joblib also digits.joblib (the same fitted scikit-learn model, for serving it with MLServer
 in the HTTP benchmark; not committed). With --big also digits_big.onnx (MLP 64 -> 2048 -> 2048 -> 10 on digits, ~1 ms per inference;
 for benchmarks, not committed).
-Needs: scikit-learn, skl2onnx, onnx (pip install scikit-learn skl2onnx onnx).
+Needs: scikit-learn, skl2onnx, onnx, onnxruntime (pip install scikit-learn skl2onnx onnx onnxruntime).
 """
 import argparse
 import json
@@ -48,10 +54,7 @@ def held_out(path, model, x_test, y_test, accuracy, features):
 
 
 def digits(out, big, joblib_too=False):
-    data = load_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, data.target, test_size=0.25, random_state=SEED,
-                                                        stratify=data.target)
+    x_train, x_test, y_train, y_test = digits_split()
     # The big model is for timing (~1 ms per inference), so it trains briefly.
     sizes = [("digits", (128,), 400)] + ([("digits_big", (2048, 2048), 40)] if big else [])
     for name, hidden, iterations in sizes:
@@ -64,6 +67,40 @@ def digits(out, big, joblib_too=False):
             if joblib_too:
                 import joblib
                 joblib.dump(model, os.path.join(out, "digits.joblib"))
+
+
+def digits_split():
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    return train_test_split(x, data.target, test_size=0.25, random_state=SEED, stratify=data.target)
+
+
+def onnx_accuracy(path, inputs, labels):
+    """Held-out accuracy of an ONNX file as ONNX Runtime computes it on the stored (rounded) samples."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    predicted = session.run(["label"], {"input": np.asarray(inputs, dtype=np.float32)})[0]
+    return float(np.mean(predicted == np.asarray(labels)))
+
+
+def variants(out):
+    """Forms of the digits model a host may choose between (docs/models.md#variants)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    base = os.path.join(out, "digits.onnx")
+    quantize_dynamic(base, os.path.join(out, "digits_int8.onnx"), weight_type=QuantType.QInt8)
+    x_train, _, y_train, _ = digits_split()
+    small = MLPClassifier(hidden_layer_sizes=(16,), max_iter=400, random_state=SEED).fit(x_train, y_train)
+    export(small, x_train, os.path.join(out, "digits_small.onnx"), "digits_small")
+    with open(os.path.join(out, "digits_test.json")) as f:
+        test = json.load(f)
+    table = {}
+    for variant, file in [("fp32", "digits.onnx"), ("int8", "digits_int8.onnx"), ("small", "digits_small.onnx")]:
+        path = os.path.join(out, file)
+        accuracy = onnx_accuracy(path, test["inputs"], test["labels"])
+        table[variant] = {"file": file, "bytes": os.path.getsize(path), "accuracy": round(accuracy, 6)}
+        print(f"digits variant {variant}: {file}, {os.path.getsize(path)} bytes, held-out accuracy {accuracy:.4f}")
+    with open(os.path.join(out, "digits_variants.json"), "w") as f:
+        json.dump({"samples": len(test["labels"]), "variants": table}, f, indent=1)
 
 
 def breast_cancer(out):
@@ -97,9 +134,14 @@ def main():
     parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--big", action="store_true", help="also train digits_big.onnx for benchmarks")
     parser.add_argument("--joblib", action="store_true", help="also save digits.joblib for MLServer")
+    parser.add_argument("--variants", action="store_true", help="only remake the digits variants")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.variants:
+        variants(args.out)
+        return
     digits(args.out, args.big, args.joblib)
+    variants(args.out)
     breast_cancer(args.out)
     dtypes(args.out)
 

@@ -7,8 +7,9 @@
 //! - [`error`]: the one [`ErrorKind`], mapped once to an HTTP status, a CLI
 //!   exit code and a queue retry decision;
 //! - [`step`]: what a step may see and use ([`StepGrants`], [`StepLimits`]);
-//! - [`device`], [`energy`], [`pricing`]: where models run, how joules are
-//!   known, and what receipts charge;
+//! - [`device`], [`objective`], [`energy`], [`pricing`]: where models run,
+//!   which variant of one serves, how joules are known, and what receipts
+//!   charge;
 //! - [`units`], [`paths`], [`clock`], [`ids`], [`wasm`]: small shared helpers
 //!   that used to exist several times over.
 
@@ -19,6 +20,7 @@ pub mod energy;
 pub mod error;
 pub mod hash_key;
 pub mod ids;
+pub mod objective;
 pub mod paths;
 pub mod policy;
 pub mod precompiled;
@@ -34,6 +36,7 @@ pub use device::DeviceChoice;
 pub use digest::{Digest, DigestError};
 pub use energy::{CpuModel, Energy, EnergyMethod, EnergySource};
 pub use error::{Classify, ErrorKind, Retry};
+pub use objective::Objective;
 pub use pricing::Pricing;
 pub use step::{DirGrant, HttpGrant, ModelGrants, StepGrants, StepLimits};
 pub use tensor::{Datatype, Tensor, TensorError};

@@ -5,6 +5,7 @@
 //! - [`residency`]: what is in memory — components and models loaded on
 //!   first use and dropped after idling, under one policy, with the
 //!   scale-to-zero sweeper;
+//! - [`variants`]: which of a model's variants serves on this host;
 //! - [`artifacts`]: local files and OCI references turned into verified
 //!   local bytes;
 //! - [`outcome`]: what an invocation asks for and gives back;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod executor;
 pub mod outcome;
 pub mod residency;
+pub mod variants;
 
 pub use events::{InvocationFinished, InvocationObserver, InvocationStarted, Observer, StepFinished, StepStarted};
 pub use executor::Executor;

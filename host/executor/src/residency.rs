@@ -6,7 +6,7 @@
 //! again after idling (scale-to-zero) by the sweeper this module runs.
 //! Every cold start is timed by part (pull, compile, link, instantiate).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use weir_sandbox::compiled::CompileSource;
 use weir_sandbox::{LoadError, Sandbox, StepComponent};
 
 use crate::artifacts::{ResolveError, Resolver};
+use crate::variants::VariantPick;
 
 /// Why a component or model could not be made resident.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,11 @@ pub enum ResidencyError {
     Fetch { kind: ArtifactKind, name: String, error: ResolveError },
     #[error("model `{name}` could not be loaded: {error}")]
     Model { name: String, error: weir_nn::NnError },
+    #[error(
+        "model `{name}` has no variant that may serve on this host ({arch}): {why}; add one for {arch} or lower \
+         min_accuracy"
+    )]
+    NoVariant { name: String, arch: &'static str, why: String },
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -36,7 +42,7 @@ impl Classify for ResidencyError {
     fn kind(&self) -> ErrorKind {
         match self {
             ResidencyError::Fetch { error, .. } => error.kind(),
-            ResidencyError::Model { .. } => ErrorKind::Unavailable,
+            ResidencyError::Model { .. } | ResidencyError::NoVariant { .. } => ErrorKind::Unavailable,
             ResidencyError::Load(error) => error.kind(),
         }
     }
@@ -127,6 +133,8 @@ pub struct Residency {
     residents: Mutex<HashMap<String, Resident>>,
     history: Mutex<HashMap<String, History>>,
     registered_models: Mutex<HashSet<String>>,
+    /// Models with variants: which serves here.
+    variant_picks: Mutex<BTreeMap<String, VariantPick>>,
     /// One load at a time per artifact: concurrent first calls of one
     /// component wait for its load instead of compiling it twice, while
     /// other artifacts load meanwhile (a stuck registry holds up only what
@@ -155,7 +163,8 @@ impl Residency {
     ) -> Residency {
         let mut registered = HashSet::new();
         for model in manifest.models.values() {
-            if let (false, ArtifactSource::File(path)) = (model.artifact.is_deferred(), &model.artifact.source) {
+            let plain_file = model.variants.is_empty() && !model.artifact.is_deferred();
+            if let (true, ArtifactSource::File(path)) = (plain_file, &model.artifact.source) {
                 sandbox.register_model(model_spec(model, path.clone()));
                 registered.insert(model.name.clone());
             }
@@ -168,6 +177,7 @@ impl Residency {
             residents: Mutex::new(HashMap::new()),
             history: Mutex::new(HashMap::new()),
             registered_models: Mutex::new(registered),
+            variant_picks: Mutex::new(BTreeMap::new()),
             loading: Mutex::new(HashMap::new()),
             origin: Instant::now(),
             origin_unix_ms: weir_core::clock::unix_ms(),
@@ -272,6 +282,16 @@ impl Residency {
                 continue;
             }
             let declared = &self.manifest.models[name];
+            if !declared.variants.is_empty() {
+                let backend = self.sandbox.models().backend().clone();
+                let spec_of =
+                    |variant: &str, path| ModelSpec { variant: Some(variant.into()), ..model_spec(declared, path) };
+                let (spec, pick) = crate::variants::choose(declared, &self.resolver, backend, spec_of).await?;
+                self.sandbox.register_model(spec);
+                lock(&self.variant_picks).insert(name.clone(), pick);
+                lock(&self.registered_models).insert(name.clone());
+                continue;
+            }
             let resolved = self
                 .resolver
                 .resolve(&declared.artifact, ArtifactKind::Model)
@@ -287,7 +307,7 @@ impl Residency {
     /// first cold start does not pay for building them. Blocking.
     pub fn prepare_registries(&self) {
         let components = self.manifest.components.values().map(|c| &c.artifact);
-        self.resolver.prepare(components.chain(self.manifest.models.values().map(|m| &m.artifact)));
+        self.resolver.prepare(components.chain(self.manifest.models.values().flat_map(|m| m.artifacts())));
     }
 
     /// Fetch and load everything now (`weir serve --preload`).
@@ -312,6 +332,11 @@ impl Residency {
                 .map_err(|error| ResidencyError::Model { name: name.clone(), error })?;
         }
         Ok(())
+    }
+
+    /// Models with variants that were chosen so far (at first use).
+    pub fn variant_picks(&self) -> Vec<VariantPick> {
+        lock(&self.variant_picks).values().cloned().collect()
     }
 
     pub fn policy(&self) -> &ResidencyPolicy {

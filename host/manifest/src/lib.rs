@@ -16,6 +16,7 @@ mod artifact;
 pub mod experiments;
 mod grants;
 pub mod limits;
+pub mod models;
 pub mod offpath;
 mod parse;
 pub mod place;
@@ -33,7 +34,7 @@ pub use artifact::{ArtifactDecl, ArtifactSource};
 pub use experiments::{Experiment, ExperimentMode, StickyKey, Variant};
 pub use parse::parse;
 pub use place::{Location, Place};
-use weir_core::{Datatype, DeviceChoice, Pricing, StepGrants, StepLimits, Tensor};
+use weir_core::{Datatype, DeviceChoice, Objective, Pricing, StepGrants, StepLimits, Tensor};
 
 /// The manifest format this weir reads (`manifest_version`, default 1).
 pub const MANIFEST_VERSION: i64 = 1;
@@ -202,10 +203,44 @@ pub struct ComponentDecl {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelDecl {
     pub name: String,
+    /// The model's file; with variants, the most accurate variant's (what
+    /// tools that see one file per model, such as retraining, work on).
     pub artifact: ArtifactDecl,
     pub device: DeviceChoice,
     /// ONNX Runtime intra-op threads per call.
     pub threads: usize,
+    /// Measured accuracy of a model without variants, when declared.
+    pub accuracy: Option<f64>,
+    /// Forms of the model a host chooses from (empty: just `artifact`).
+    pub variants: Vec<ModelVariantDecl>,
+    pub choice: VariantChoice,
+}
+
+impl ModelDecl {
+    /// Every file the model may be served from.
+    pub fn artifacts(&self) -> impl Iterator<Item = &ArtifactDecl> {
+        let plain = self.variants.is_empty().then_some(&self.artifact);
+        plain.into_iter().chain(self.variants.iter().map(|v| &v.artifact))
+    }
+}
+
+/// One form of a model (`[models.NAME.variants.VARIANT]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelVariantDecl {
+    pub name: String,
+    pub artifact: ArtifactDecl,
+    /// Measured accuracy, 0..=1.
+    pub accuracy: f64,
+    /// Architectures it may serve on (`x86_64`, `aarch64`); empty: any.
+    pub targets: Vec<String>,
+}
+
+/// How a host picks among a model's variants.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct VariantChoice {
+    pub objective: Objective,
+    /// No variant below it serves.
+    pub min_accuracy: Option<f64>,
 }
 
 /// `[provenance]`: where invocation records go and how long they stay.

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 use weir_core::tensor::parse_datatype;
-use weir_core::{DeviceChoice, Digest, ModelGrants, Pricing, StepGrants, StepLimits};
+use weir_core::{Digest, ModelGrants, Pricing, StepGrants, StepLimits};
 use weir_registry::{ArtifactRef, PublicKey, TrustRequirement};
 
 use crate::limits;
 use crate::place::{Location, Place};
-use crate::schema::{OneOrMany, RawComponent, RawLimits, RawManifest, RawModel, RawPipeline, RawStep};
+use crate::schema::{OneOrMany, RawComponent, RawLimits, RawManifest, RawPipeline, RawStep};
 use crate::{
     ArtifactDecl, ArtifactSource, ComponentDecl, Manifest, ManifestError, ModelDecl, Pipeline, ProvenanceSettings,
     Route, Source, Step, TensorDecl, MANIFEST_VERSION,
@@ -40,7 +40,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let models = raw
         .models
         .iter()
-        .map(|(name, model)| Ok((name.clone(), model_decl(&place, name, model)?)))
+        .map(|(name, model)| Ok((name.clone(), crate::models::model_decl(&place, name, model)?)))
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
     let components = raw
         .components
@@ -106,7 +106,7 @@ fn trigger_names(place: &Place, raw: &RawManifest) -> Result<Vec<(String, Locati
     Ok(names)
 }
 
-fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
+pub(crate) fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
     let ok =
         !name.get_ref().is_empty() && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
@@ -116,7 +116,7 @@ fn check_name(place: &Place, name: &Spanned<String>, what: &str) -> Result<(), M
 }
 
 /// A `source` (file path or `oci://` reference) and its optional `digest` pin.
-fn artifact_decl(
+pub(crate) fn artifact_decl(
     place: &Place,
     key: &str,
     source: &Spanned<String>,
@@ -168,22 +168,6 @@ fn signed_by_keys(
         public.push(loaded);
     }
     Ok(TrustRequirement { keys: public, from: format!("`{key}.signed_by` ({})", paths.join(", ")) })
-}
-
-fn model_decl(place: &Place, name: &str, model: &RawModel) -> Result<ModelDecl, ManifestError> {
-    let key = format!("models.{name}");
-    let artifact = artifact_decl(place, &key, &model.source, &model.digest, &model.signed_by)?;
-    let mut decl = ModelDecl { name: name.into(), artifact, device: DeviceChoice::Cpu, threads: 1 };
-    if let Some(device) = &model.device {
-        decl.device = device.get_ref().parse().map_err(|e: String| place.at(device, format!("{key}.device: {e}")))?;
-    }
-    if let Some(threads) = &model.threads {
-        if *threads.get_ref() == 0 {
-            return Err(place.at(threads, format!("{key}.threads must be at least 1")));
-        }
-        decl.threads = limits::count_shown(place, threads, &format!("{key}.threads"), 1, limits::MAX_THREADS, "1024")?;
-    }
-    Ok(decl)
 }
 
 fn component_decl(place: &Place, name: &str, component: &RawComponent) -> Result<ComponentDecl, ManifestError> {

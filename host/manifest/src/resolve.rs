@@ -8,7 +8,12 @@ impl Manifest {
     pub fn check_files(&self) -> Result<(), ManifestError> {
         let components =
             self.components.values().map(|c| (format!("components.{}", c.name), &c.artifact, " (build it first?)"));
-        let models = self.models.values().map(|m| (format!("models.{}", m.name), &m.artifact, ""));
+        let models = self.models.values().flat_map(|m| {
+            let plain = m.variants.is_empty().then(|| (format!("models.{}", m.name), &m.artifact, ""));
+            let variants =
+                m.variants.iter().map(move |v| (format!("models.{}.variants.{}", m.name, v.name), &v.artifact, ""));
+            plain.into_iter().chain(variants)
+        });
         for (key, artifact, hint) in components.chain(models) {
             self.check_file(&key, artifact, hint)?;
         }

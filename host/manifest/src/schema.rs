@@ -58,7 +58,8 @@ pub struct RawAccounting {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub source: Spanned<String>,
+    /// Required unless the model has `variants`.
+    pub source: Option<Spanned<String>>,
     /// `sha256:…` the artifact must have (content or OCI manifest digest).
     pub digest: Option<Spanned<String>>,
     /// Public key file(s) one of which must have signed the artifact.
@@ -67,6 +68,26 @@ pub struct RawModel {
     pub device: Option<Spanned<String>>,
     #[serde(default)]
     pub threads: Option<Spanned<usize>>,
+    /// Measured accuracy (0..1) of a model without variants.
+    pub accuracy: Option<Spanned<f64>>,
+    /// What the host picks a variant for: latency, cost or accuracy.
+    pub objective: Option<Spanned<String>>,
+    /// No variant below this accuracy serves.
+    pub min_accuracy: Option<Spanned<f64>>,
+    /// Forms of the same model (FP32, INT8, a smaller network), by name.
+    pub variants: Option<BTreeMap<String, RawModelVariant>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelVariant {
+    pub source: Spanned<String>,
+    pub digest: Option<Spanned<String>>,
+    pub signed_by: Option<Spanned<OneOrMany>>,
+    /// Measured accuracy (0..1), required: a floor is checked against it.
+    pub accuracy: Option<Spanned<f64>>,
+    /// Architectures it may serve on (default: any).
+    pub targets: Option<Spanned<OneOrMany>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,8 @@ pub struct ModelUse {
     pub device: String,
     /// Set when `auto` fell back to the CPU, with the reason.
     pub fallback_reason: Option<String>,
+    /// The declared variant that served, for a model with variants.
+    pub variant: Option<String>,
 }
 
 /// What an invocation did with `wasi:nn`.
@@ -110,6 +112,7 @@ impl NnCtx {
                 digest: model.digest.clone(),
                 device: model.placement.device.to_string(),
                 fallback_reason: model.placement.fallback_reason.clone(),
+                variant: model.spec.variant.clone(),
             });
         }
     }

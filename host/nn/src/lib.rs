@@ -27,6 +27,7 @@ mod pool;
 mod shared_run;
 pub mod spec;
 pub mod tensor;
+pub mod variants;
 
 pub use backend::{Backend, Graph, LoadedGraph};
 pub use cache::{CacheOptions, CacheStats, ModelCache};

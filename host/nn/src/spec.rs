@@ -23,6 +23,8 @@ pub struct ModelSpec {
     /// ONNX Runtime intra-op threads per call (1 = the calling thread only,
     /// which scales best with concurrent invocations).
     pub threads: usize,
+    /// Which of the model's declared variants this is, when it has any.
+    pub variant: Option<String>,
 }
 
 /// Where a model's ONNX bytes come from.
@@ -54,7 +56,7 @@ impl ModelSpec {
     }
 
     fn with_source(name: String, source: ModelSource) -> Self {
-        ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1 }
+        ModelSpec { name, source, device: DeviceChoice::Cpu, threads: 1, variant: None }
     }
 
     /// Size and digest of the model bytes, once its external data has

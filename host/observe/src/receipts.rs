@@ -35,6 +35,21 @@ pub struct StepReceipt {
     /// Present when this invocation had to load the step's component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<ColdStart>,
+    /// The models the step ran, by digest (and variant, for a model with
+    /// variants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelServed>,
+}
+
+/// A model one step ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelServed {
+    pub name: String,
+    /// The declared variant that served (models with variants only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub digest: String,
+    pub device: String,
 }
 
 /// What one invocation cost: the sum of its steps.
@@ -110,6 +125,7 @@ pub fn price_step(step: &str, usage: &StepUsage, pricing: &Pricing) -> StepRecei
         cost: pricing.cost(cpu_seconds, gib_seconds, energy_j),
         gco2e: pricing.gco2e(energy_j),
         cold_start: None,
+        models: Vec::new(),
     }
 }
 
@@ -194,6 +210,16 @@ pub fn step_receipt(step: &StepTrace, pricing: &Pricing) -> StepReceipt {
     };
     let mut priced = price_step(&step.step, &usage, pricing);
     priced.cold_start = step.cold_start.clone();
+    priced.models =
+        s.nn.models
+            .iter()
+            .map(|m| ModelServed {
+                name: m.name.clone(),
+                variant: m.variant.clone(),
+                digest: m.digest.clone(),
+                device: m.device.clone(),
+            })
+            .collect();
     priced
 }
 

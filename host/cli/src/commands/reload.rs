@@ -89,7 +89,13 @@ fn changed_models(running: &Manifest, new: &Manifest) -> Result<(), String> {
         let same = old.artifact.source == model.artifact.source
             && old.artifact.pin == model.artifact.pin
             && old.device == model.device
-            && old.threads == model.threads;
+            && old.threads == model.threads
+            && old.choice == model.choice
+            && old.variants.len() == model.variants.len()
+            && old.variants.iter().zip(&model.variants).all(|(a, b)| {
+                (&a.name, &a.artifact.source, &a.artifact.pin, a.accuracy, &a.targets)
+                    == (&b.name, &b.artifact.source, &b.artifact.pin, b.accuracy, &b.targets)
+            });
         if !same {
             return Err(format!(
                 "model `{name}` changed; declare the new one as a new version (`{name}@NEW`) and point the steps at it, or restart weir serve"

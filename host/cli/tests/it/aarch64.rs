@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use crate::common::server::{get, post, spawn};
 use crate::common::{examples_manifest, list_precompiled, weir};
+use crate::variants::{declared, digits_with, variants_block};
 use weir_sandbox::precompiled::host_target;
 use weir_tests::services::{data_dir, missing, require};
 
@@ -49,18 +51,34 @@ impl Emulated {
         Some(Self { qemu, weir, onnxruntime })
     }
 
-    fn run(&self, args: &[&str], cache: &Path) -> Output {
+    /// `weir ARGS` under qemu-aarch64, with the aarch64 ONNX Runtime.
+    fn command(&self, args: &[&str], cache: &Path) -> Command {
         let library_path = format!("{CROSS_SYSROOT}/lib:/usr/lib/aarch64-linux-gnu");
-        Command::new(&self.qemu)
+        let mut command = Command::new(&self.qemu);
+        command
             .args(["-L", CROSS_SYSROOT, "-E", &format!("LD_LIBRARY_PATH={library_path}")])
             .arg(&self.weir)
             .args(args)
             .env("WEIR_ORT_DYLIB", &self.onnxruntime)
             .env("WEIR_CACHE_DIR", cache)
-            .env("WEIR_POWERCAP_ROOT", "/nonexistent")
-            .output()
-            .unwrap()
+            .env("WEIR_POWERCAP_ROOT", "/nonexistent");
+        command
     }
+
+    fn run(&self, args: &[&str], cache: &Path) -> Output {
+        self.command(args, cache).output().unwrap()
+    }
+}
+
+/// Compile `manifest`'s components here for aarch64 and list the code in it.
+fn precompile_for_aarch64(manifest: &Path) {
+    let code = manifest.with_file_name("precompiled");
+    let compiled =
+        weir(&["compile", manifest.to_str().unwrap(), "--target", AARCH64, "-o", code.to_str().unwrap()], None);
+    assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stderr));
+    // Only aarch64 code is listed: the lean build cannot compile, so an
+    // answer at all means it ran the code made here.
+    list_precompiled(manifest, &code, &[AARCH64]);
 }
 
 /// The response's outputs by name: (datatype, shape, values).
@@ -91,13 +109,7 @@ fn the_examples_run_on_aarch64_from_code_compiled_here_and_answer_as_here() {
     let Some(emulated) = Emulated::build() else { return };
     let dir = tempfile::tempdir().unwrap();
     let manifest = examples_manifest(dir.path(), "");
-    let code = dir.path().join("precompiled");
-    let compiled =
-        weir(&["compile", manifest.to_str().unwrap(), "--target", AARCH64, "-o", code.to_str().unwrap()], None);
-    assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stderr));
-    // Only aarch64 code is listed: the lean build cannot compile, so an
-    // answer at all means it ran the code made here.
-    list_precompiled(&manifest, &code, &[AARCH64]);
+    precompile_for_aarch64(&manifest);
     let manifest = manifest.to_str().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let examples = crate::common::examples_dir();
@@ -120,5 +132,78 @@ fn the_examples_run_on_aarch64_from_code_compiled_here_and_answer_as_here() {
                 assert!((a - b).abs() <= tolerance, "{pipeline}.{name}: x86-64 {here:?}, aarch64 {there:?}");
             }
         }
+    }
+}
+
+/// One pipeline per digits variant (the classify step alone, on pixels
+/// already scaled to 0..1), each with its own plain model.
+fn one_pipeline_per_variant() -> String {
+    let mut text = String::new();
+    for (name, file, _) in declared() {
+        let source = crate::models::models_dir().join(file);
+        let p = format!("pipelines.v_{name}");
+        text.push_str(&format!("\n[models.digits_{name}]\nsource = \"{}\"\n\n[{p}]\n", source.display()));
+        text.push_str(&format!("[[{p}.inputs]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [-1, 64]\n"));
+        text.push_str(&format!(
+            "[[{p}.steps]]\nname = \"classify\"\ncomponent = \"classify\"\ninputs = [\"x=input.x\"]\n"
+        ));
+        text.push_str(&format!("models = [\"digits_{name}\"]\nconfig = {{ model = \"digits_{name}\" }}\n"));
+        text.push_str(&format!("[{p}.outputs]\nlabel = \"classify.label\"\n"));
+    }
+    text
+}
+
+/// The digits variants under qemu-aarch64: the emulated host times them
+/// itself and serves the fastest there, and each is as accurate there as
+/// declared (measured on x86-64 by the training script).
+#[test]
+fn the_digits_variants_are_chosen_on_aarch64_by_its_own_timing_and_keep_their_accuracy() {
+    let Some(emulated) = Emulated::build() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = variants_block("objective = \"latency\"", &[]) + &one_pipeline_per_variant();
+    let manifest = digits_with(dir.path(), &model);
+    precompile_for_aarch64(&manifest);
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["serve", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-auth"];
+    let started = Instant::now();
+    let server = spawn(emulated.command(&args, cache.path()));
+    eprintln!("aarch64 weir serve under qemu listening after {:.1} s", started.elapsed().as_secs_f64());
+
+    let request = std::fs::read_to_string(crate::common::examples_dir().join("digits/request.json")).unwrap();
+    let mut full: serde_json::Value = serde_json::from_str(&request).unwrap();
+    full["parameters"] = serde_json::json!({"receipt": "full"});
+    let (status, response) = post(&server, "/v2/models/digits/infer", &full.to_string());
+    assert_eq!(status, 200, "{response}");
+    let (_, state) = get(&server, "/v2/status");
+    let pick = &state["models"]["variants"][0];
+    assert_eq!(pick["arch"], "aarch64", "{pick}");
+    let candidates = pick["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), declared().len(), "{pick}");
+    let latency = |c: &serde_json::Value| c["latency_us"].as_f64().unwrap();
+    let fastest = candidates.iter().min_by(|a, b| latency(a).total_cmp(&latency(b))).unwrap();
+    assert_eq!(pick["chosen"], fastest["variant"], "{pick}");
+    let steps = response["parameters"]["receipt"]["steps"].as_array().unwrap();
+    let classify = steps.iter().find(|s| s["step"] == "classify").unwrap();
+    assert_eq!(classify["models"][0]["variant"], pick["chosen"], "{classify}");
+
+    let test_file = crate::models::models_dir().join("digits_test.json");
+    let test: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(test_file).unwrap()).unwrap();
+    let rows = test["inputs"].as_array().unwrap();
+    let held_out =
+        serde_json::json!({"inputs": [{"name": "x", "shape": [rows.len(), 64], "datatype": "FP32", "data": rows}]});
+    let labels = test["labels"].as_array().unwrap();
+    for (name, _, declared) in declared() {
+        let (status, response) = post(&server, &format!("/v2/models/v_{name}/infer"), &held_out.to_string());
+        assert_eq!(status, 200, "{response}");
+        let predicted = response["outputs"][0]["data"].as_array().unwrap();
+        let accuracy = predicted.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64;
+        let c = candidates.iter().find(|c| c["variant"] == name.as_str()).unwrap();
+        let (bytes, cpu) = (c["bytes"].as_u64().unwrap(), c["cpu_us"].as_f64().unwrap());
+        eprintln!(
+            "aarch64 under qemu: {name} accuracy {accuracy:.4} (declared {declared:.4}), {bytes} bytes, latency {:.1} us, \
+             cpu {cpu:.1} us",
+            latency(c)
+        );
+        assert!((accuracy - declared).abs() <= 0.0025, "{name}: {accuracy} under qemu, declared {declared}");
     }
 }

@@ -32,3 +32,4 @@ mod router;
 mod sandbox;
 mod signing;
 mod ui;
+mod variants;

@@ -9,7 +9,7 @@ use weir_nn::{ModelGrants, ModelSpec};
 use weir_sandbox::{Sandbox, SandboxOptions, StepGrants, StepLimits};
 use weir_tests::{CLASSIFY, HOSTILE};
 
-fn models_dir() -> PathBuf {
+pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
 }
 
@@ -20,6 +20,11 @@ fn weir(args: &[&str]) -> Output {
 /// Classify every held-out sample in one request; compare with the labels
 /// and with the accuracy scikit-learn reported at training time.
 fn held_out_accuracy(model: &str) -> (f64, f64) {
+    held_out_accuracy_of(model, &format!("{model}.onnx"))
+}
+
+/// [`held_out_accuracy`] of another file of the model (a variant).
+pub fn held_out_accuracy_of(model: &str, file: &str) -> (f64, f64) {
     let dir = models_dir();
     let test: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{model}_test.json"))).unwrap()).unwrap();
@@ -28,7 +33,7 @@ fn held_out_accuracy(model: &str) -> (f64, f64) {
     let request = serde_json::json!({"inputs": [{"name": "x", "shape": [rows.len(), features], "datatype": "FP32", "data": rows}]});
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), request.to_string()).unwrap();
-    let grant = format!("{model}={}", dir.join(format!("{model}.onnx")).display());
+    let grant = format!("{model}={}", dir.join(file).display());
     let out = weir(&[
         "run",
         CLASSIFY,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use weir_executor::residency::ComponentStatus;
+use weir_executor::variants::VariantPick;
 
 /// Every error: `{"error": "..."}` (the status says whose fault).
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,6 +106,9 @@ pub struct ModelsStatus {
     pub loaded_bytes: u64,
     pub loads: u64,
     pub evictions: u64,
+    /// Models with variants: which serves on this host, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantPick>,
 }
 
 /// `GET /v2/status`: what is in memory now.

@@ -140,6 +140,7 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
             loaded_bytes: models.charged_bytes,
             loads: models.loads,
             evictions: models.evictions,
+            variants: executor.residency().variant_picks(),
         },
         resident_memory_bytes: resident_set_bytes(),
     })
