@@ -4,14 +4,17 @@
 #
 #   bash scripts/cross-build.sh [TARGET] [cargo build options...]
 #
-# TARGET defaults to aarch64-unknown-linux-gnu; without other options the
+# TARGET defaults to aarch64-unknown-linux-gnu; without cargo options the
 # build is the lean one (no compiler, no NATS, no gRPC: an edge device runs
 # code precompiled elsewhere). Its own target folder (target/cross) keeps it
 # from waiting on, or invalidating, the native build.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-target="${1:-aarch64-unknown-linux-gnu}"
-shift || true
+target=aarch64-unknown-linux-gnu
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+  target=$1
+  shift
+fi
 [ $# -gt 0 ] || set -- --no-default-features
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -37,5 +40,14 @@ export "PKG_CONFIG_SYSROOT_DIR_${lower}=/"
 cd "$root"
 cargo build --locked --quiet -p weir-cli --target "$target" --target-dir target/cross "$@" >&2
 profile=debug
-for arg in "$@"; do [ "$arg" = --release ] && profile=release; done
+previous=
+for arg in "$@"; do
+  case "$arg" in
+    --release | -r) profile=release ;;
+    --profile=*) profile=${arg#--profile=} ;;
+  esac
+  [ "$previous" = --profile ] && profile=$arg
+  previous=$arg
+done
+[ "$profile" = dev ] && profile=debug
 echo "$root/target/cross/$target/$profile/weir"

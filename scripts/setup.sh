@@ -133,7 +133,10 @@ fetch_ort() {
   say "fetching ONNX Runtime $ORT_VERSION (PyPI wheel${1:+, $*}) into $dir"
   local tmp
   tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "$@" "onnxruntime==$ORT_VERSION" -d "$tmp"
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: "$@" "onnxruntime==$ORT_VERSION" -d "$tmp"; then
+    rm -rf "$tmp"
+    return 1
+  fi
   mkdir -p "$dir"
   python3 - "$tmp" "$dir" <<'PY'
 import glob, os, shutil, sys, zipfile
@@ -159,28 +162,33 @@ ln -sfn "$ort_dir" "$DATA_DIR/onnxruntime"
 # The edge test builds weir for aarch64 with Debian's cross compiler and the
 # arm64 OpenSSL (multiarch), and runs it under qemu-aarch64 with the aarch64
 # ONNX Runtime of the same wheel release.
-if [ "$(uname -m)" = x86_64 ]; then
+aarch64_cross() {
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     say "adding Debian's arm64 architecture (cross libraries)"
-    as_root dpkg --add-architecture arm64
-    as_root apt-get update -qq
+    as_root dpkg --add-architecture arm64 || return 1
+    as_root apt-get update -qq || return 1
   fi
-  cross_missing=()
+  local pkg cross_missing=()
   for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libssl-dev:arm64; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || cross_missing+=("$pkg")
   done
   if [ ${#cross_missing[@]} -gt 0 ]; then
     say "installing the aarch64 cross toolchain: ${cross_missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${cross_missing[@]}" >/dev/null
+    as_root apt-get update -qq || return 1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${cross_missing[@]}" >/dev/null || return 1
   fi
   if ! grep -qx aarch64-unknown-linux-gnu <<<"$(rustup target list --installed 2>/dev/null)"; then
     say "adding Rust target aarch64-unknown-linux-gnu"
-    rustup target add aarch64-unknown-linux-gnu
+    rustup target add aarch64-unknown-linux-gnu || return 1
   fi
   fetch_ort "$DATA_DIR/onnxruntime-$ORT_VERSION-aarch64" \
-    --platform manylinux_2_27_aarch64 --implementation cp --python-version 3.11 --abi cp311
+    --platform manylinux_2_27_aarch64 --implementation cp --python-version 3.11 --abi cp311 || return 1
   ln -sfn "$DATA_DIR/onnxruntime-$ORT_VERSION-aarch64" "$DATA_DIR/onnxruntime-aarch64"
+}
+# Best effort: the rest of the set-up does not depend on it; the aarch64
+# test says what is missing (and fails under CI=true).
+if [ "$(uname -m)" = x86_64 ] && ! aarch64_cross; then
+  say "could not set up the aarch64 cross build; the aarch64 tests will say what is missing"
 fi
 
 # --- Open Inference Protocol clients (interoperability tests) --------------

@@ -129,12 +129,12 @@ pub struct Residency {
     sandbox: Arc<Sandbox>,
     policy: ResidencyPolicy,
     manifest: Arc<Manifest>,
-    resolver: Resolver,
+    resolver: Arc<Resolver>,
     residents: Mutex<HashMap<String, Resident>>,
     history: Mutex<HashMap<String, History>>,
-    registered_models: Mutex<HashSet<String>>,
+    registered_models: Arc<Mutex<HashSet<String>>>,
     /// Models with variants: which serves here.
-    variant_picks: Mutex<BTreeMap<String, VariantPick>>,
+    variant_picks: Arc<Mutex<BTreeMap<String, VariantPick>>>,
     /// One load at a time per artifact: concurrent first calls of one
     /// component wait for its load instead of compiling it twice, while
     /// other artifacts load meanwhile (a stuck registry holds up only what
@@ -173,11 +173,11 @@ impl Residency {
             sandbox,
             policy,
             manifest,
-            resolver,
+            resolver: Arc::new(resolver),
             residents: Mutex::new(HashMap::new()),
             history: Mutex::new(HashMap::new()),
-            registered_models: Mutex::new(registered),
-            variant_picks: Mutex::new(BTreeMap::new()),
+            registered_models: Arc::new(Mutex::new(registered)),
+            variant_picks: Arc::new(Mutex::new(BTreeMap::new())),
             loading: Mutex::new(HashMap::new()),
             origin: Instant::now(),
             origin_unix_ms: weir_core::clock::unix_ms(),
@@ -276,20 +276,31 @@ impl Residency {
             if lock(&self.registered_models).contains(name) {
                 continue;
             }
-            let loading = self.load_lock(ArtifactKind::Model, name);
-            let _loading = loading.lock().await;
+            let loading = self.load_lock(ArtifactKind::Model, name).lock_owned().await;
             if lock(&self.registered_models).contains(name) {
                 continue;
             }
             let declared = &self.manifest.models[name];
             if !declared.variants.is_empty() {
-                let backend = self.sandbox.models().backend().clone();
-                let spec_of =
-                    |variant: &str, path| ModelSpec { variant: Some(variant.into()), ..model_spec(declared, path) };
-                let (spec, pick) = crate::variants::choose(declared, &self.resolver, backend, spec_of).await?;
-                self.sandbox.register_model(spec);
-                lock(&self.variant_picks).insert(name.clone(), pick);
-                lock(&self.registered_models).insert(name.clone());
+                // In a task of its own, holding the load lock: a request
+                // that gives up (timeout, client gone) does not abandon the
+                // timing half-way, and the next one waits for its result.
+                let (decl, resolver, sandbox) = (declared.clone(), self.resolver.clone(), self.sandbox.clone());
+                let (picks, registered) = (self.variant_picks.clone(), self.registered_models.clone());
+                let choosing = tokio::spawn(async move {
+                    let _loading = loading;
+                    let spec_of =
+                        |variant: &str, path| ModelSpec { variant: Some(variant.into()), ..model_spec(&decl, path) };
+                    let (spec, pick) = crate::variants::choose(&decl, &resolver, sandbox.models(), spec_of).await?;
+                    sandbox.register_model(spec);
+                    lock(&picks).insert(decl.name.clone(), pick);
+                    lock(&registered).insert(decl.name);
+                    Ok::<_, ResidencyError>(())
+                });
+                match choosing.await {
+                    Ok(chosen) => chosen?,
+                    Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+                }
                 continue;
             }
             let resolved = self
@@ -337,6 +348,20 @@ impl Residency {
     /// Models with variants that were chosen so far (at first use).
     pub fn variant_picks(&self) -> Vec<VariantPick> {
         lock(&self.variant_picks).values().cloned().collect()
+    }
+
+    /// Keep `previous`'s variant choices for the models this manifest
+    /// declares alike (a reload: both generations share one model cache,
+    /// where the chosen variant is registered; timing again could switch it
+    /// under the running generation). The caller checks the declarations.
+    pub fn adopt_variant_picks(&self, previous: &Residency) {
+        for pick in previous.variant_picks() {
+            let has_variants = self.manifest.models.get(&pick.model).is_some_and(|m| !m.variants.is_empty());
+            if has_variants && self.sandbox.models().is_registered(&pick.model) {
+                lock(&self.registered_models).insert(pick.model.clone());
+                lock(&self.variant_picks).insert(pick.model.clone(), pick);
+            }
+        }
     }
 
     pub fn policy(&self) -> &ResidencyPolicy {

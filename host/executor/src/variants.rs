@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 use weir_manifest::ModelDecl;
+use weir_nn::cache::ModelCache;
 use weir_nn::variants::{self, Candidate, Measurement};
 use weir_nn::ModelSpec;
 use weir_registry::ArtifactKind;
@@ -40,6 +41,8 @@ pub struct CandidateStatus {
     pub latency_us: Option<f64>,
     /// CPU per inference (latency and cost objectives).
     pub cpu_us: Option<f64>,
+    /// Timed runs behind those figures.
+    pub runs: usize,
 }
 
 impl From<&Measurement> for CandidateStatus {
@@ -51,6 +54,7 @@ impl From<&Measurement> for CandidateStatus {
             bytes: m.bytes,
             latency_us: m.latency.map(micros),
             cpu_us: m.cpu.map(micros),
+            runs: m.runs,
         }
     }
 }
@@ -60,7 +64,7 @@ impl From<&Measurement> for CandidateStatus {
 pub async fn choose(
     decl: &ModelDecl,
     resolver: &Resolver,
-    backend: std::sync::Arc<dyn weir_nn::backend::Backend>,
+    cache: &ModelCache,
     spec_of: impl Fn(&str, std::path::PathBuf) -> ModelSpec,
 ) -> Result<(ModelSpec, VariantPick), ResidencyError> {
     let arch = host_arch();
@@ -80,16 +84,27 @@ pub async fn choose(
         })?;
         candidates.push(Candidate { spec: spec_of(&variant.name, resolved.path), accuracy: variant.accuracy });
     }
-    if candidates.is_empty() {
+    let no_variant = |excluded: &[(String, String)]| {
         let why: Vec<String> = excluded.iter().map(|(name, why)| format!("{name}: {why}")).collect();
-        return Err(ResidencyError::NoVariant { name: decl.name.clone(), arch, why: why.join("; ") });
+        ResidencyError::NoVariant { name: decl.name.clone(), arch, why: why.join("; ") }
+    };
+    if candidates.is_empty() {
+        return Err(no_variant(&excluded));
     }
     let objective = decl.choice.objective;
+    let (backend, budget) = (cache.backend().clone(), cache.memory_budget());
     let choosing = candidates.clone();
-    let choice = tokio::task::spawn_blocking(move || variants::choose(backend.as_ref(), &choosing, objective))
+    let choice = tokio::task::spawn_blocking(move || variants::choose(backend.as_ref(), &choosing, objective, budget))
         .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-        .map_err(|error| ResidencyError::Model { name: decl.name.clone(), error })?;
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+    let choice = match choice {
+        Ok(choice) => choice,
+        Err(error) => {
+            excluded.push(("(all candidates)".into(), error.message));
+            return Err(no_variant(&excluded));
+        }
+    };
+    excluded.extend(choice.measured.iter().filter_map(|m| Some((m.variant.clone(), m.left_out.clone()?))));
     let spec = candidates.swap_remove(choice.chosen).spec;
     let pick = VariantPick {
         model: decl.name.clone(),
@@ -97,7 +112,7 @@ pub async fn choose(
         min_accuracy: decl.choice.min_accuracy,
         arch,
         chosen: spec.variant.clone().unwrap_or_default(),
-        candidates: choice.measured.iter().map(CandidateStatus::from).collect(),
+        candidates: choice.measured.iter().filter(|m| m.left_out.is_none()).map(CandidateStatus::from).collect(),
         excluded,
     };
     tracing::info!(model = %pick.model, variant = %pick.chosen, objective = %pick.objective, arch,

@@ -86,6 +86,11 @@ impl ModelCache {
         state.specs.insert(spec.name.clone(), spec);
     }
 
+    /// What loaded models may be charged in all, if bounded.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.options.memory_budget_bytes
+    }
+
     pub fn is_registered(&self, name: &str) -> bool {
         self.state().specs.contains_key(name)
     }

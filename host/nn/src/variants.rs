@@ -14,9 +14,14 @@ use crate::model::LoadedModel;
 use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{NnTensor, NnType};
 
-/// Timed runs per candidate, after [`WARMUP`] untimed ones.
+/// Timed runs per candidate, after [`WARMUP`] untimed ones...
 pub const RUNS: usize = 30;
 pub const WARMUP: usize = 3;
+/// ...unless timing has taken this long in all: then it stops once every
+/// candidate has [`MIN_RUNS`], so that a slow model's first request is not
+/// held for minutes.
+pub const TIME_BUDGET: Duration = Duration::from_secs(3);
+pub const MIN_RUNS: usize = 5;
 
 /// A variant that may serve on this host.
 #[derive(Debug, Clone)]
@@ -40,6 +45,10 @@ pub struct Measurement {
     /// Mean CPU time of one inference, the caller's thread and ONNX
     /// Runtime's pool threads together.
     pub cpu: Option<Duration>,
+    /// Timed runs behind `latency` and `cpu` (0 when nothing was timed).
+    pub runs: usize,
+    /// Why it cannot serve here (too large, failed to load or run).
+    pub left_out: Option<String>,
 }
 
 /// The chosen candidate (an index into the candidates) and the figures
@@ -47,71 +56,108 @@ pub struct Measurement {
 #[derive(Debug, Clone)]
 pub struct Choice {
     pub chosen: usize,
+    /// One per candidate, in order; the ones that could not serve carry
+    /// `left_out`.
     pub measured: Vec<Measurement>,
 }
 
 /// Pick the candidate that best meets `objective`: highest accuracy, or
 /// lowest measured latency or CPU time; ties go to the more accurate, then
-/// the smaller file. Blocking (it loads and runs models).
-pub fn choose(backend: &dyn Backend, candidates: &[Candidate], objective: Objective) -> Result<Choice, NnError> {
-    if candidates.is_empty() {
-        return Err(NnError::invalid("no variant to choose from".to_string()));
-    }
+/// the smaller file. A candidate larger than the model memory `budget`, or
+/// that fails to load or run, is left out with the reason; only when all
+/// are is it an error. Blocking (it loads and runs models).
+pub fn choose(
+    backend: &dyn Backend,
+    candidates: &[Candidate],
+    objective: Objective,
+    budget: Option<u64>,
+) -> Result<Choice, NnError> {
     let mut measured = Vec::with_capacity(candidates.len());
     for candidate in candidates {
-        let (bytes, _) = candidate.spec.size_and_digest()?;
-        measured.push(Measurement {
+        let mut m = Measurement {
             variant: candidate.spec.variant.clone().unwrap_or_default(),
             accuracy: candidate.accuracy,
-            bytes,
+            bytes: 0,
             latency: None,
             cpu: None,
-        });
+            runs: 0,
+            left_out: None,
+        };
+        match candidate.spec.size_and_digest() {
+            Ok((bytes, _)) => m.bytes = bytes,
+            Err(error) => m.left_out = Some(error.to_string()),
+        }
+        if let Some(budget) = budget.filter(|&b| m.left_out.is_none() && m.bytes > b) {
+            m.left_out = Some(format!("{} bytes is more than the model memory budget of {budget}", m.bytes));
+        }
+        measured.push(m);
     }
     if objective != Objective::Accuracy {
-        time_all(backend, candidates, &mut measured)?;
+        time_all(backend, candidates, &mut measured);
     }
     let key = |m: &Measurement| match objective {
         Objective::Accuracy => Duration::ZERO,
         Objective::Latency => m.latency.unwrap_or(Duration::MAX),
         Objective::Cost => m.cpu.unwrap_or(Duration::MAX),
     };
-    let chosen = (0..measured.len())
-        .min_by(|&a, &b| {
-            let (a, b) = (&measured[a], &measured[b]);
-            key(a).cmp(&key(b)).then(b.accuracy.total_cmp(&a.accuracy)).then(a.bytes.cmp(&b.bytes))
-        })
-        .unwrap_or(0);
+    let chosen = (0..measured.len()).filter(|&i| measured[i].left_out.is_none()).min_by(|&a, &b| {
+        let (a, b) = (&measured[a], &measured[b]);
+        key(a).cmp(&key(b)).then(b.accuracy.total_cmp(&a.accuracy)).then(a.bytes.cmp(&b.bytes))
+    });
+    let Some(chosen) = chosen else {
+        let why: Vec<String> =
+            measured.iter().map(|m| format!("{}: {}", m.variant, m.left_out.as_deref().unwrap_or("-"))).collect();
+        return Err(NnError::invalid(format!("no variant could serve: {}", why.join("; "))));
+    };
     Ok(Choice { chosen, measured })
 }
 
-fn time_all(backend: &dyn Backend, candidates: &[Candidate], measured: &mut [Measurement]) -> Result<(), NnError> {
+/// Time every candidate not left out; one that fails to load or run is
+/// left out with the error.
+fn time_all(backend: &dyn Backend, candidates: &[Candidate], measured: &mut [Measurement]) {
     let mut loaded = Vec::with_capacity(candidates.len());
-    for candidate in candidates {
-        let model = LoadedModel::load(candidate.spec.clone(), backend)?;
-        let inputs = synthetic_inputs(&model)?;
-        loaded.push((model, inputs));
+    for (i, candidate) in candidates.iter().enumerate() {
+        if measured[i].left_out.is_some() {
+            continue;
+        }
+        let ready = LoadedModel::load(candidate.spec.clone(), backend)
+            .and_then(|model| synthetic_inputs(&model).map(|inputs| (model, inputs)));
+        match ready {
+            Ok((model, inputs)) => loaded.push((i, model, inputs, Vec::with_capacity(RUNS), Duration::ZERO)),
+            Err(error) => measured[i].left_out = Some(format!("could not be timed: {error}")),
+        }
     }
-    let mut walls = vec![Vec::with_capacity(RUNS); loaded.len()];
-    let mut cpus = vec![Duration::ZERO; loaded.len()];
+    let started = Instant::now();
     for round in 0..WARMUP + RUNS {
-        for (i, (model, inputs)) in loaded.iter().enumerate() {
+        if round >= WARMUP + MIN_RUNS && started.elapsed() > TIME_BUDGET {
+            break;
+        }
+        for (i, model, inputs, walls, cpu) in loaded.iter_mut() {
+            if measured[*i].left_out.is_some() {
+                continue;
+            }
             let cpu_before = thread_cpu_time();
-            let started = Instant::now();
-            let (_, timing) = model.run(inputs)?;
-            let wall = started.elapsed();
-            if round >= WARMUP {
-                walls[i].push(wall);
-                cpus[i] += thread_cpu_time().saturating_sub(cpu_before) + timing.pool_cpu;
+            let run_started = Instant::now();
+            match model.run(inputs) {
+                Ok((_, timing)) if round >= WARMUP => {
+                    walls.push(run_started.elapsed());
+                    *cpu += thread_cpu_time().saturating_sub(cpu_before) + timing.pool_cpu;
+                }
+                Ok(_) => {}
+                Err(error) => measured[*i].left_out = Some(format!("failed on a synthetic input: {error}")),
             }
         }
     }
-    for (i, m) in measured.iter_mut().enumerate() {
-        walls[i].sort();
-        m.latency = Some(walls[i][RUNS / 2]);
-        m.cpu = Some(cpus[i] / RUNS as u32);
+    for (i, _, _, walls, cpu) in loaded.iter_mut() {
+        let m = &mut measured[*i];
+        if m.left_out.is_some() || walls.is_empty() {
+            continue;
+        }
+        walls.sort();
+        m.runs = walls.len();
+        m.latency = Some(walls[m.runs / 2]);
+        m.cpu = Some(*cpu / m.runs as u32);
     }
-    Ok(())
 }
 
 /// One input per declared input: dimensions of any size taken as 1, floats
@@ -129,8 +175,17 @@ fn synthetic(model: &LoadedModel, spec: &TensorSpec) -> Result<(String, NnTensor
         ))
     };
     let ty = spec.ty.ok_or_else(cannot)?;
-    let dims: Vec<u32> = spec.shape.iter().map(|&d| u32::try_from(d).ok().filter(|&d| d > 0).unwrap_or(1)).collect();
-    let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d as usize)).filter(|&n| n <= 1 << 24);
+    let dims: Vec<u32> = spec
+        .shape
+        .iter()
+        .map(|&d| if d < 0 { Ok(1) } else { u32::try_from(d) })
+        .collect::<Result<_, _>>()
+        .map_err(|_| cannot())?;
+    // At most 16 MiB per input: timing is about the model, not the copy.
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+        .filter(|&n| n.checked_mul(ty.size()).is_some_and(|bytes| bytes <= 16 << 20));
     let count = count.ok_or_else(cannot)?;
     let fraction = |i: usize| ((i * 37 + 11) % 101) as f64 / 101.0;
     let data: Vec<u8> = match ty {

@@ -49,6 +49,7 @@ impl Reloader {
             .composer
             .executor(manifest)
             .map_err(|e| Failure::new(ErrorKind::Unavailable, format!("{:#}", e.error)))?;
+        executor.residency().adopt_variant_picks(current.residency());
         let residency = executor.residency().clone();
         tokio::task::spawn_blocking(move || residency.prepare_registries())
             .await

@@ -144,7 +144,44 @@ fn by_latency_and_by_cost_the_host_measures_and_serves_the_best_above_the_floor(
         assert_eq!(variant, pick["chosen"].as_str().unwrap());
         let file = declared().into_iter().find(|v| v.0 == variant).unwrap().1;
         assert_eq!(digest, digest_of(&file));
+
+        // A reload keeps the choice (the figures too: nothing is timed
+        // again, which could switch the variant under the running manifest).
+        let (status, reloaded) = post(&server, "/v2/admin/reload", "");
+        assert_eq!(status, 200, "{reloaded}");
+        let (_, after) = get(&server, "/v2/status");
+        assert_eq!(after["models"]["variants"], state["models"]["variants"]);
+        let (status, response) = post(&server, "/v2/models/digits/infer", &full.to_string());
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(served(&response["parameters"]["receipt"]).0, variant);
     }
+}
+
+/// A variant that cannot even load (a corrupt file) is left out with the
+/// reason when the host times the candidates, and another serves.
+#[test]
+fn a_variant_that_fails_to_load_is_left_out_and_another_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.onnx");
+    std::fs::write(&broken, b"not an ONNX model").unwrap();
+    let fp32 = models_dir().join("digits.onnx");
+    let model = format!(
+        "\n[models.digits]\nobjective = \"latency\"\n[models.digits.variants.fp32]\nsource = \"{}\"\naccuracy = \
+         0.98\n[models.digits.variants.broken]\nsource = \"{}\"\naccuracy = 0.99\n",
+        fp32.display(),
+        broken.display()
+    );
+    let manifest = digits_with(dir.path(), &model);
+    let server = start_with(&manifest, &[], &[]);
+    let (status, response) = post(&server, "/v2/models/digits/infer", &std::fs::read_to_string(request()).unwrap());
+    assert_eq!(status, 200, "{response}");
+    let (_, state) = get(&server, "/v2/status");
+    let pick = &state["models"]["variants"][0];
+    assert_eq!(pick["chosen"], "fp32", "{pick}");
+    assert_eq!(pick["excluded"][0][0], "broken", "{pick}");
+    let why = pick["excluded"][0][1].as_str().unwrap();
+    assert!(why.contains("broken.onnx") && why.contains("not a well-formed ONNX"), "{pick}");
+    assert_eq!(pick["candidates"].as_array().unwrap().len(), 1, "{pick}");
 }
 
 /// Each variant's accuracy through weir, on the held-out digits, is what
