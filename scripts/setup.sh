@@ -213,6 +213,14 @@ if ! "$pyenv/bin/python" -c "import pyarrow.parquet, onnx, numpy" 2>/dev/null ||
   "$pyenv/bin/pip" install --quiet "pyarrow==$PYARROW_VERSION" "onnx==$ONNX_VERSION" numpy
 fi
 
+# ORAS's Python SDK pulls what `weir push` writes, as ORAS users would.
+ORAS_PY_VERSION=0.2.43
+if ! "$pyenv/bin/python" -c "import oras.client" 2>/dev/null ||
+  ! "$pyenv/bin/pip" show oras 2>/dev/null | grep -qx "Version: $ORAS_PY_VERSION"; then
+  say "installing oras (ORAS's Python SDK) $ORAS_PY_VERSION into $pyenv"
+  "$pyenv/bin/pip" install --quiet "oras==$ORAS_PY_VERSION"
+fi
+
 # Kubernetes manifests are validated offline (scripts/validate-deploy.py):
 # kubernetes-validate carries the Kubernetes OpenAPI schemas; kustomize
 # comes with kubectl (Debian's kubernetes-client, unless a kubectl is here).

@@ -273,6 +273,12 @@ pub fn deploy_python() -> Option<PathBuf> {
     setup_python("import kubernetes_validate, yaml, jsonschema", "kubernetes-validate")
 }
 
+/// The same environment's ORAS Python SDK (`oras`), for the registry
+/// interop tests; `None` means skip.
+pub fn oras_python() -> Option<PathBuf> {
+    setup_python("import oras.client", "oras (ORAS's Python SDK)")
+}
+
 fn setup_python(imports: &str, what: &str) -> Option<PathBuf> {
     let python = data_dir().join("pyenv/bin/python");
     let works = Command::new(&python)

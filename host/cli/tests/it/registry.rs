@@ -357,3 +357,51 @@ fn concurrent_pulls_from_two_processes_share_one_cache_safely() {
         assert!(partial.is_empty(), "round {round}: half-written files left: {partial:?}");
     }
 }
+
+/// `path` pulled with ORAS's Python SDK: the manifest, and each pulled
+/// file's sha256 and first bytes.
+fn oras_pull(python: &Path, registry: &TestRegistry, path: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/oras_pull.py");
+    let out = std::process::Command::new(python).arg(script).args([&registry.addr, path]).output().unwrap();
+    assert!(out.status.success(), "oras pull {path}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sha256_hex(file: &Path) -> String {
+    weir_core::Digest::of(&std::fs::read(file).unwrap()).to_string().trim_start_matches("sha256:").to_string()
+}
+
+/// What `weir push` writes — a component (the CNCF Wasm OCI artifact
+/// layout), a model, and precompiled code attached to the component — is
+/// pulled byte for byte by ORAS, an OCI client that knows nothing of weir.
+#[test]
+fn oras_pulls_what_weir_pushes() {
+    let (Some(python), Some(registry)) = (weir_tests::services::oras_python(), TestRegistry::start()) else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let target = weir_sandbox::precompiled::host_target();
+    let out = weir(&["push", SCALE, &registry.reference("steps/scale:1"), "--precompile", &target], cache.path(), None);
+    assert_exit(&out, 0, "pushed component");
+    let component_manifest = pushed_digest(&out, "manifest");
+    let pulled = oras_pull(&python, &registry, "steps/scale:1");
+    assert_eq!(pulled["manifest"]["config"]["mediaType"], "application/vnd.wasm.config.v0+json", "{pulled}");
+    assert_eq!(pulled["manifest"]["layers"][0]["mediaType"], "application/wasm", "{pulled}");
+    assert_eq!(pulled["files"].as_array().unwrap().len(), 1, "{pulled}");
+    assert_eq!(pulled["files"][0]["sha256"], sha256_hex(Path::new(SCALE)), "{pulled}");
+
+    let model = examples().join("models/digits.onnx");
+    let out = weir(&["push", model.to_str().unwrap(), &registry.reference("models/digits:1")], cache.path(), None);
+    assert_exit(&out, 0, "pushed model");
+    let pulled = oras_pull(&python, &registry, "models/digits:1");
+    assert_eq!(pulled["files"][0]["sha256"], sha256_hex(&model), "{pulled}");
+
+    // The precompiled code, by the tag registries without the referrers API serve.
+    let hex = component_manifest.trim_start_matches("sha256:");
+    let pulled = oras_pull(&python, &registry, &format!("steps/scale:sha256-{hex}.{target}.cwasm"));
+    assert_eq!(pulled["manifest"]["artifactType"], "application/vnd.weir.precompiled.v1", "{pulled}");
+    assert_eq!(pulled["manifest"]["subject"]["digest"], component_manifest.as_str(), "{pulled}");
+    assert_eq!(pulled["files"][0]["head"], hex_of(b"weirpc1\n"), "{pulled}");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
