@@ -1,17 +1,25 @@
 //! The second pass: what `parse` left alone because it needs the file
 //! system. Local sources must exist.
 
+use std::env::consts::ARCH;
+
 use crate::{ArtifactDecl, ArtifactSource, Location, Manifest, ManifestError};
 
 impl Manifest {
-    /// Check that every local component and model file exists.
+    /// Check that every local component and model file exists (of a
+    /// model's variants, those that may serve on this architecture).
     pub fn check_files(&self) -> Result<(), ManifestError> {
         let components =
             self.components.values().map(|c| (format!("components.{}", c.name), &c.artifact, " (build it first?)"));
         let models = self.models.values().flat_map(|m| {
             let plain = m.variants.is_empty().then(|| (format!("models.{}", m.name), &m.artifact, ""));
-            let variants =
-                m.variants.iter().map(move |v| (format!("models.{}.variants.{}", m.name, v.name), &v.artifact, ""));
+            // A variant for other architectures need not be on this host.
+            let here = |v: &&crate::ModelVariantDecl| v.targets.is_empty() || v.targets.iter().any(|t| t == ARCH);
+            let variants = m
+                .variants
+                .iter()
+                .filter(here)
+                .map(move |v| (format!("models.{}.variants.{}", m.name, v.name), &v.artifact, ""));
             plain.into_iter().chain(variants)
         });
         for (key, artifact, hint) in components.chain(models) {

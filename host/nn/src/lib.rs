@@ -11,6 +11,8 @@
 //!   stops a cancelled step's inference ([`Interrupt`]).
 //! - [`budget`] charges every host-side resource a step creates to it.
 //! - [`device`] places models on the CPU or a GPU (CUDA, NVML).
+//! - [`variants`] picks among a model's variants on this host, timing them
+//!   when the objective is latency or cost.
 
 pub mod backend;
 pub mod budget;

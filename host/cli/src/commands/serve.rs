@@ -143,10 +143,15 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         .registry_limits
         .apply(RegistryOptions { insecure: args.insecure_registry, ..RegistryOptions::default() })?;
     // The console's live board watches every invocation.
+    #[cfg(feature = "console")]
     let board =
         (!args.no_console).then(|| weir_console::Board::new(manifest.pipelines.values(), manifest.accounting.clone()));
-    let observers: Vec<Arc<dyn weir_executor::Observer>> =
-        board.iter().map(|b| Arc::new(b.clone()) as Arc<dyn weir_executor::Observer>).collect();
+    #[cfg(not(feature = "console"))]
+    let board: Option<weir_triggers::http::Board> = {
+        let _ = args.no_console; // nothing to turn off
+        None
+    };
+    let observers: Vec<Arc<dyn weir_executor::Observer>> = board.iter().map(board_observer).collect();
     let (composer, provenance) = super::compose::Composer::new(&manifest, options, registry, policy, observers)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(with_code(exit::INTERNAL))?;
     // Monitors' tasks start with the executor, on this runtime.
@@ -184,4 +189,15 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
         }))
         .map_err(|e| with_code::<anyhow::Error>(exit::INTERNAL)(anyhow::anyhow!("serving on {listen}: {e}")))
+}
+
+#[cfg(feature = "console")]
+fn board_observer(board: &weir_triggers::http::Board) -> Arc<dyn weir_executor::Observer> {
+    Arc::new(board.clone())
+}
+
+/// A build without the console has no board to observe with.
+#[cfg(not(feature = "console"))]
+fn board_observer(board: &weir_triggers::http::Board) -> Arc<dyn weir_executor::Observer> {
+    match *board {}
 }

@@ -169,6 +169,11 @@ fn the_digits_variants_are_chosen_on_aarch64_by_its_own_timing_and_keep_their_ac
     let server = spawn(emulated.command(&args, cache.path()));
     eprintln!("aarch64 weir serve under qemu listening after {:.1} s", started.elapsed().as_secs_f64());
 
+    // The lean build has no console (cargo feature `console`).
+    for path in ["/ui", "/v2/console/pipelines"] {
+        assert_eq!(get(&server, path).0, 404, "{path} on the lean build");
+    }
+
     let request = std::fs::read_to_string(crate::common::examples_dir().join("digits/request.json")).unwrap();
     let mut full: serde_json::Value = serde_json::from_str(&request).unwrap();
     full["parameters"] = serde_json::json!({"receipt": "full"});

@@ -90,6 +90,15 @@ fn by_accuracy_and_by_target_the_declared_variant_serves_and_the_receipt_names_i
     let manifest = digits_with(dir.path(), &variants_block("objective = \"accuracy\"", &elsewhere));
     assert_eq!(served_by_run(&manifest), ("small".into(), digest_of("digits_small.onnx")));
 
+    // A variant for another architecture need not be on this host.
+    let model = format!(
+        "\n[models.digits]\n[models.digits.variants.fp32]\nsource = \"{}\"\naccuracy = 0.98\n\
+         [models.digits.variants.board]\nsource = \"/nonexistent/digits_board.onnx\"\naccuracy = 0.99\ntargets = [\"{other}\"]\n",
+        models_dir().join("digits.onnx").display()
+    );
+    let manifest = digits_with(dir.path(), &model);
+    assert_eq!(served_by_run(&manifest), ("fp32".into(), digest_of("digits.onnx")));
+
     // None for this architecture: refused with what to do, nothing served.
     let all: Vec<(&str, &str)> = variants.iter().map(|v| (v.0.as_str(), other)).collect();
     let manifest = digits_with(dir.path(), &variants_block("", &all));

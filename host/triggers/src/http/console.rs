@@ -18,7 +18,7 @@ use weir_console::{Board, GraphLayout, LiveSnapshot, ReceiptHistory};
 use weir_core::ErrorKind;
 use weir_observe::provenance::{Outcome, RecordQuery, RecordSummary};
 
-use super::{api_error, records::provenance, ApiError, AppState};
+use super::{api_error, param, records::provenance, ApiError, AppState};
 
 /// The page may load only its own scripts and styles and talk only to this server.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -199,15 +199,6 @@ fn parse_number(text: &str, name: &str, min: u64, max: u64) -> Result<u64, ApiEr
             format!("{name} must be a whole number from {min} to {max}, got `{text}`"),
         )),
     }
-}
-
-/// A query parameter, percent-decoded (`+` is a space).
-pub(super) fn param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name)
-            .then(|| percent_encoding::percent_decode_str(&value.replace('+', " ")).decode_utf8_lossy().into_owned())
-    })
 }
 
 #[cfg(test)]

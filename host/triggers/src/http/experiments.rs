@@ -34,7 +34,7 @@ pub(super) async fn act(
     uri: Uri,
 ) -> Result<Json<RolloutStatus>, ApiError> {
     let action: Action = action.parse().map_err(|e: String| api_error(ErrorKind::NotFound, e))?;
-    let variant = super::console::param(&uri, "variant");
+    let variant = super::param(&uri, "variant");
     let generation = state.dispatcher.generation();
     let rollout = generation.rollouts.get(&name).ok_or_else(|| unknown(&name, generation.rollouts.names()))?;
     let status = rollout.act(action, variant.as_deref()).map_err(|e| api_error(ErrorKind::InvalidInput, e))?;

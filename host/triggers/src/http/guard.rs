@@ -102,13 +102,21 @@ fn endpoints() -> Vec<(Endpoint, MethodRouter<Arc<AppState>>)> {
         (at("GET", "/v2/experiments", Need::Status), get(super::experiments::list)),
         (at("GET", "/v2/experiments/{name}", Need::Status), get(super::experiments::show)),
         (at("POST", "/v2/experiments/{name}/{action}", Need::Admin), post(super::experiments::act)),
+        #[cfg(feature = "console")]
         (at("GET", "/ui", Need::Public), get(super::console::index)),
+        #[cfg(feature = "console")]
         (at("GET", "/ui/", Need::Public), get(super::console::index)),
+        #[cfg(feature = "console")]
         (at("GET", "/ui/{file}", Need::Public), get(super::console::page)),
+        #[cfg(feature = "console")]
         (at("GET", "/v2/console/pipelines", Need::Status), get(super::console::pipelines)),
+        #[cfg(feature = "console")]
         (at("GET", "/v2/console/live", Need::Status), get(super::console::live)),
+        #[cfg(feature = "console")]
         (at("GET", "/v2/console/events", Need::Status), get(super::console::events)),
+        #[cfg(feature = "console")]
         (at("GET", "/v2/console/receipts", Need::Status), get(super::console::receipts)),
+        #[cfg(feature = "console")]
         (at("GET", "/v2/console/invocations", Need::ReadRecords), get(super::console::invocations)),
     ]
 }

@@ -12,6 +12,7 @@
 //! Connections are limited in `listen`; a panic in any handler is a 500.
 
 pub mod api;
+#[cfg(feature = "console")]
 mod console;
 mod experiments;
 mod explain;
@@ -40,7 +41,12 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use weir_access::{
     base_pipeline, fingerprint, Access, AuditLog, ExtractionDetector, Principal, Quotas, Refusal, Verdict,
 };
-use weir_console::Board;
+/// The console's live board. A build without the console (cargo feature
+/// `console`) has no value of it, so an `Option<Board>` there is `None`.
+#[cfg(feature = "console")]
+pub use weir_console::Board;
+#[cfg(not(feature = "console"))]
+pub enum Board {}
 use weir_core::{Classify, ErrorKind};
 use weir_observe::provenance::ProvenanceStore;
 
@@ -80,10 +86,13 @@ pub(crate) struct AppState {
     /// Extraction-like traffic on pipelines with protected outputs.
     pub(crate) extraction: ExtractionDetector,
     /// Live traffic and receipt history, for the console (`None`: it is off).
+    #[cfg(feature = "console")]
     pub(crate) board: Option<Board>,
     /// Every pipeline's graph, laid out for the console.
+    #[cfg(feature = "console")]
     pub(crate) layouts: Vec<weir_console::GraphLayout>,
     /// Open console event streams (at most `console::MAX_EVENT_STREAMS`).
+    #[cfg(feature = "console")]
     pub(crate) event_streams: Arc<Semaphore>,
     /// How to reload the manifest (`None`: this server cannot).
     pub(crate) reload: Option<Arc<dyn crate::Reload>>,
@@ -149,9 +158,12 @@ fn app_state(parts: Parts) -> Arc<AppState> {
     let slots = Semaphore::new(settings.max_concurrency);
     let budget = (settings.max_decoded_bytes / BUDGET_UNIT).min(u64::from(u32::MAX)).min(Semaphore::MAX_PERMITS as u64);
     let decoding = Semaphore::new(budget as usize);
-    let layouts = console::layouts(dispatcher.executor().manifest());
+    #[cfg(not(feature = "console"))]
+    let _no_console = board;
     Arc::new(AppState {
-        layouts,
+        #[cfg(feature = "console")]
+        layouts: console::layouts(dispatcher.executor().manifest()),
+        #[cfg(feature = "console")]
         event_streams: Arc::new(Semaphore::new(console::MAX_EVENT_STREAMS)),
         slots,
         decoding,
@@ -164,10 +176,20 @@ fn app_state(parts: Parts) -> Arc<AppState> {
         quotas: Quotas::default(),
         audit,
         extraction: ExtractionDetector::default(),
+        #[cfg(feature = "console")]
         board,
         reload,
         quality: Default::default(),
         monitors,
+    })
+}
+
+/// A query parameter, percent-decoded (`+` is a space).
+fn param(uri: &axum::http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name)
+            .then(|| percent_encoding::percent_decode_str(&value.replace('+', " ")).decode_utf8_lossy().into_owned())
     })
 }
 
