@@ -3,7 +3,7 @@
 # skipped when already present. Safe to run on every CI run.
 #
 #   - the Rust Wasm targets (wasm32-wasip2, wasm32-wasip1) via rustup
-#   - cargo-component (builds the guest components)
+#   - cargo-component (builds the guest components), wkg (registry interop tests)
 #   - the ONNX Runtime shared library, taken from the PyPI wheel
 #   - on x86-64: the aarch64 cross toolchain, qemu-user and aarch64 ONNX Runtime
 #   - the Debian packages the build and tests use
@@ -122,6 +122,15 @@ done
 if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION"; then
   say "building cargo-component $CARGO_COMPONENT_VERSION from crates.io (takes several minutes once)"
   cargo install --locked --quiet "cargo-component@$CARGO_COMPONENT_VERSION"
+fi
+
+# --- wkg ------------------------------------------------------------------
+# The Bytecode Alliance's Wasm package tool: the registry interop tests pull
+# what weir pushes with it, and run what it pushed.
+WKG_VERSION=0.16.1
+if ! wkg --version 2>/dev/null | grep -qx "wkg $WKG_VERSION"; then
+  say "building wkg $WKG_VERSION from crates.io (takes several minutes once)"
+  cargo install --locked --quiet "wkg@$WKG_VERSION"
 fi
 
 # --- ONNX Runtime from the PyPI wheel -------------------------------------

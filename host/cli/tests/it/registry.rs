@@ -405,3 +405,27 @@ fn oras_pulls_what_weir_pushes() {
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// weir and wkg, the Bytecode Alliance's Wasm package tool, read each
+/// other's pushes: `wkg oci pull` gets what `weir push` wrote byte for
+/// byte, and weir runs a component `wkg oci push` wrote.
+#[test]
+fn wkg_pulls_what_weir_pushes_and_weir_runs_what_wkg_pushed() {
+    let (Some(wkg), Some(registry)) = (weir_tests::services::require("wkg"), TestRegistry::start()) else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let wkg_oci = |args: &[&str]| {
+        let out = std::process::Command::new(&wkg).arg("oci").args(args).args(["--insecure", &registry.addr]).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "wkg oci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    assert_exit(&weir(&["push", SCALE, &registry.reference("steps/scale:1")], cache.path(), None), 0, "pushed");
+    let pulled = cache.path().join("scale-by-wkg.wasm");
+    wkg_oci(&["pull", &format!("{}/steps/scale:1", registry.addr), "-o", pulled.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&pulled).unwrap(), std::fs::read(SCALE).unwrap());
+
+    wkg_oci(&["push", &format!("{}/wkg/noop:1", registry.addr), NOOP]);
+    let request = r#"{"inputs": [{"name": "x", "datatype": "INT32", "shape": [2], "data": [4, 2]}]}"#;
+    let fresh = tempfile::tempdir().unwrap();
+    let out = weir(&["run", &registry.reference("wkg/noop:1"), "--input", "-"], fresh.path(), Some(request));
+    assert_exit(&out, 0, "\"data\":[4,2]");
+}
