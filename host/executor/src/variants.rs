@@ -4,6 +4,7 @@
 //! objective ([`weir_nn::variants::choose`]) and shown in `/v2/status`.
 
 use serde::Serialize;
+use weir_core::Objective;
 use weir_manifest::ModelDecl;
 use weir_nn::cache::ModelCache;
 use weir_nn::variants::{self, Candidate, Measurement};
@@ -70,15 +71,26 @@ pub async fn choose(
     let arch = host_arch();
     let mut excluded = Vec::new();
     let mut candidates = Vec::new();
+    let mut eligible = Vec::new();
     for variant in &decl.variants {
         if !variant.targets.is_empty() && !variant.targets.iter().any(|t| t == arch) {
             excluded.push((variant.name.clone(), format!("targets {} only", variant.targets.join(", "))));
-            continue;
-        }
-        if let Some(min) = decl.choice.min_accuracy.filter(|&min| variant.accuracy < min) {
+        } else if let Some(min) = decl.choice.min_accuracy.filter(|&min| variant.accuracy < min) {
             excluded.push((variant.name.clone(), format!("accuracy {} is below min_accuracy {min}", variant.accuracy)));
-            continue;
+        } else {
+            eligible.push(variant);
         }
+    }
+    // By accuracy only the most accurate can win: fetch no other (an edge
+    // link need not download every form of the model to pick one).
+    if decl.choice.objective == Objective::Accuracy {
+        let best = eligible.iter().map(|v| v.accuracy).fold(f64::MIN, f64::max);
+        for less in eligible.iter().filter(|v| v.accuracy < best) {
+            excluded.push((less.name.clone(), format!("accuracy {} is below the best, {best}", less.accuracy)));
+        }
+        eligible.retain(|v| v.accuracy >= best);
+    }
+    for variant in eligible {
         let resolved = resolver.resolve(&variant.artifact, ArtifactKind::Model).await.map_err(|error| {
             ResidencyError::Fetch { kind: ArtifactKind::Model, name: format!("{}.{}", decl.name, variant.name), error }
         })?;
