@@ -18,6 +18,10 @@ pub enum Element<'a> {
     /// A float as the shortest decimal that reads back to it; `None` for
     /// NaN and infinities, which have no JSON form (written as `null`).
     Float(Option<f64>),
+    /// An FP32 element, kept narrow: written as the shortest decimal that
+    /// reads back to it as an `f32` (0.6, not 0.6000000238418579), with no
+    /// detour through a string.
+    Float32(f32),
     Text(&'a str),
     Binary(&'a [u8]),
 }
@@ -30,6 +34,8 @@ impl Serialize for Element<'_> {
             Element::Signed(i) => serializer.serialize_i64(i),
             Element::Float(Some(f)) => serializer.serialize_f64(f),
             Element::Float(None) => serializer.serialize_unit(),
+            Element::Float32(f) if f.is_finite() => serializer.serialize_f32(f),
+            Element::Float32(_) => serializer.serialize_unit(),
             Element::Text(text) => serializer.serialize_str(text),
             Element::Binary(bytes) => serializer.collect_seq(bytes),
         }
@@ -43,6 +49,7 @@ impl From<Element<'_>> for Value {
             Element::Unsigned(u) => Value::from(u),
             Element::Signed(i) => Value::from(i),
             Element::Float(f) => f.map(Value::from).unwrap_or(Value::Null),
+            Element::Float32(f) => widened(f).map(Value::from).unwrap_or(Value::Null),
             Element::Text(text) => Value::from(text),
             Element::Binary(bytes) => Value::from(bytes.to_vec()),
         }
@@ -75,7 +82,7 @@ pub fn for_each_element<'a, E>(
         Datatype::Uint64 => all(&mut chunks::<8>(d).map(|c| Element::Unsigned(u64::from_le_bytes(c)))),
         Datatype::Int64 => all(&mut chunks::<8>(d).map(|c| Element::Signed(i64::from_le_bytes(c)))),
         Datatype::Fp16 => all(&mut chunks::<2>(d).map(|c| shortest_float(half::f16::from_le_bytes(c)))),
-        Datatype::Fp32 => all(&mut chunks::<4>(d).map(|c| shortest_float(f32::from_le_bytes(c)))),
+        Datatype::Fp32 => all(&mut chunks::<4>(d).map(|c| Element::Float32(f32::from_le_bytes(c)))),
         Datatype::Fp64 => {
             all(&mut chunks::<8>(d).map(|c| Element::Float(Some(f64::from_le_bytes(c)).filter(|f| f.is_finite()))))
         }
@@ -94,6 +101,12 @@ pub fn for_each_element<'a, E>(
 /// 0.6000000238418579).
 fn shortest_float<'a>(value: impl std::fmt::Display) -> Element<'a> {
     Element::Float(value.to_string().parse::<f64>().ok().filter(|f| f.is_finite()))
+}
+
+/// A finite `f32` as the `f64` of its shortest decimal (0.6, not
+/// 0.6000000238418579); `None` for NaN and infinities.
+fn widened(value: f32) -> Option<f64> {
+    value.is_finite().then(|| ryu::Buffer::new().format_finite(value).parse::<f64>().ok()).flatten()
 }
 
 /// A (validated) tensor's elements as a flat JSON array, serialised element
@@ -128,6 +141,7 @@ pub fn numbers(tensor: &Tensor) -> Vec<f64> {
             Element::Unsigned(u) => u as f64,
             Element::Signed(i) => i as f64,
             Element::Float(f) => f.unwrap_or(f64::NAN),
+            Element::Float32(f) => widened(f).unwrap_or(f64::NAN),
             Element::Text(_) | Element::Binary(_) => return Err(()),
         });
         Ok::<(), ()>(())
@@ -172,8 +186,11 @@ mod tests {
             Tensor {
                 name: "f".into(),
                 datatype: Datatype::Fp32,
-                shape: vec![3],
-                data: [0.6f32, f32::NAN, -1.0].iter().flat_map(|f| f.to_le_bytes()).collect(),
+                shape: vec![8],
+                data: [0.6f32, f32::NAN, -1.0, 1e-7, 3.4028235e38, f32::MIN_POSITIVE, 123456.79, f32::INFINITY]
+                    .iter()
+                    .flat_map(|f| f.to_le_bytes())
+                    .collect(),
             },
             Tensor {
                 name: "i".into(),
@@ -188,7 +205,17 @@ mod tests {
             let built = serde_json::to_string(&json_values(tensor)).unwrap();
             assert_eq!(streamed, built, "{}", tensor.name);
         }
-        assert_eq!(serde_json::to_string(&JsonElements(&cases[0])).unwrap(), "[0.6,null,-1.0]");
+        assert_eq!(
+            serde_json::to_string(&JsonElements(&cases[0])).unwrap(),
+            "[0.6,null,-1.0,1e-7,3.4028235e+38,1.1754944e-38,123456.79,null]"
+        );
+        // Each written float reads back to the same f32.
+        let written: Vec<Option<f64>> =
+            serde_json::from_str(&serde_json::to_string(&JsonElements(&cases[0])).unwrap()).unwrap();
+        for (w, c) in written.iter().zip(cases[0].data.chunks_exact(4)) {
+            let original = f32::from_le_bytes(c.try_into().unwrap());
+            assert_eq!(w.map(|w| w as f32), original.is_finite().then_some(original));
+        }
         assert_eq!(serde_json::to_string(&JsonElements(&cases[2])).unwrap(), r#"["héllo",[255,0]]"#);
     }
 }

@@ -159,31 +159,40 @@ pub async fn invoke(
         return Err(InvokeError::FuelNotEnabled { step: step.into(), limit });
     }
 
-    let call = async {
-        let instance = component.pre.instantiate_async(&mut store).await?;
-        let instantiated = started.elapsed();
-        let output = instance.weir_pipeline_step().call_process(&mut store, &guest_inputs).await?;
-        Ok::<_, wasmtime::Error>((instantiated, output))
-    };
     // Epoch interruption stops guest code; this outer timer also stops a
     // guest parked in a host call (e.g. sleeping on a wasi:clocks pollable).
     // Dropping the call future abandons the instance safely.
     let bytes_in = guest_inputs.iter().map(|t| t.data.len() as u64).sum();
-    let (result, cpu) = match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, CpuMetered::new(call)).await {
-        Ok(result) => result,
-        Err(_elapsed) => return Err(InvokeError::Timeout { step: step.into(), limit: limits.timeout }),
+    let call = async move {
+        let called = async {
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            let instantiated = started.elapsed();
+            let output = instance.weir_pipeline_step().call_process(&mut store, &guest_inputs).await?;
+            Ok::<_, wasmtime::Error>((instantiated, output))
+        }
+        .await;
+        let after = AfterCall {
+            fuel_consumed: limits_fuel_consumed(&store, engine, limits),
+            nn: store.data_mut().take_nn_usage(),
+            peak_memory_bytes: store.data().memory().peak,
+            refused_memory: store.data().memory().refused,
+            egress: store.data().egress_events(),
+        };
+        // The instance goes back to the pool (its memory reset in place)
+        // here, inside the metered future: a step pays for its teardown.
+        drop(store);
+        (called, after)
     };
+    let ((result, after), cpu) =
+        match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, CpuMetered::new(call)).await {
+            Ok(result) => result,
+            Err(_elapsed) => return Err(InvokeError::Timeout { step: step.into(), limit: limits.timeout }),
+        };
 
     let logs = crate::logs::collect(&stdout, &stderr);
-    let fuel_consumed = limits_fuel_consumed(&store, engine, limits);
-    let nn = store.data_mut().take_nn_usage();
-    let limiter = store.data().memory();
     let (instantiate, output) = match result {
         Ok(ok) => ok,
-        Err(error) => {
-            let err = classify_failure(step, limits, limiter.refused, &error, &logs);
-            return Err(err);
-        }
+        Err(error) => return Err(classify_failure(step, limits, after.refused_memory, &error, &logs)),
     };
     let outputs: Vec<Tensor> = match output {
         Ok(outputs) => outputs.into_iter().map(from_guest).collect(),
@@ -195,17 +204,26 @@ pub async fn invoke(
     let stats = StepStats {
         wall: started.elapsed(),
         instantiate,
-        peak_memory_bytes: limiter.peak,
-        fuel_consumed,
+        peak_memory_bytes: after.peak_memory_bytes,
+        fuel_consumed: after.fuel_consumed,
         // Inference ran on a blocking thread, and ONNX Runtime's pool
         // threads worked for this step too.
-        cpu: cpu + nn.run_cpu + nn.pool_cpu,
-        nn,
+        cpu: cpu + after.nn.run_cpu + after.nn.pool_cpu,
+        nn: after.nn,
         bytes_in,
         bytes_out,
-        egress: store.data().egress_events(),
+        egress: after.egress,
     };
     Ok(StepOutput { outputs, logs, stats })
+}
+
+/// What a step's store recorded, read before the store is dropped.
+struct AfterCall {
+    fuel_consumed: Option<u64>,
+    nn: NnUsage,
+    peak_memory_bytes: u64,
+    refused_memory: Option<u64>,
+    egress: Vec<crate::EgressEvent>,
 }
 
 fn limits_fuel_consumed(store: &Store<StepState>, engine: &WeirEngine, limits: &StepLimits) -> Option<u64> {

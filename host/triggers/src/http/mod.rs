@@ -58,9 +58,9 @@ use crate::dispatch::{panic_message, Dispatcher, Failure, Invocation, Prepared, 
 use crate::jobs::Jobs;
 use api::{ErrorBody, JobAccepted};
 // What the gRPC trigger shares with HTTP.
+use metadata::PipelineName;
 #[cfg(feature = "grpc")]
 pub(crate) use metadata::{extensions, metadata_of, ready};
-use metadata::{pipeline, PipelineName};
 
 /// The decoding budget is counted in KiB (semaphore permits are u32).
 const BUDGET_UNIT: u64 = 1024;
@@ -310,7 +310,7 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
-    pipeline(&state, &name)?;
+    state.dispatcher.executor().pipeline(&name)?;
     // Quotas are kept per pipeline, its versions included.
     let _admission = match state.quotas.admit(&principal, base_pipeline(&name)) {
         Ok(admission) => admission,
