@@ -14,9 +14,10 @@
 # c16; prints requests/s, p99, server CPU per request and the ratio to native.
 #
 #   bash scripts/bench-layered.sh [SECONDS_PER_CELL] [ROUNDS]      (default 8 s, 1 round)
-#   bash scripts/bench-layered.sh --check    (CI: 3 s cells, 3 rounds, no MLServer; fails when a
-#                                             ratio to native falls more than the margin below
-#                                             scripts/bench-layered.baseline)
+#   bash scripts/bench-layered.sh --check    (CI, in .ci/run: 3 s cells, 3 rounds, no MLServer;
+#                                             fails when a ratio to native falls more than the
+#                                             margin below scripts/bench-layered.baseline in two
+#                                             sittings in a row)
 #
 # Writes target/bench-layered/results.tsv (server, conc, rps, p99_us, cpu_us, ratio) as well.
 set -euo pipefail
@@ -101,25 +102,29 @@ done
 ticks=$(getconf CLK_TCK)
 # CPU of the server and its children (MLServer runs in a child process).
 cpu() { local total=0 t; for p in $1 $(pgrep -P "$1" || true); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) || t=0; total=$((total + ${t:-0})); done; echo $total; }
-: >"$out/raw.tsv"
-for round in $(seq 1 "$rounds"); do
-  for conc in $concs; do
-    for s in "${servers[@]}"; do
-      c0=$(cpu "${pid[$s]}")
-      result=$(BODY=$(body "$s") wrk -t1 -c"$conc" -d"${seconds}s" -s "$out/post.lua" \
-        "http://127.0.0.1:${port[$s]}/v2/models/digits/infer" | awk '/^RESULT/ {print $2, $3, $4, $5}')
-      c1=$(cpu "${pid[$s]}")
-      read -r requests duration_us p99_us errors <<<"$result"
-      cpu_us=$(( (c1 - c0) * 1000000 / ticks / (requests > 0 ? requests : 1) ))
-      rps=$(python3 -c "print(round($requests / ($duration_us / 1e6)))")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$conc" "$rps" "$p99_us" "$cpu_us" >>"$out/raw.tsv"
-      [ "$errors" = 0 ] || echo "warning: $s at c$conc had $errors errors" >&2
+# One sitting: every server at every concurrency, rounds interleaved.
+sitting() {
+  : >"$out/raw.tsv"
+  for round in $(seq 1 "$rounds"); do
+    for conc in $concs; do
+      for s in "${servers[@]}"; do
+        c0=$(cpu "${pid[$s]}")
+        result=$(BODY=$(body "$s") wrk -t1 -c"$conc" -d"${seconds}s" -s "$out/post.lua" \
+          "http://127.0.0.1:${port[$s]}/v2/models/digits/infer" | awk '/^RESULT/ {print $2, $3, $4, $5}')
+        c1=$(cpu "${pid[$s]}")
+        read -r requests duration_us p99_us errors <<<"$result"
+        cpu_us=$(( (c1 - c0) * 1000000 / ticks / (requests > 0 ? requests : 1) ))
+        rps=$(python3 -c "print(round($requests / ($duration_us / 1e6)))")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$conc" "$rps" "$p99_us" "$cpu_us" >>"$out/raw.tsv"
+        [ "$errors" = 0 ] || echo "warning: $s at c$conc had $errors errors" >&2
+      done
     done
   done
-done
+}
 
-# Median over rounds; ratios to the native server of the same concurrency.
-python3 - "$out" <<'PY'
+summarise() {
+  # Median over rounds; ratios to the native server of the same concurrency.
+  python3 - "$out" <<'PY'
 import csv, statistics, sys
 out = sys.argv[1]
 rows = list(csv.reader(open(f"{out}/raw.tsv"), delimiter="\t"))
@@ -139,8 +144,9 @@ with open(f"{out}/results.tsv", "w") as tsv:
             print(f"{server:<9} {conc:>4} {rps:>8.0f} {p99:>8.0f} {cpu:>10.0f} {ratio:>8.2f}× {p99_ratio:>11.2f}×")
             tsv.write(f"{server}\t{conc}\t{rps:.0f}\t{p99:.0f}\t{cpu:.0f}\t{ratio:.3f}\t{p99_ratio:.3f}\n")
 PY
+}
 
-if $check; then
+check() {
   # Ratios, not absolute times: the machines are shared and noisy.
   python3 - "$out/results.tsv" "$root/scripts/bench-layered.baseline" <<'PY'
 import csv, sys
@@ -158,4 +164,15 @@ for line in open(sys.argv[2]):
           f"(recorded {recorded}, at least {floor:.3f})")
 sys.exit(1 if failed else 0)
 PY
+}
+
+sitting
+summarise
+if $check && ! check; then
+  # A ratio below its floor once may be the machine: a regression stays
+  # when measured again, noise does not.
+  echo "a ratio fell below its floor; measuring the sitting again" >&2
+  sitting
+  summarise
+  check
 fi

@@ -31,9 +31,10 @@ as_root() {
 # docker-registry, skopeo and apache2-utils (htpasswd): the OCI tests' real
 # registry and interop tool; nats-server: the queue tests' broker (JetStream);
 # libssl-dev: TLS for the registry client; openssl: the HTTPS test's certificates;
-# chromium + chromium-driver: the console's tests drive a real headless browser.
+# chromium + chromium-driver: the console's tests drive a real headless browser;
+# wrk: the load generator of the layered benchmark CI runs (scripts/bench-layered.sh).
 apt_packages=(build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl libssl-dev openssl
-  docker-registry skopeo buildah apache2-utils nats-server chromium chromium-driver)
+  docker-registry skopeo buildah apache2-utils nats-server chromium chromium-driver wrk)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
