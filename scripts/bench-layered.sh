@@ -14,24 +14,29 @@
 # c16; prints requests/s, p99, server CPU per request and the ratio to native.
 #
 #   bash scripts/bench-layered.sh [SECONDS_PER_CELL] [ROUNDS]      (default 8 s, 1 round)
-#   bash scripts/bench-layered.sh --check    (CI, in .ci/run: 3 s cells, 3 rounds, no MLServer;
-#                                             fails when a ratio to native falls more than the
-#                                             margin below scripts/bench-layered.baseline in two
-#                                             sittings in a row)
+#   bash scripts/bench-layered.sh --check    (CI, in .ci/run: 3 s cells, 3 rounds, no MLServer,
+#                                             the `guard` build; fails when a ratio to native falls
+#                                             more than the margin below scripts/bench-layered.baseline
+#                                             in two sittings in a row)
 #
 # Writes target/bench-layered/results.tsv (server, conc, rps, p99_us, cpu_us, ratio) as well.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 check=false
 concs="1 4 16"
-if [ "${1:-}" = --check ]; then check=true concs=16; shift; set -- 3 3; fi
+# The guard measures the `guard` build (Cargo.toml: the release settings on
+# the request path, less optimisation for the compiler's crates): quicker to
+# build in CI. WEIR_BENCH_PROFILE measures another Cargo profile's build.
+profile=${WEIR_BENCH_PROFILE:-release}
+if [ "${1:-}" = --check ]; then check=true concs=16 profile=${WEIR_BENCH_PROFILE:-guard}; shift; set -- 3 3; fi
 seconds=${1:-8} rounds=${2:-1}
 out="$root/target/bench-layered"
 mkdir -p "$out"
 cd "$root"
 source "$root/scripts/bench-request.sh"
-bench_build
-peer=$(cargo bench --locked -p weir-cli --bench native_peer --no-run --message-format=json 2>/dev/null |
+bench_build "$profile"
+weir="target/$profile/weir"
+peer=$(cargo build --locked --profile "$profile" -p weir-cli --bench native_peer --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -57,9 +62,9 @@ declare -A port pid
 servers=(native 1-step 3-step)
 port[native]=18090 port[1-step]=18091 port[3-step]=18092
 "$peer" 127.0.0.1:18090 examples/models/digits.onnx 2>"$out/native.log" & pid[native]=$! pids+=($!)
-WEIR_LOG=warn target/release/weir serve "$out/one-step.toml" --listen 127.0.0.1:18091 --no-auth 2>"$out/1-step.log" &
+WEIR_LOG=warn "$weir" serve "$out/one-step.toml" --listen 127.0.0.1:18091 --no-auth 2>"$out/1-step.log" &
 pid[1-step]=$! pids+=($!)
-WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18092 --no-auth 2>"$out/3-step.log" &
+WEIR_LOG=warn "$weir" serve examples/digits/weir.toml --listen 127.0.0.1:18092 --no-auth 2>"$out/3-step.log" &
 pid[3-step]=$! pids+=($!)
 # MLServer, pinned, in its own environment (with what train.py needs to make the joblib model).
 mls_env="${WEIR_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/weir}/mlserver-1.7.1"

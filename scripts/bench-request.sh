@@ -22,9 +22,9 @@ end
 LUA
 }
 
-bench_build() {
+bench_build() { # [PROFILE] (default release; the binary lands in target/PROFILE/weir)
   export PATH="$HOME/.cargo/bin:$PATH"
   command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-  cargo build --release --locked --quiet -p weir-cli
+  cargo build --profile "${1:-release}" --locked --quiet -p weir-cli
   bash scripts/build-components.sh >/dev/null
 }

@@ -5,7 +5,9 @@
 # (tests/build.rs). Lints and rustdoc run in .ci/run (scripts/lint.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+started=$SECONDS
 bash "$root/scripts/setup.sh"
+echo "test.sh: set-up took $((SECONDS - started)) s" >&2
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
 cargo fmt --all --check

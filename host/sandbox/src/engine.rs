@@ -2,7 +2,7 @@
 //! allocator sized from one knob, and the epoch ticker that enforces
 //! wall-clock timeouts.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,6 +15,11 @@ const KEEP_RESIDENT: usize = 1 << 20;
 
 /// One epoch tick: how often a running guest yields and checks its deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Ticks in a row with no guest running after which the epoch thread parks
+/// until one starts: an idle server does not wake a thousand times a second
+/// for nothing (scale to zero), and steady traffic never parks it.
+const IDLE_TICKS_BEFORE_PARKING: u32 = 50;
 
 /// How the engine is built. Fixed for the life of the process: every
 /// component is compiled for these settings.
@@ -70,6 +75,33 @@ impl WeirEngine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// Held while a guest may run in a store of this engine: the epoch
+    /// thread ticks (and so deadlines are enforced) for as long as any such
+    /// guard is alive.
+    pub fn guest_running(&self) -> GuestRunning<'_> {
+        if let Some(ticker) = &self.ticker {
+            ticker.shared.guest_started();
+        }
+        GuestRunning(self.ticker.as_ref().map(|t| &*t.shared))
+    }
+
+    /// Whether the epoch thread is parked now (no guest has run for
+    /// `IDLE_TICKS_BEFORE_PARKING` ticks).
+    pub fn ticker_parked(&self) -> bool {
+        self.ticker.as_ref().is_some_and(|t| t.shared.parked.load(Ordering::SeqCst))
+    }
+}
+
+/// See [`WeirEngine::guest_running`].
+pub struct GuestRunning<'a>(Option<&'a TickerShared>);
+
+impl Drop for GuestRunning<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.running.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -143,28 +175,109 @@ fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
     pool
 }
 
-/// Advances the engine's epoch every tick so that stores with an epoch
-/// deadline trap once their wall-clock budget is spent.
+/// Advances the engine's epoch every tick while guests run, so that stores
+/// with an epoch deadline yield and trap once their wall-clock budget is
+/// spent; parks when none has run for a while.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<TickerShared>,
     thread: JoinHandle<()>,
+}
+
+struct TickerShared {
+    stop: AtomicBool,
+    /// Guests that may be running now ([`GuestRunning`] guards alive).
+    running: AtomicUsize,
+    /// The ticker is parked, or about to park: a starting guest unparks it.
+    parked: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl TickerShared {
+    fn guest_started(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both sides: either the ticker sees this guest before it
+        // parks, or this sees `parked` and wakes it (an unpark before the
+        // park is not lost).
+        if self.parked.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let shared = Arc::new(TickerShared {
+            stop: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let ticking = shared.clone();
         let thread = std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
+            let mut idle_ticks = 0;
+            while !ticking.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
+                if ticking.running.load(Ordering::SeqCst) > 0 {
+                    idle_ticks = 0;
+                    continue;
+                }
+                idle_ticks += 1;
+                if idle_ticks < IDLE_TICKS_BEFORE_PARKING {
+                    continue;
+                }
+                ticking.parked.store(true, Ordering::SeqCst);
+                while ticking.running.load(Ordering::SeqCst) == 0 && !ticking.stop.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                ticking.parked.store(false, Ordering::SeqCst);
+                idle_ticks = 0;
             }
         })?;
-        Ok(EpochTicker { stop, thread })
+        let _ = shared.thread.set(thread.thread().clone());
+        Ok(EpochTicker { shared, thread })
     }
 
     fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake();
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(10), "{what} did not happen within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_ticker_parks_when_idle_and_ticks_while_a_guest_runs() {
+        let engine = WeirEngine::new(EngineOptions { max_instances: 0, ..EngineOptions::default() }).unwrap();
+        wait_for("parking when idle", || engine.ticker_parked());
+        let running = engine.guest_running();
+        wait_for("waking for a guest", || !engine.ticker_parked());
+        // It keeps ticking for as long as the guest may run.
+        std::thread::sleep(EPOCH_TICK * (IDLE_TICKS_BEFORE_PARKING * 3));
+        assert!(!engine.ticker_parked(), "the ticker parked while a guest was running");
+        drop(running);
+        wait_for("parking again", || engine.ticker_parked());
+        // A parked ticker still stops promptly.
+        let started = Instant::now();
+        drop(engine);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

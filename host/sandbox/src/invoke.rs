@@ -132,6 +132,8 @@ pub async fn invoke(
     inputs: Vec<Tensor>,
 ) -> Result<StepOutput, InvokeError> {
     let started = Instant::now();
+    // The epoch thread ticks while this guard lives, which the deadline needs.
+    let _ticking = engine.guest_running();
     validate_all(&inputs).map_err(|source| InvokeError::MalformedInput { step: step.into(), source })?;
     let guest_inputs: Vec<_> = inputs.into_iter().map(to_guest).collect();
 

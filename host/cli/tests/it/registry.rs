@@ -319,6 +319,34 @@ fn thousands_of_registered_pipelines_cost_little_memory_when_idle() {
     assert_eq!(component(&now, "noop")["cold_starts"], 1);
 }
 
+/// An idle server spends (almost) no CPU: nothing wakes it a thousand
+/// times a second once no step is running (the epoch thread parks).
+#[test]
+fn an_idle_server_spends_almost_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weir.toml");
+    let pipeline = "[pipelines.p]\nsteps = [{ name = \"s\", component = \"scale\", inputs = [\"x=input.x\"], config = \
+                    { mean = 0, std = 1 } }]\noutputs = { y = \"s.y\" }\n";
+    std::fs::write(&manifest, format!("[components.scale]\nsource = \"{SCALE}\"\n{pipeline}")).unwrap();
+    let server = start_with(&manifest, &[], &[]);
+    let x = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}"#;
+    let (code, response) = post(&server, "/v2/models/p/infer", x);
+    assert_eq!(code, 200, "{response}");
+    // utime + stime of the whole process, in clock ticks (1/100 s here).
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(5));
+    let spent = cpu_ticks() - before;
+    eprintln!("idle for 5 s after one request: {spent} clock ticks of CPU");
+    // Before the epoch thread parked it was ~2 % of a core (10+ ticks in 5 s).
+    assert!(spent <= 3, "an idle server spent {spent} clock ticks of CPU in 5 s");
+}
+
 /// Two processes pulling the same artifacts into one cache at once, several
 /// times over: every pull succeeds with the right bytes, and the cache holds
 /// each blob once, whole, with no half-written files left behind.

@@ -184,6 +184,26 @@ async fn a_runaway_step_does_not_block_other_invocations() {
     assert!(matches!(looping.await.unwrap(), Err(InvokeError::Timeout { .. })));
 }
 
+/// The epoch thread parks when no guest has run for a while (an idle host
+/// does not wake for nothing); a runaway guest that starts on such a host
+/// must still be stopped at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_guest_is_stopped_after_the_host_was_idle() {
+    let runtime = runtime(false);
+    let bad = runtime.load_file(HOSTILE.as_ref()).unwrap();
+    let scale = runtime.load_file(SCALE.as_ref()).unwrap();
+    let idle_since = Instant::now();
+    while !runtime.engine().ticker_parked() {
+        assert!(idle_since.elapsed() < Duration::from_secs(10), "the epoch thread never parked on an idle host");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let err = hostile(&runtime, &bad, "infinite-loop", &[]).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout took {:?}", started.elapsed());
+    assert_still_serves(&runtime, &scale).await;
+}
+
 #[tokio::test]
 async fn no_state_crosses_invocations() {
     let runtime = runtime(false);

@@ -226,7 +226,7 @@ pub fn response(response: InferenceResponse) -> ModelInferResponse {
         model_name,
         model_version: model_version.unwrap_or_default(),
         id: id.unwrap_or_default(),
-        parameters: grpc_parameters(parameters),
+        parameters: grpc_parameters(parameters.map(oip::ResponseParameters::into_values)),
         outputs,
         raw_output_contents: raw,
     }

@@ -7,6 +7,7 @@
 mod binary;
 mod decode;
 mod limits;
+mod parameters;
 
 use std::collections::HashSet;
 
@@ -25,6 +26,7 @@ use weir_observe::receipts::Receipt;
 pub use binary::{raw_tensor, split_body, BinaryOutputs, HEADER_LENGTH};
 use decode::{decode_data, DataError};
 pub use limits::{RequestLimits, DECODED_BYTES_PER_BODY_BYTE};
+pub use parameters::{ReceiptParameter, ResponseParameters};
 
 /// A request that is not valid OIP JSON, or over a limit, with where and why.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -96,7 +98,7 @@ pub struct InferenceResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Map<String, Value>>,
+    pub parameters: Option<ResponseParameters>,
     pub outputs: Vec<ResponseOutput>,
 }
 
@@ -438,12 +440,13 @@ pub fn pipeline_response(
 ) -> Result<InferenceResponse, OipError> {
     let trace = options.trace;
     let outputs = select_outputs(request.outputs.as_deref(), output.outputs.clone())?;
-    let mut parameters = Map::new();
-    if let Some(receipt) = receipt {
-        let receipt =
-            if options.full_receipt { serde_json::to_value(receipt) } else { serde_json::to_value(receipt.compact()) };
-        parameters.insert("receipt".into(), receipt.unwrap_or(Value::Null));
-    }
+    let mut parameters = ResponseParameters {
+        receipt: receipt.map(|receipt| match options.full_receipt {
+            true => ReceiptParameter::Full(receipt.clone()),
+            false => ReceiptParameter::Compact(receipt.compact()),
+        }),
+        values: Map::new(),
+    };
     if trace {
         let steps: Vec<TracedStep> = output
             .steps
@@ -457,8 +460,8 @@ pub fn pipeline_response(
                 outputs: step.outputs.iter().map(|t| tapped(t, &step.step, sensitive)).collect(),
             })
             .collect();
-        parameters.insert("trace".into(), serde_json::to_value(steps).unwrap_or(Value::Null));
-        parameters.insert("wall_us".into(), Value::from(output.wall.as_micros() as u64));
+        parameters.values.insert("trace".into(), serde_json::to_value(steps).unwrap_or(Value::Null));
+        parameters.values.insert("wall_us".into(), Value::from(output.wall.as_micros() as u64));
     }
     Ok(InferenceResponse {
         model_name: model_name.to_string(),
