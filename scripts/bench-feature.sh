@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a feature costs: two release `weir serve examples/digits` side by
+# What a feature costs: two release-built `weir serve examples/digits` side by
 # side, one as it is by default and one with the feature's --no-FEATURE
 # flag, driven by wrk (one thread, closed loop) at concurrency 1, 4 and 16,
 # interleaved over ROUNDS rounds with the order flipped every round; prints
@@ -7,6 +7,8 @@
 # costs in %. scripts/bench-receipts.sh and scripts/bench-console.sh call it.
 #
 #   bash scripts/bench-feature.sh FEATURE [SECONDS_PER_CELL] [ROUNDS]      (default 5 s, 5 rounds)
+#
+# WEIR_BENCH_PROFILE=guard measures the CI guard's build instead of release.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 feature=${1:?usage: bench-feature.sh FEATURE [SECONDS] [ROUNDS]}
@@ -15,14 +17,17 @@ out="$root/target/bench-$feature"
 mkdir -p "$out"
 cd "$root"
 source "$root/scripts/bench-request.sh"
-bench_build
+# WEIR_BENCH_PROFILE measures another Cargo profile's build (e.g. guard).
+profile=${WEIR_BENCH_PROFILE:-release}
+weir="target/$profile/weir"
+bench_build "$profile"
 bench_request "$out"
 
 declare -A port pid
 port[on]=18290 port[none]=18291
-WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18290 --no-auth \
+WEIR_LOG=warn "$weir" serve examples/digits/weir.toml --listen 127.0.0.1:18290 --no-auth \
   2>"$out/on.log" & pid[on]=$!
-WEIR_LOG=warn target/release/weir serve examples/digits/weir.toml --listen 127.0.0.1:18291 --no-auth \
+WEIR_LOG=warn "$weir" serve examples/digits/weir.toml --listen 127.0.0.1:18291 --no-auth \
   "--no-$feature" 2>"$out/none.log" & pid[none]=$!
 trap 'kill ${pid[on]} ${pid[none]} 2>/dev/null || true' EXIT
 for s in on none; do

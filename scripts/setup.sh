@@ -120,9 +120,14 @@ for component in rustfmt clippy; do
 done
 
 # --- cargo-component -------------------------------------------------------
+# Both tools are built unoptimised and without debug info: cargo-component's
+# release profile asks for LTO with one codegen unit, which takes minutes
+# longer to build, and neither tool's speed shows in a build or a test (the
+# guests they build are byte for byte the same).
+tool_install() { CARGO_PROFILE_DEV_DEBUG=false cargo install --debug --locked --quiet "$@"; }
 if ! cargo component --version 2>/dev/null | grep -q "$CARGO_COMPONENT_VERSION"; then
   say "building cargo-component $CARGO_COMPONENT_VERSION from crates.io (takes several minutes once)"
-  cargo install --locked --quiet "cargo-component@$CARGO_COMPONENT_VERSION"
+  tool_install "cargo-component@$CARGO_COMPONENT_VERSION"
 fi
 
 # --- wkg ------------------------------------------------------------------
@@ -131,7 +136,7 @@ fi
 WKG_VERSION=0.16.1
 if ! wkg --version 2>/dev/null | grep -qx "wkg $WKG_VERSION"; then
   say "building wkg $WKG_VERSION from crates.io (takes several minutes once)"
-  cargo install --locked --quiet "wkg@$WKG_VERSION"
+  tool_install "wkg@$WKG_VERSION"
 fi
 
 # --- ONNX Runtime from the PyPI wheel -------------------------------------
